@@ -1,0 +1,3 @@
+from podmill.cli import main
+
+main()

@@ -1,0 +1,353 @@
+"""The ``podmill`` command line."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from enum import Enum
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from rich.text import Text
+
+from podmill import __version__
+from podmill.domain import Episode
+from podmill.engine import cli as engine_cli
+from podmill.errors import PodmillError
+from podmill.settings import Settings, effective_values, load_settings
+
+app = typer.Typer(
+    help="podmill: podcast and audio intelligence, self-hosted and offline.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
+config_app = typer.Typer(help="Inspect the effective configuration.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(config_app, name="config")
+
+err = Console(stderr=True)
+out = Console(highlight=False, soft_wrap=True)
+
+ConfigOpt = Annotated[
+    Path | None, typer.Option("--config", help="podmill.toml to read (default ./podmill.toml)")
+]
+DataDirOpt = Annotated[Path | None, typer.Option("--data-dir", help="where artifacts live")]
+
+
+class ModelChoice(str, Enum):
+    tiny_en = "tiny.en"
+    base = "base"
+
+
+class ShowFormat(str, Enum):
+    outline = "outline"
+    json = "json"
+    srt = "srt"
+    vtt = "vtt"
+    txt = "txt"
+
+
+def _settings(config: Path | None, **cli: Any) -> Settings:
+    settings, _ = load_settings(cli, config)
+    logging.basicConfig(level=settings.log_level.upper(), stream=sys.stderr)
+    return settings
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"podmill {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="print version")
+    ] = False,
+) -> None:
+    """podmill: podcast and audio intelligence, self-hosted and offline."""
+
+
+# ----------------------------------------------------------------------------- run
+
+
+def parse_since(value: str | None) -> datetime | None:
+    """``2026-11-01``, an ISO timestamp, or a relative ``7d`` / ``12h``."""
+    if value is None:
+        return None
+    match = re.fullmatch(r"(\d+)([dhw])", value.strip())
+    if match:
+        amount, unit = int(match.group(1)), match.group(2)
+        delta = {
+            "d": timedelta(days=amount),
+            "h": timedelta(hours=amount),
+            "w": timedelta(weeks=amount),
+        }[unit]
+        return datetime.now(UTC) - delta
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise PodmillError(
+            f"--since {value!r} is not a date: use YYYY-MM-DD, an ISO timestamp or e.g. 7d"
+        ) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+class ProgressReporter:
+    """Rich progress: one line per episode with its stage and audio-seconds per second."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.tasks: dict[str, TaskID] = {}
+        self.started: dict[str, float] = {}
+        self.audio: dict[str, float] = {}
+
+    def episode_started(self, episode: Episode) -> None:
+        self.started[episode.episode_key] = time.monotonic()
+        self.tasks[episode.episode_key] = self.progress.add_task(
+            episode.title[:48], total=10, stage="queued", speed=""
+        )
+
+    def stage_started(self, episode: Episode, stage: str) -> None:
+        self.progress.update(self.tasks[episode.episode_key], stage=stage)
+
+    def stage_finished(self, episode: Episode, stage: str, seconds: float, cached: bool) -> None:
+        self.progress.advance(self.tasks[episode.episode_key])
+
+    def audio_progress(self, episode: Episode, position: float) -> None:
+        self.audio[episode.episode_key] = position
+        elapsed = time.monotonic() - self.started[episode.episode_key]
+        speed = f"{position / elapsed:.1f} audio-s/s" if elapsed > 0 else ""
+        self.progress.update(self.tasks[episode.episode_key], speed=speed)
+
+    def episode_finished(self, result: Any) -> None:
+        task = self.tasks[result.episode_key]
+        elapsed = time.monotonic() - self.started[result.episode_key]
+        speed = f"{result.audio_seconds / elapsed:.1f} audio-s/s" if elapsed > 0 else ""
+        label = "[green]done" if result.status == "done" else f"[red]failed ({result.failed_stage})"
+        self.progress.update(task, stage=label, speed=speed, completed=10)
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(bar_width=20),
+        TextColumn("{task.fields[stage]}"),
+        TextColumn("{task.fields[speed]}"),
+        TimeElapsedColumn(),
+        console=err,
+    )
+
+
+def _print_summary(results: list[Any]) -> None:
+    table = Table(title="podmill run", show_lines=False)
+    for column in ("episode", "key", "status", "seconds", "detail"):
+        table.add_column(column)
+    for r in results:
+        table.add_row(
+            r.title[:40],
+            r.episode_key,
+            "[green]done" if r.status == "done" else "[red]failed",
+            f"{sum(r.timings.values()):.1f}",
+            r.error or r.artifacts.get("summary_md", ""),
+        )
+    err.print(table)
+
+
+@app.command()
+def run(
+    source: Annotated[str, typer.Argument(help="feed URL or file, or audio URL or file")],
+    data_dir: DataDirOpt = None,
+    limit: Annotated[int | None, typer.Option(help="newest N episodes of a feed")] = None,
+    since: Annotated[str | None, typer.Option(help="episodes published since DATE or 7d")] = None,
+    model: Annotated[ModelChoice | None, typer.Option(help="Whisper model")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON object per episode")] = False,
+    allow_private_networks: Annotated[
+        bool | None, typer.Option(help="allow downloads from private/loopback addresses")
+    ] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Transcribe and outline a feed's episodes or one audio file (embedded, offline)."""
+    from podmill.feeds.sources import resolve
+    from podmill.pipeline.runner import Runner
+
+    settings = _settings(
+        config,
+        data_dir=data_dir,
+        **{"asr.model": model.value if model else None},
+        allow_private_networks=allow_private_networks,
+    )
+    resolved = resolve(source, settings, limit=limit, since=parse_since(since))
+    for item in resolved.skipped:
+        err.print(f"skipped {item.title}: {item.reason}", markup=False, soft_wrap=True)
+    if not resolved.episodes:
+        raise PodmillError(f"{source}: no episodes to process (check --since / --limit)")
+    if limit is None and len(resolved.episodes) > 10:
+        err.print(
+            f"processing all {len(resolved.episodes)} episodes, newest first "
+            "(use --limit N or --since DATE for fewer)",
+            soft_wrap=True,
+        )
+    with _progress() as progress:
+        runner = Runner(settings, ProgressReporter(progress))
+        results = runner.run_many(resolved.episodes, feed=resolved.feed)
+    if as_json:
+        for r in results:
+            out.print(json.dumps(r.to_json(), ensure_ascii=False), soft_wrap=True)
+    _print_summary(results)
+    if any(r.status != "done" for r in results):
+        raise typer.Exit(1)
+
+
+# ---------------------------------------------------------------------------- show
+
+
+def find_episode_dir(settings: Settings, key: str) -> Path:
+    """The newest finished artifact directory of an episode (a unique key prefix is enough)."""
+    root = settings.data_dir / "episodes"
+    matches = sorted(p for p in root.glob(f"{key}*") if p.is_dir()) if root.is_dir() else []
+    if not matches:
+        raise PodmillError(
+            f"no episode {key!r} in {root}; run `podmill run` first or check --data-dir"
+        )
+    if len(matches) > 1 and not any(p.name == key for p in matches):
+        names = ", ".join(p.name for p in matches[:5])
+        raise PodmillError(f"episode key {key!r} is ambiguous ({names}); give more characters")
+    episode = next((p for p in matches if p.name == key), matches[0])
+    done = [p for p in episode.iterdir() if (p / "topics.json").is_file()]
+    if not done:
+        raise PodmillError(f"episode {episode.name} has no finished run in {episode}")
+    return max(done, key=lambda p: (p / "topics.json").stat().st_mtime)
+
+
+@app.command()
+def show(
+    episode_key: Annotated[str, typer.Argument(help="episode key (or a unique prefix)")],
+    data_dir: DataDirOpt = None,
+    format: Annotated[ShowFormat, typer.Option("--format", help="what to print")] = (
+        ShowFormat.outline
+    ),
+    config: ConfigOpt = None,
+) -> None:
+    """Print an episode's outline, topic tree or transcript."""
+    from podmill.domain import TopicNode
+    from podmill.pipeline.outline import render_outline
+
+    settings = _settings(config, data_dir=data_dir)
+    folder = find_episode_dir(settings, episode_key)
+    if format is ShowFormat.outline:
+        data = json.loads((folder / "topics.json").read_text())
+        out.print(render_outline(TopicNode.from_dict(data["root"])), markup=False)
+        return
+    name = {
+        "json": "topics.json",
+        "srt": "transcript.srt",
+        "vtt": "transcript.vtt",
+        "txt": "transcript.txt",
+    }[format.value]
+    sys.stdout.write((folder / name).read_text())
+
+
+# ---------------------------------------------------------------------------- demo
+
+
+@app.command()
+def demo(
+    data_dir: Annotated[Path, typer.Option("--data-dir", help="output")] = Path("podmill-demo"),
+    config: ConfigOpt = None,
+) -> None:
+    """Process the bundled demo feed (3 short public-domain clips) and print outlines."""
+    from podmill.domain import TopicNode
+    from podmill.feeds.sources import resolve
+    from podmill.pipeline.outline import render_outline
+    from podmill.pipeline.runner import Runner
+
+    settings = _settings(config, data_dir=data_dir)
+    with resources.as_file(resources.files("podmill") / "demo" / "feed.xml") as feed_path:
+        resolved = resolve(str(feed_path), settings)
+        with _progress() as progress:
+            runner = Runner(settings, ProgressReporter(progress))
+            results = runner.run_many(resolved.episodes, feed=resolved.feed)
+    for r in results:
+        out.rule(escape(f"{r.title}  [{r.episode_key}]"))
+        if r.status == "done":
+            data = json.loads(Path(r.artifacts["topics"]).read_text())
+            out.print(render_outline(TopicNode.from_dict(data["root"])), markup=False)
+        else:
+            out.print(f"failed: {r.error}", markup=False)
+    err.print(f"artifacts in {settings.data_dir.resolve()}/episodes/")
+    if any(r.status != "done" for r in results):
+        raise typer.Exit(1)
+
+
+# ------------------------------------------------------------------------ db, config
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    db: Annotated[str | None, typer.Option("--db", help="database URL")] = None,
+    data_dir: DataDirOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Create or migrate the database schema to the latest version."""
+    from podmill.storage import db as storage_db
+
+    settings = _settings(config, db=db, data_dir=data_dir)
+    storage_db.upgrade(settings.database_url)
+    err.print(f"database at revision {storage_db.current_revision(settings.database_url)}")
+
+
+@config_app.command("show")
+def config_show(
+    config: ConfigOpt = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Print every effective setting and where its value came from."""
+    settings, provenance = load_settings({}, config)
+    values = effective_values(settings)
+    if as_json:
+        payload = {
+            k: {"value": v, "source": provenance.get(k, "default")} for k, v in values.items()
+        }
+        out.print(json.dumps(payload, indent=2))
+        return
+    table = Table(show_header=True)
+    table.add_column("setting")
+    table.add_column("value")
+    table.add_column("from")
+    for key, value in values.items():
+        table.add_row(key, str(value), provenance.get(key, "default"))
+    out.print(table)
+
+
+# --------------------------------------------------------------------------- engine
+
+app.command()(engine_cli.worker)
+app.command()(engine_cli.submit)
+app.add_typer(engine_cli.jobs_app, name="jobs")
+app.add_typer(engine_cli.dead_app, name="dead")
+app.add_typer(engine_cli.queues_app, name="queues")
+
+
+def main() -> None:
+    """Console entry point: user errors print one line, never a traceback."""
+    try:
+        app()
+    except PodmillError as exc:
+        err.print(Text.assemble(("error: ", "bold red"), str(exc)), highlight=False, soft_wrap=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)

@@ -1,0 +1,176 @@
+"""Claiming steps: which pending steps a worker may take, and taking them with their locks.
+
+One transaction per claim. Postgres selects with ``FOR UPDATE OF steps, jobs SKIP LOCKED``
+so concurrent claimers never wait for, nor take, each other's rows (nor a job another
+transaction is completing); SQLite runs it under ``BEGIN IMMEDIATE``, one writer at a time.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Collection
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from sqlalchemy import Connection, Select, case, exists, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from podmill.pipeline.dag import STAGE_NAMES
+from podmill.storage.models import JobRow, PausedStageRow, ResourceLockRow, StepRow
+
+STEPS = StepRow.__table__
+JOBS = JobRow.__table__
+LOCKS = ResourceLockRow.__table__
+PAUSED = PausedStageRow.__table__
+
+ClaimOrder = Literal["fifo", "drain"]
+
+
+@dataclass(frozen=True)
+class ClaimedStep:
+    """A step a worker now holds: run it, then complete/fail/release it with ``lease_token``."""
+
+    step_id: int
+    job_id: int
+    stage: str
+    attempt: int  # 1 on the first try
+    lease_token: str
+    payload: dict[str, Any]  # the job's payload
+    episode_key: str
+    fingerprint: str
+    correlation_id: str | None
+
+
+def claim_steps(
+    conn: Connection,
+    worker_id: str,
+    stages: Collection[str],
+    *,
+    limit: int,
+    order: ClaimOrder,
+    now: datetime,
+    lease: timedelta,
+) -> list[ClaimedStep]:
+    """Take up to ``limit`` claimable steps for ``worker_id``, inside the caller's transaction.
+
+    Stamps each step ``running`` with a fresh lease token, ``attempts + 1`` and a lease
+    ending at ``now + lease``; takes its resource lock; marks its job ``running``.
+    """
+    if limit < 1 or not stages:
+        return []
+    candidates = conn.execute(claimable(stages, limit=limit, order=order, now=now)).all()
+    taken: dict[int, ClaimedStep] = {}
+    # Lock keys are taken in key order, so two claimers can never wait on each other.
+    for row in sorted(candidates, key=lambda r: (r.resource_key or "", r.id)):
+        if row.resource_key is not None and not take_lock(
+            conn, row.resource_key, worker_id, now=now, ttl=lease, step_id=row.id
+        ):
+            continue  # another claim took the resource since the select
+        token = uuid.uuid4().hex
+        attempt = conn.execute(
+            update(STEPS)
+            .where(STEPS.c.id == row.id, STEPS.c.status == "pending")
+            .values(
+                status="running",
+                worker_id=worker_id,
+                lease_token=token,
+                lease_expires_at=now + lease,
+                attempts=STEPS.c.attempts + 1,
+                started_at=now,
+                finished_at=None,
+            )
+            .returning(STEPS.c.attempts)
+        ).scalar_one_or_none()
+        if attempt is None:
+            continue
+        taken[row.id] = ClaimedStep(
+            step_id=row.id,
+            job_id=row.job_id,
+            stage=row.stage,
+            attempt=attempt,
+            lease_token=token,
+            payload=row.payload,
+            episode_key=row.episode_key,
+            fingerprint=row.fingerprint,
+            correlation_id=row.correlation_id,
+        )
+    claimed = [taken[row.id] for row in candidates if row.id in taken]
+    if claimed:
+        conn.execute(
+            update(JOBS)
+            .where(JOBS.c.id.in_({c.job_id for c in claimed}), JOBS.c.status == "pending")
+            .values(status="running", started_at=func.coalesce(JOBS.c.started_at, now))
+        )
+    return claimed
+
+
+def claimable(stages: Collection[str], *, limit: int, order: ClaimOrder, now: datetime) -> Select:
+    """The steps a claim may take now, best first, locked (Postgres) as they are read."""
+    held_by_another_step = exists().where(
+        LOCKS.c.key == STEPS.c.resource_key,
+        LOCKS.c.expires_at > now,  # an expired lock is ignored, and taken over by the claim
+        or_(LOCKS.c.step_id.is_(None), LOCKS.c.step_id != STEPS.c.id),
+    )
+    query = (
+        select(
+            STEPS.c.id,
+            STEPS.c.job_id,
+            STEPS.c.stage,
+            STEPS.c.resource_key,
+            JOBS.c.payload,
+            JOBS.c.episode_key,
+            JOBS.c.fingerprint,
+            JOBS.c.correlation_id,
+        )
+        .join(JOBS, JOBS.c.id == STEPS.c.job_id)
+        .where(
+            STEPS.c.status == "pending",
+            # Only steps that were enqueued (became ready) are claimable.
+            STEPS.c.enqueued_at.is_not(None),
+            or_(STEPS.c.not_before.is_(None), STEPS.c.not_before <= now),
+            STEPS.c.stage.in_(list(stages)),
+            STEPS.c.stage.not_in(select(PAUSED.c.stage)),
+            JOBS.c.status != "cancelled",
+            or_(STEPS.c.resource_key.is_(None), ~held_by_another_step),
+        )
+        .limit(limit)
+        .with_for_update(of=[STEPS, JOBS], skip_locked=True)
+    )
+    fifo = (STEPS.c.enqueued_at, STEPS.c.id)
+    if order == "drain":
+        # Later stages first, so started jobs finish before new audio is transcribed.
+        rank = case({name: i for i, name in enumerate(STAGE_NAMES)}, value=STEPS.c.stage)
+        return query.order_by(rank.desc(), *fifo)
+    if order == "fifo":
+        return query.order_by(*fifo)
+    raise ValueError(f"unknown claim order {order!r}; expected 'fifo' or 'drain'")
+
+
+def take_lock(
+    conn: Connection,
+    key: str,
+    holder: str,
+    *,
+    now: datetime,
+    ttl: timedelta,
+    step_id: int | None = None,
+) -> bool:
+    """Take the resource lock ``key`` unless someone else holds it live; one statement.
+
+    A step's lock (``step_id`` given) may be re-taken for that same step; a free-standing
+    lock may be re-taken by its holder. Expired locks are taken over.
+    """
+    ours = LOCKS.c.step_id == step_id if step_id is not None else LOCKS.c.holder == holder
+    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    stmt = insert(LOCKS).values(key=key, holder=holder, step_id=step_id, expires_at=now + ttl)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[LOCKS.c.key],
+        set_={
+            "holder": stmt.excluded.holder,
+            "step_id": stmt.excluded.step_id,
+            "expires_at": stmt.excluded.expires_at,
+        },
+        where=or_(LOCKS.c.expires_at <= now, ours),
+    )
+    return conn.execute(stmt.returning(LOCKS.c.key)).first() is not None

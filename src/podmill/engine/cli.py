@@ -1,0 +1,504 @@
+"""Engine commands: ``worker``, ``submit``, ``jobs``, ``dead`` and ``queues``.
+
+Registered on the main app in :mod:`podmill.cli`. Every command takes ``--db`` (or the
+``db`` setting / ``PODMILL_DB``); a missing or unreachable database is one error line.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from podmill.errors import PodmillError
+from podmill.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from podmill.engine.store import Store
+
+jobs_app = typer.Typer(help="List, inspect, cancel and retry jobs.", no_args_is_help=True)
+dead_app = typer.Typer(help="Steps that failed for good: list and retry.", no_args_is_help=True)
+queues_app = typer.Typer(
+    help="Per-stage queue counts; pause and resume stages.", no_args_is_help=True
+)
+
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+out = Console(highlight=False, soft_wrap=True)
+
+DbOpt = Annotated[
+    str | None, typer.Option("--db", help="database URL (default: setting db / PODMILL_DB)")
+]
+ConfigOpt = Annotated[
+    Path | None, typer.Option("--config", help="podmill.toml to read (default ./podmill.toml)")
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="one JSON object per line")]
+
+
+# ---------------------------------------------------------------- settings, store
+
+
+def _settings(config: Path | None, **cli: Any) -> Settings:
+    settings, _ = load_settings(cli, config)
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    return settings
+
+
+def _require_db(settings: Settings) -> str:
+    if not settings.db:
+        raise PodmillError(
+            "no database: pass --db URL or set PODMILL_DB (e.g. sqlite:///podmill.db or "
+            "postgresql+psycopg://user@host/podmill)"
+        )
+    return settings.db
+
+
+def _display(url: str) -> str:
+    from sqlalchemy import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+@contextmanager
+def database_errors(url: str) -> Iterator[None]:
+    """Turn a lost or refused database connection into one error line."""
+    from sqlalchemy.exc import InterfaceError, OperationalError
+
+    try:
+        yield
+    except (OperationalError, InterfaceError) as exc:
+        reason = str(exc.orig or exc).strip().splitlines()[0]
+        raise PodmillError(
+            f"cannot use database {_display(url)}: {reason} "
+            "(check that it is running and the URL in --db / PODMILL_DB)"
+        ) from exc
+
+
+def open_store(
+    url: str, *, migrate: bool, lease_seconds: float = 30.0, retry_delay_scale: float = 1.0
+) -> Store:
+    """The engine store at ``url``; ``migrate`` brings the schema up to date first.
+
+    Without ``migrate`` a database that is not at the newest revision is an error that
+    says to run ``podmill db upgrade``.
+    """
+    from podmill.engine.store import Store
+    from podmill.storage import db as storage_db
+
+    if migrate:
+        storage_db.upgrade(url)
+    else:
+        current, head = storage_db.current_revision(url), storage_db.head_revision()
+        if current != head:
+            raise PodmillError(
+                f"database {_display(url)} is at schema revision {current or 'none'}, this "
+                f"podmill needs {head}: run `podmill db upgrade --db URL`"
+            )
+    return Store(url, lease_seconds=lease_seconds, retry_delay_scale=retry_delay_scale)
+
+
+def _read_store(db: str | None, config: Path | None) -> tuple[Store, str]:
+    url = _require_db(_settings(config, db=db))
+    return open_store(url, migrate=False), url
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def _print_json(obj: Any) -> None:
+    typer.echo(json.dumps(_jsonable(obj), ensure_ascii=False))
+
+
+def _when(value: Any) -> str:
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S")
+    return "" if value is None else str(value)
+
+
+# ------------------------------------------------------------------------ worker
+
+
+class ClaimOrder(str, Enum):
+    fifo = "fifo"
+    drain = "drain"
+
+
+def parse_pools(values: list[str] | None) -> dict[str, int] | None:
+    """``["asr=1", "cpu=3"]`` → ``{"asr": 1, "cpu": 3}``; ``None`` when none given."""
+    if not values:
+        return None
+    pools: dict[str, int] = {}
+    for value in values:
+        name, sep, size = value.partition("=")
+        if not sep or not name.strip() or not size.strip().isdigit():
+            raise PodmillError(f"--pool {value!r}: use NAME=N, e.g. --pool asr=1 --pool cpu=3")
+        pools[name.strip()] = int(size)
+    return pools
+
+
+def worker(
+    db: DbOpt = None,
+    pool: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--pool",
+            help="NAME=N slots for a profile (io, asr, cpu, llm) or one stage; repeat. "
+            "Default: every stage, io=4 asr=1 cpu=cores-1 llm=1",
+        ),
+    ] = None,
+    grace: Annotated[
+        float, typer.Option(help="seconds running steps may finish after SIGTERM/SIGINT")
+    ] = 30.0,
+    lease: Annotated[
+        float, typer.Option(help="lease seconds; heartbeats extend it every lease/3")
+    ] = 30.0,
+    poll: Annotated[
+        float | None,
+        typer.Option(
+            help="seconds between claim attempts without a wake-up [1 Postgres, 0.2 SQLite]"
+        ),
+    ] = None,
+    max_idle: Annotated[
+        float | None, typer.Option("--max-idle", help="exit after this many idle seconds")
+    ] = None,
+    order: Annotated[
+        ClaimOrder,
+        typer.Option(help="fifo: oldest ready step first; drain: later stages first"),
+    ] = ClaimOrder.fifo,
+    config: ConfigOpt = None,
+) -> None:
+    """Run a worker: claim steps for its pools and run them until SIGTERM/SIGINT."""
+    from podmill.engine.worker import Worker, resolve_pools
+
+    settings = _settings(config, db=db)
+    url = _require_db(settings)
+    pools = parse_pools(pool)
+    try:
+        resolve_pools(pools or {})
+    except ValueError as exc:
+        raise PodmillError(str(exc)) from None
+    store = open_store(
+        url,
+        migrate=True,
+        lease_seconds=lease,
+        retry_delay_scale=settings.pipeline.retry_delay_scale,
+    )
+    running = Worker(
+        store,
+        pools,
+        grace=grace,
+        poll_interval=poll,
+        max_idle=max_idle,
+        order=order.value,
+        settings_base=settings,
+    )
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        running.stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    pools_text = " ".join(f"{k}={v}" for k, v in running.pool_sizes.items())
+    err.print(f"worker {running.worker_id} on {_display(url)}, pools {pools_text}", markup=False)
+    with database_errors(url):
+        running.run()
+    outcomes = " ".join(f"{k}={v}" for k, v in running.outcomes.items())
+    err.print(
+        f"worker {running.worker_id} stopped: {outcomes} released={running.released}",
+        markup=False,
+    )
+
+
+# ------------------------------------------------------------------------ submit
+
+
+def submit(
+    source: Annotated[str, typer.Argument(help="feed URL or file, or audio URL or file")],
+    db: DbOpt = None,
+    data_dir: Annotated[
+        Path | None, typer.Option("--data-dir", help="where workers write artifacts")
+    ] = None,
+    limit: Annotated[int | None, typer.Option(help="newest N episodes of a feed")] = None,
+    since: Annotated[str | None, typer.Option(help="episodes published since DATE or 7d")] = None,
+    as_json: JsonOpt = False,
+    allow_private_networks: Annotated[
+        bool | None, typer.Option(help="allow downloads from private/loopback addresses")
+    ] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Queue a feed's episodes (or one audio file) for workers; prints the job ids.
+
+    Submitting the same episode with the same settings again returns the existing job.
+    """
+    from podmill.cli import parse_since
+    from podmill.feeds.sources import resolve
+    from podmill.pipeline.fingerprint import fingerprint
+
+    settings = _settings(
+        config, db=db, data_dir=data_dir, allow_private_networks=allow_private_networks
+    )
+    url = _require_db(settings)
+    resolved = resolve(source, settings, limit=limit, since=parse_since(since))
+    for item in resolved.skipped:
+        err.print(f"skipped {item.title}: {item.reason}", markup=False)
+    if not resolved.episodes:
+        raise PodmillError(f"{source}: no episodes to submit (check --since / --limit)")
+    fp = fingerprint(settings)
+    job_settings = settings.model_dump(mode="json", exclude={"db"})
+    # Workers may run elsewhere or in another directory: give them an absolute path.
+    job_settings["data_dir"] = str(settings.data_dir.expanduser().resolve())
+    correlation_id = uuid.uuid4().hex
+    store = open_store(url, migrate=True)
+    with database_errors(url):
+        for episode in resolved.episodes:
+            payload = {"episode": episode.to_dict(), "settings": job_settings}
+            job_id, created = store.submit(
+                episode.episode_key, fp, payload, correlation_id=correlation_id
+            )
+            if as_json:
+                _print_json(
+                    {
+                        "job_id": job_id,
+                        "episode_key": episode.episode_key,
+                        "title": episode.title,
+                        "created": created,
+                    }
+                )
+            else:
+                typer.echo(job_id)
+
+
+# -------------------------------------------------------------------------- jobs
+
+
+@jobs_app.command("list")
+def jobs_list(
+    db: DbOpt = None,
+    status: Annotated[
+        str | None, typer.Option(help="pending, running, done, failed or cancelled")
+    ] = None,
+    limit: Annotated[int, typer.Option(help="newest N jobs")] = 100,
+    as_json: JsonOpt = False,
+    config: ConfigOpt = None,
+) -> None:
+    """List jobs, newest first, with their progress."""
+    store, url = _read_store(db, config)
+    with database_errors(url):
+        jobs = store.jobs(status, limit=limit)
+    if as_json:
+        for job in jobs:
+            _print_json(job)
+        return
+    table = Table(title=f"jobs ({len(jobs)})")
+    for column in ("id", "episode", "status", "steps done", "running", "created"):
+        table.add_column(column)
+    for job in jobs:
+        steps = job["steps"]
+        done = sum(1 for s in steps.values() if s["status"] == "done")
+        running = ", ".join(name for name, s in steps.items() if s["status"] == "running")
+        table.add_row(
+            str(job["id"]),
+            escape(job["episode_key"]),
+            _status_text(job["status"]),
+            f"{done}/{len(steps)}",
+            running,
+            _when(job.get("created_at")),
+        )
+    out.print(table)
+
+
+@jobs_app.command("show")
+def jobs_show(
+    job_id: Annotated[int, typer.Argument(help="job id")],
+    db: DbOpt = None,
+    as_json: JsonOpt = False,
+    config: ConfigOpt = None,
+) -> None:
+    """One job and its steps: status, attempts, worker, timings and errors."""
+    store, url = _read_store(db, config)
+    with database_errors(url):
+        job = store.job(job_id)
+    if job is None:
+        raise PodmillError(f"no job {job_id} (see `podmill jobs list`)")
+    if as_json:
+        _print_json(job)
+        return
+    table = Table(title=f"job {job['id']}  {escape(job['episode_key'])}  {job['status']}")
+    table.add_column("stage", no_wrap=True)
+    for column in ("status", "attempts", "worker", "started", "seconds"):
+        table.add_column(column)
+    table.add_column("error", overflow="fold")
+    for name, step in job["steps"].items():
+        seconds = step.get("duration_seconds")
+        table.add_row(
+            name,
+            _status_text(step["status"]),
+            str(step.get("attempts", "")),
+            escape(step.get("worker_id") or ""),
+            _when(step.get("started_at")),
+            f"{seconds:.2f}" if isinstance(seconds, int | float) else "",
+            escape(step.get("error") or ""),
+        )
+    out.print(table)
+
+
+@jobs_app.command("cancel")
+def jobs_cancel(
+    job_id: Annotated[int, typer.Argument(help="job id")],
+    db: DbOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Cancel a job: queued steps are cancelled, running ones finish."""
+    store, url = _read_store(db, config)
+    with database_errors(url):
+        cancelled = store.cancel_job(job_id)
+    if not cancelled:
+        raise PodmillError(f"job {job_id} cannot be cancelled: no such job, or it already finished")
+    err.print(f"job {job_id} cancelled")
+
+
+@jobs_app.command("retry")
+def jobs_retry(
+    job_id: Annotated[int, typer.Argument(help="job id")],
+    db: DbOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Put a job's failed, dead and cancelled steps back in the queue (attempts reset)."""
+    store, url = _read_store(db, config)
+    with database_errors(url):
+        if store.job(job_id) is None:
+            raise PodmillError(f"no job {job_id} (see `podmill jobs list`)")
+        count = store.retry_job(job_id)
+    if count == 0:
+        raise PodmillError(f"job {job_id} has no failed, dead or cancelled steps to retry")
+    err.print(f"job {job_id}: {count} step(s) back in the queue")
+
+
+def _status_text(status: str) -> str:
+    colour = {"done": "green", "running": "cyan", "failed": "red", "dead": "red"}.get(status)
+    return f"[{colour}]{status}[/]" if colour else status
+
+
+# -------------------------------------------------------------------------- dead
+
+
+@dead_app.command("list")
+def dead_list(db: DbOpt = None, as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
+    """Steps that used up their attempts (or failed for good), with their last error."""
+    store, url = _read_store(db, config)
+    with database_errors(url):
+        rows = store.list_dead()
+    if as_json:
+        for row in rows:
+            _print_json(row)
+        return
+    table = Table(title=f"dead steps ({len(rows)})")
+    columns = ("step_id", "job_id", "stage", "attempts", "finished_at", "error")
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(*(escape(_when(row.get(c))) for c in columns))
+    out.print(table)
+
+
+@dead_app.command("retry")
+def dead_retry(
+    step_id: Annotated[int, typer.Argument(help="step id (see `podmill dead list`)")],
+    db: DbOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Put one dead step back in the queue with its attempts reset."""
+    store, url = _read_store(db, config)
+    with database_errors(url):
+        retried = store.retry_dead(step_id)
+    if not retried:
+        raise PodmillError(f"step {step_id} is not dead (see `podmill dead list`)")
+    err.print(f"step {step_id} back in the queue")
+
+
+# ------------------------------------------------------------------------ queues
+
+
+@queues_app.command("list")
+def queues_list(db: DbOpt = None, as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
+    """Steps per stage and status, and which stages are paused."""
+    store, url = _read_store(db, config)
+    with database_errors(url):
+        stats = store.queue_stats()
+    if as_json:
+        for stage_name, counts in stats.items():
+            _print_json({"stage": stage_name, **counts})
+        return
+    columns = ("waiting", "pending", "running", "done", "failed", "dead")
+    table = Table(title="queues")
+    table.add_column("stage")
+    for column in columns:
+        table.add_column(column, justify="right")
+    table.add_column("paused")
+    for stage_name, counts in stats.items():
+        table.add_row(
+            stage_name,
+            *(str(counts.get(c, 0)) for c in columns),
+            "[yellow]paused[/]" if counts.get("paused") else "",
+        )
+    out.print(table)
+
+
+def _stage_name(name: str) -> str:
+    from podmill.pipeline.dag import stage
+
+    try:
+        return stage(name).name
+    except ValueError as exc:
+        raise PodmillError(str(exc)) from None
+
+
+@queues_app.command("pause")
+def queues_pause(
+    stage: Annotated[str, typer.Argument(help="stage name")],
+    db: DbOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Stop workers claiming a stage's steps (running ones finish)."""
+    name = _stage_name(stage)
+    store, url = _read_store(db, config)
+    with database_errors(url):
+        store.pause(name)
+    err.print(f"stage {name} paused")
+
+
+@queues_app.command("resume")
+def queues_resume(
+    stage: Annotated[str, typer.Argument(help="stage name")],
+    db: DbOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Let workers claim a paused stage's steps again."""
+    name = _stage_name(stage)
+    store, url = _read_store(db, config)
+    with database_errors(url):
+        store.resume(name)
+    err.print(f"stage {name} resumed")

@@ -1,0 +1,225 @@
+"""Run one claimed step and record its outcome with a fenced write.
+
+A worker thread calls :func:`run_claimed`: it rebuilds the episode and the settings from
+the job's payload, runs the stage function through :func:`podmill.pipeline.stages.run_stage`
+(the one place that knows when a stage can be skipped), and then completes or fails the
+step. Both writes are fenced by the step's lease token, so a worker that lost its lease
+(it was stopped, partitioned or too slow, and the step was re-run elsewhere) changes
+nothing.
+
+Test hooks, read from the environment of the worker process on every step (they let
+the process tests and ``bench/engine.py`` exercise the engine without loading models):
+
+``PODMILL_TEST_NOOP_STAGES=1``
+    stage functions are replaced by no-ops.
+``PODMILL_TEST_STAGE_DELAY=stage:seconds[,stage:seconds]``
+    sleep before running that stage (to catch a worker mid-step).
+``PODMILL_TEST_FAIL_STAGES=stage[,stage]``
+    raise a (retryable) ``RuntimeError`` instead of running that stage: a poison step.
+``PODMILL_TEST_RUN_LOG=path``
+    append ``job_id stage attempt worker_id`` to ``path`` after each successful stage
+    run, before the outcome is written, so tests can count real executions.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import time
+from collections.abc import Callable
+from typing import Any, Literal
+
+from sqlalchemy.exc import InterfaceError, OperationalError
+
+from podmill.domain import Episode
+from podmill.errors import DownloadError, PodmillError
+from podmill.pipeline.context import StageContext
+from podmill.settings import Settings
+from podmill.storage.artifacts import ArtifactStore
+
+log = logging.getLogger(__name__)
+
+Outcome = Literal["done", "retry", "dead", "lost"]
+StepRunner = Callable[[Any], None]
+
+# How long a finished step keeps trying to record its outcome while the database is
+# unreachable (e.g. a Postgres restart). Past this, the lease has long expired and the
+# step will be re-run elsewhere anyway.
+OUTCOME_RETRY_SECONDS = 120.0
+
+
+def run_claimed(
+    store: Any,
+    claimed: Any,
+    settings_base: Settings | dict[str, Any] | None = None,
+    *,
+    worker_id: str = "",
+    run_step: StepRunner | None = None,
+) -> Outcome:
+    """Run ``claimed`` (a :class:`podmill.engine.store.ClaimedStep`) and record the outcome.
+
+    ``run_step(claimed)`` defaults to :func:`execute_step` with ``settings_base``; it
+    raises on failure. A :class:`~podmill.errors.PodmillError` is an input problem that
+    will not go away (the step goes dead at once) unless it is a retryable
+    :class:`~podmill.errors.DownloadError`; any other exception is retried with backoff.
+    Returns ``"done"``, ``"retry"``, ``"dead"`` or ``"lost"`` (the lease was lost and
+    the result discarded).
+    """
+    if run_step is None:
+
+        def run_step(step: Any) -> None:
+            execute_step(
+                step, settings_base, worker_id=worker_id, sessions=getattr(store, "sessions", None)
+            )
+
+    started = time.monotonic()
+    try:
+        run_step(claimed)
+    except Exception as exc:
+        duration = time.monotonic() - started
+        retryable = is_retryable(exc)
+        error = f"{type(exc).__name__}: {exc}"
+        outcome: Outcome = _until_recorded(
+            lambda: store.fail(
+                claimed.step_id,
+                claimed.lease_token,
+                error,
+                retryable=retryable,
+                duration=duration,
+            )
+        )
+        if outcome != "lost":
+            log.warning(
+                "step %s (%s) attempt %s failed%s: %s",
+                claimed.step_id,
+                claimed.stage,
+                claimed.attempt,
+                ", will retry" if outcome == "retry" else " for good",
+                exc,
+                # a traceback for bugs, not for input problems the message explains
+                exc_info=exc if not isinstance(exc, PodmillError) else None,
+                extra={"correlation_id": claimed.correlation_id},
+            )
+    else:
+        duration = time.monotonic() - started
+        recorded = _until_recorded(
+            lambda: store.complete(claimed.step_id, claimed.lease_token, duration=duration)
+        )
+        outcome = "done" if recorded else "lost"
+    if outcome == "lost":
+        # fenced: a reaped or released worker cannot finish a step it no longer owns
+        log.warning(
+            "lease lost: step %s (%s) of job %s; result discarded",
+            claimed.step_id,
+            claimed.stage,
+            claimed.job_id,
+            extra={"correlation_id": claimed.correlation_id},
+        )
+    return outcome
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """Whether a failed step may succeed on a later attempt."""
+    if isinstance(exc, DownloadError):
+        return exc.retryable
+    return not isinstance(exc, PodmillError)
+
+
+def execute_step(
+    claimed: Any,
+    settings_base: Settings | dict[str, Any] | None = None,
+    *,
+    worker_id: str = "",
+    on_audio_progress: Callable[[float], None] | None = None,
+    sessions: Any = None,
+) -> None:
+    """Run the stage of ``claimed`` in this process; raises on failure.
+
+    ``on_audio_progress`` and ``sessions`` let the embedded runner draw progress and
+    record artifact rows; distributed workers leave them unset.
+    """
+    from podmill.pipeline.stages import run_stage
+
+    payload = claimed.payload
+    episode = Episode.from_dict(payload["episode"])
+    settings = job_settings(payload.get("settings") or {}, settings_base)
+    ctx = StageContext(
+        settings=settings,
+        episode=episode,
+        fingerprint=claimed.fingerprint,
+        store=ArtifactStore(settings.data_dir),
+        on_audio_progress=on_audio_progress,
+        sessions=sessions,
+    )
+    delay = _stage_delays().get(claimed.stage)
+    if delay:
+        time.sleep(delay)
+    if claimed.stage in _env_list("PODMILL_TEST_FAIL_STAGES"):
+        raise RuntimeError(f"PODMILL_TEST_FAIL_STAGES: {claimed.stage} fails on purpose")
+    if os.environ.get("PODMILL_TEST_NOOP_STAGES", "0") in ("", "0"):
+        run_stage(claimed.stage, ctx)
+    run_log = os.environ.get("PODMILL_TEST_RUN_LOG")
+    if run_log:
+        line = f"{claimed.job_id} {claimed.stage} {claimed.attempt} {worker_id}\n"
+        # One short O_APPEND write: lines from concurrent processes do not interleave.
+        fd = os.open(run_log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, line.encode())
+        finally:
+            os.close(fd)
+
+
+def job_settings(
+    payload_settings: dict[str, Any], base: Settings | dict[str, Any] | None = None
+) -> Settings:
+    """The settings a job runs with: the submitter's values over the worker's ``base``.
+
+    The submitter records every setting that changes outputs (and its ``data_dir``), so
+    the same job produces the same artifacts on any worker.
+    """
+    if base is None:
+        return Settings(**payload_settings)
+    merged = base.model_dump() if isinstance(base, Settings) else dict(base)
+    return Settings(**_deep_merge(merged, payload_settings))
+
+
+def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _until_recorded(write: Callable[[], Any]) -> Any:
+    """Run a fenced outcome write, retrying while the database is unreachable.
+
+    Retrying is safe because the write is fenced: if an earlier try did commit, the
+    retry matches zero rows and reports the lease as lost, which changes nothing.
+    """
+    deadline = time.monotonic() + OUTCOME_RETRY_SECONDS
+    delay = 0.2
+    while True:
+        try:
+            return write()
+        except (OperationalError, InterfaceError) as exc:
+            if time.monotonic() > deadline:
+                raise
+            log.warning("database unavailable while recording a step outcome; retrying: %s", exc)
+            time.sleep(delay * random.uniform(0.8, 1.2))
+            delay = min(delay * 2, 5.0)
+
+
+def _stage_delays() -> dict[str, float]:
+    delays: dict[str, float] = {}
+    for item in _env_list("PODMILL_TEST_STAGE_DELAY"):
+        stage, _, seconds = item.partition(":")
+        delays[stage.strip()] = float(seconds)
+    return delays
+
+
+def _env_list(name: str) -> list[str]:
+    return [part.strip() for part in os.environ.get(name, "").split(",") if part.strip()]

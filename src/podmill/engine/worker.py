@@ -1,0 +1,343 @@
+"""A worker process: claims steps for its pools, runs them in threads, keeps leases alive.
+
+One main loop claims; each claimed step runs in its own thread; a heartbeat thread
+extends the leases of running steps and reaps the steps of dead workers; on Postgres a
+listener thread turns ``NOTIFY podmill_steps`` into an immediate claim attempt (SQLite,
+and Postgres between notifications, poll). The database is the truth: a wake-up only
+triggers a claim.
+
+Concurrency is bounded at claim time: a pool (a profile such as ``asr``, or one stage)
+claims at most as many steps as it has free slots, so a worker never holds a lease on a
+step it cannot start.
+
+Shutdown (``stop()``, called by the CLI's SIGTERM/SIGINT handlers): stop claiming, let
+running steps finish for up to ``grace`` seconds, release the rest to ``pending``
+(fenced, keeping their attempt count), mark the worker ``stopped`` and return.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from sqlalchemy.exc import InterfaceError, OperationalError
+
+from podmill.engine.execute import Outcome, run_claimed
+from podmill.pipeline.dag import STAGE_NAMES, STAGES
+from podmill.settings import Settings
+
+log = logging.getLogger(__name__)
+
+PROFILES: tuple[str, ...] = ("io", "asr", "cpu", "llm")
+# The main loop re-checks for a stop request at least this often (signal handlers only
+# set a flag: taking a lock inside a handler could deadlock with the interrupted code).
+_TICK = 0.1
+_DB_ERRORS = (OperationalError, InterfaceError)
+
+
+def default_pools() -> dict[str, int]:
+    """Every profile, sized for one machine: io=4, asr=1, cpu=cores-1, llm=1."""
+    return {"io": 4, "asr": 1, "cpu": max(1, (os.cpu_count() or 1) - 1), "llm": 1}
+
+
+def make_worker_id() -> str:
+    """``host:pid:random`` — unique per process, readable in ``podmill jobs show``."""
+    return f"{socket.gethostname()[:40]}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+@dataclass
+class Pool:
+    """A bounded set of slots serving some stages."""
+
+    name: str
+    size: int
+    stages: tuple[str, ...]
+    running: set[int] = field(default_factory=set)
+
+    @property
+    def free(self) -> int:
+        return self.size - len(self.running)
+
+
+def resolve_pools(pools: Mapping[str, int]) -> list[Pool]:
+    """Pools named by profile (every stage of that profile) or by stage (just that stage).
+
+    A stage with a pool of its own is not also served by its profile's pool.
+    """
+    known_profiles = set(PROFILES) | {s.profile for s in STAGES}
+    own = {name for name in pools if name in STAGE_NAMES}
+    resolved: list[Pool] = []
+    for name, size in pools.items():
+        if size < 1:
+            raise ValueError(f"pool {name}={size}: a pool needs at least 1 slot")
+        if name in STAGE_NAMES:
+            stages: tuple[str, ...] = (name,)
+        elif name in known_profiles:
+            stages = tuple(s.name for s in STAGES if s.profile == name and s.name not in own)
+        else:
+            raise ValueError(
+                f"unknown pool {name!r}: name a profile ({', '.join(sorted(known_profiles))}) "
+                f"or a stage ({', '.join(STAGE_NAMES)})"
+            )
+        resolved.append(Pool(name, size, stages))
+    return resolved
+
+
+class Worker:
+    """Claims and runs steps from ``store`` until :meth:`stop` (or ``max_idle``).
+
+    ``run_step(claimed)`` runs one step and raises on failure; by default it is
+    :func:`podmill.engine.execute.execute_step` with ``settings_base``.
+    """
+
+    def __init__(
+        self,
+        store: Any,
+        pools: Mapping[str, int] | None = None,
+        grace: float = 30.0,
+        poll_interval: float | None = None,
+        run_step: Callable[[Any], None] | None = None,
+        *,
+        worker_id: str | None = None,
+        max_idle: float | None = None,
+        order: Literal["fifo", "drain"] = "fifo",
+        settings_base: Settings | None = None,
+    ) -> None:
+        self.store = store
+        self.pool_sizes = dict(pools or default_pools())
+        self.pools = resolve_pools(self.pool_sizes)
+        self.grace = grace
+        self.poll_interval = poll_interval or (1.0 if store.dialect == "postgresql" else 0.2)
+        self.run_step = run_step
+        self.worker_id = worker_id or make_worker_id()
+        self.max_idle = max_idle
+        self.order = order
+        self.settings_base = settings_base
+        self.outcomes: dict[str, int] = {"done": 0, "retry": 0, "dead": 0, "lost": 0}
+        self.released = 0
+
+        self._stop_requests = 0  # written by signal handlers: a plain int, no locks
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._running: dict[int, Any] = {}
+        self._wake = threading.Event()
+        self._threads_stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    # ------------------------------------------------------------------ control
+
+    def stop(self) -> None:
+        """Ask the worker to shut down gracefully; a second call skips the grace period.
+
+        Safe to call from a signal handler.
+        """
+        self._stop_requests += 1
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop_requests > 0
+
+    def running_ids(self) -> list[int]:
+        with self._lock:
+            return list(self._running)
+
+    # -------------------------------------------------------------------- loop
+
+    def run(self) -> None:
+        """Register, claim and run steps until stopped, then shut down gracefully."""
+        self.store.register_worker(
+            self.worker_id, socket.gethostname(), os.getpid(), self.pool_sizes
+        )
+        self._start_thread(self._heartbeat_loop, "heartbeat")
+        if self.store.dialect == "postgresql":
+            self._start_thread(self._listen_loop, "listen")
+        log.info("worker %s started, pools %s", self.worker_id, self.pool_sizes)
+        try:
+            self._claim_loop()
+        finally:
+            self._shutdown()
+
+    def _claim_loop(self) -> None:
+        backoff = 0.5
+        last_busy = time.monotonic()
+        while not self.stopping:
+            self._wake.clear()
+            try:
+                claimed = self._claim_round()
+            except _DB_ERRORS as exc:
+                log.warning(
+                    "database unavailable (%s); retrying in %.1fs", _first_line(exc), backoff
+                )
+                self._sleep(backoff * random.uniform(0.8, 1.2))
+                backoff = min(backoff * 2, 5.0)
+                continue
+            backoff = 0.5
+            if claimed or self.running_ids():
+                last_busy = time.monotonic()
+            elif self.max_idle is not None and time.monotonic() - last_busy >= self.max_idle:
+                log.info("worker %s idle for %.1fs; stopping", self.worker_id, self.max_idle)
+                return
+            if not claimed:
+                self._sleep(self.poll_interval, wake=True)
+
+    def _claim_round(self) -> int:
+        """One claim per pool with free slots; returns how many steps were claimed."""
+        total = 0
+        for pool in self.pools:
+            if self.stopping:
+                break
+            with self._lock:
+                free = pool.free
+            if free <= 0 or not pool.stages:
+                continue
+            for step in self.store.claim(self.worker_id, pool.stages, limit=free, order=self.order):
+                self._start_step(pool, step)
+                total += 1
+        return total
+
+    def _sleep(self, seconds: float, *, wake: bool = False) -> None:
+        """Sleep in short ticks so a stop request (and, if ``wake``, a wake-up) cuts it short."""
+        deadline = time.monotonic() + seconds
+        while not self.stopping:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            if wake:
+                if self._wake.wait(min(remaining, _TICK)):
+                    return
+            else:
+                time.sleep(min(remaining, _TICK))
+
+    # ------------------------------------------------------------------- steps
+
+    def _start_step(self, pool: Pool, step: Any) -> None:
+        with self._lock:
+            pool.running.add(step.step_id)
+            self._running[step.step_id] = step
+        # Daemon threads: a step still running when the grace period ends has been
+        # released, and must not keep the process alive.
+        threading.Thread(
+            target=self._run_step,
+            args=(pool, step),
+            name=f"step-{step.step_id}-{step.stage}",
+            daemon=True,
+        ).start()
+
+    def _run_step(self, pool: Pool, step: Any) -> None:
+        outcome: Outcome | None = None
+        try:
+            outcome = run_claimed(
+                self.store,
+                step,
+                self.settings_base,
+                worker_id=self.worker_id,
+                run_step=self.run_step,
+            )
+        except Exception:
+            # The outcome could not be recorded: the lease will expire and the reaper
+            # will hand the step to another worker.
+            log.exception("step %s (%s): could not record its outcome", step.step_id, step.stage)
+        finally:
+            with self._changed:
+                pool.running.discard(step.step_id)
+                self._running.pop(step.step_id, None)
+                if outcome is not None:
+                    self.outcomes[outcome] += 1
+                self._changed.notify_all()
+            self._wake.set()
+
+    # --------------------------------------------------------- background threads
+
+    def _start_thread(self, target: Callable[[], None], name: str) -> None:
+        thread = threading.Thread(target=target, name=f"{name}-{self.worker_id}", daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def _heartbeat_loop(self) -> None:
+        """Extend this worker's leases and reap dead workers' steps, every lease/3.
+
+        Its own thread, so a stage holding the CPU (or the GIL in short bursts) cannot
+        make this worker's leases expire.
+        """
+        interval = max(0.05, self.store.lease_seconds / 3)
+        self._beat(reap=True)
+        while not self._threads_stop.wait(interval):
+            self._beat(reap=True)
+
+    def _beat(self, *, reap: bool) -> None:
+        try:
+            self.store.heartbeat(self.worker_id, self.running_ids())
+            if reap:
+                reaped = self.store.reap(self.worker_id)
+                if reaped:
+                    log.warning("reaped %d step(s) of dead workers: %s", len(reaped), reaped)
+                    self._wake.set()
+        except Exception as exc:  # the database may be restarting; try again next beat
+            log.warning("heartbeat failed: %s", _first_line(exc))
+
+    def _listen_loop(self) -> None:
+        """Postgres: wake the claim loop on NOTIFY; reconnect with backoff when it drops."""
+        backoff = 0.5
+        while not self._threads_stop.is_set():
+            try:
+                with self.store.listen() as waiter:
+                    backoff = 0.5
+                    while not self._threads_stop.is_set():
+                        if waiter.wait(1.0):
+                            self._wake.set()
+            except Exception as exc:
+                log.warning("LISTEN lost (%s); polling until it is back", _first_line(exc))
+                self._threads_stop.wait(backoff * random.uniform(0.8, 1.2))
+                backoff = min(backoff * 2, 5.0)
+
+    # ---------------------------------------------------------------- shutdown
+
+    def _shutdown(self) -> None:
+        self._set_status("stopping")
+        deadline = time.monotonic() + self.grace
+        with self._changed:
+            while self._running and self._stop_requests < 2:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._changed.wait(min(remaining, _TICK))
+            leftover = list(self._running.values())
+        for step in leftover:
+            self._release(step)
+        self._threads_stop.set()
+        for thread in self._threads:
+            thread.join(timeout=5)
+        self._set_status("stopped")
+        log.info("worker %s stopped: %s, released %d", self.worker_id, self.outcomes, self.released)
+
+    def _release(self, step: Any) -> None:
+        try:
+            # fenced: if the step finished (or was reaped) meanwhile, this changes nothing
+            if self.store.release(step.step_id, step.lease_token):
+                self.released += 1
+        except Exception as exc:
+            log.warning(
+                "could not release step %s (%s): %s; it returns to pending when its lease expires",
+                step.step_id,
+                step.stage,
+                _first_line(exc),
+            )
+
+    def _set_status(self, status: str) -> None:
+        try:
+            self.store.set_worker_status(self.worker_id, status)
+        except Exception as exc:
+            log.warning("could not mark worker %s %s: %s", self.worker_id, status, _first_line(exc))
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -1,0 +1,846 @@
+"""Feed parsing: RSS / Atom bytes → the episodes podmill can process.
+
+feedparser does the lenient heavy lifting (RSS 0.9x/1.0/2.0, Atom, broken encodings,
+undeclared namespaces, junk before the XML declaration). It keeps only the last of a
+repeated tag and drops element text of unknown namespaces, so a second tolerant pass
+(:class:`_PodcastTagScanner`) collects the Podcasting 2.0 tags per item. Rules for
+enclosure choice and identity are written down in ``docs/feeds.md``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import xml.sax
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from html.parser import HTMLParser
+from pathlib import PurePosixPath
+from typing import Any
+from urllib.parse import unquote, urljoin, urlsplit
+
+import feedparser
+
+from podmill.domain import Chapter, Episode, Person, TranscriptLink
+from podmill.errors import FeedError
+from podmill.feeds.identity import ItemIdentity, feed_identity, feed_key, unique_episode_keys
+from podmill.feeds.transcripts import FORMAT_MIME_TYPES, transcript_format
+
+PODCAST_NAMESPACES = frozenset(
+    {
+        "https://podcastindex.org/namespace/1.0",
+        # The URI the spec used before 2021; many feeds still declare it.
+        "https://github.com/Podcastindex-org/podcast-namespace/blob/main/docs/1.0.md",
+    }
+)
+
+# Extensions that identify audio when the enclosure has no usable MIME type.
+AUDIO_EXTENSIONS = {
+    ".mp3": "audio/mpeg",
+    ".m4a": "audio/mp4",
+    ".aac": "audio/aac",
+    ".ogg": "audio/ogg",
+    ".oga": "audio/ogg",
+    ".opus": "audio/opus",
+    ".wav": "audio/wav",
+    ".flac": "audio/flac",
+}
+# Untyped enclosures with these extensions may be video (WebM and MP4 carry both).
+VIDEO_OR_AMBIGUOUS_EXTENSIONS = frozenset({".mp4", ".m4v", ".mov", ".mkv", ".avi", ".webm"})
+UNTYPED_MIME_TYPES = frozenset({"", "application/octet-stream", "binary/octet-stream"})
+# audio/* types that name a playlist, not a media file.
+PLAYLIST_MIME_TYPES = frozenset(
+    {"audio/x-mpegurl", "audio/mpegurl", "audio/x-scpls", "audio/scpls"}
+)
+
+
+@dataclass
+class SkippedItem:
+    """A feed item that did not become an episode, and why."""
+
+    title: str
+    reason: str
+
+
+@dataclass
+class ParsedFeed:
+    feed_key: str
+    title: str
+    url: str
+    episodes: list[Episode]
+    skipped: list[SkippedItem]
+    podcast_guid: str | None
+    language: str | None
+
+
+def parse_feed(data: bytes, url: str, *, is_local: bool = False) -> ParsedFeed:
+    """Parse feed bytes fetched from ``url`` into episodes.
+
+    ``url`` is where the feed came from (``http(s)://`` or ``file://``); relative
+    enclosure and transcript URLs resolve against it. ``is_local`` marks a feed read
+    from a local file: only then are ``file://`` enclosures honoured.
+
+    Items without usable audio are listed in ``skipped`` with a reason; an item with no
+    audio but a ``podcast:transcript`` is kept with ``audio_url=None``.
+
+    Raises :class:`FeedError` (and nothing else) when the document is not a feed or no
+    item can be processed; the message is one line saying what was wrong and what to do.
+    """
+    if not isinstance(data, bytes | bytearray):
+        raise FeedError(f"feed data must be bytes, got {type(data).__name__}")
+    data = bytes(data)
+    if not data.strip():
+        raise FeedError(
+            f"feed is empty ({len(data)} bytes) at {url}: check that the URL serves the feed"
+        )
+    parsed = _run_feedparser(data)
+    entries = list(parsed.get("entries") or [])
+    if not entries:
+        raise FeedError(_no_entries_message(data, parsed, url))
+
+    channel = parsed.get("feed") or {}
+    tags = _scan_podcast_tags(data, parsed.get("encoding"))
+    item_tags = _match_item_tags(entries, tags.items if tags else None)
+
+    podcast_guid = (tags.channel_guid if tags else None) or _text(channel.get("podcast_guid"))
+    podcast_guid = podcast_guid.strip() if podcast_guid and podcast_guid.strip() else None
+    self_link = next(
+        (link.get("href") for link in channel.get("links") or [] if link.get("rel") == "self"),
+        None,
+    )
+    identity = feed_identity(podcast_guid, self_link, url)
+    title = _plain_text(channel.get("title_detail")) or _plain_text(channel.get("title"))
+    feed_title = title or "Untitled feed"
+    key = feed_key(identity)
+
+    context = _ItemContext(url, is_local, feed_title, key)
+    episodes: list[Episode] = []
+    identities: list[ItemIdentity] = []
+    skipped: list[SkippedItem] = []
+    problems: list[_Problem] = []
+    for position, (entry, p20) in enumerate(zip(entries, item_tags, strict=True), start=1):
+        try:
+            outcome = _read_item(entry, p20, position, context)
+        except Exception as exc:  # one unreadable item must not sink the feed
+            outcome = _Problem("error", "", f"item could not be read: {_one_line(str(exc))}")
+            outcome.title = _fallback_title(position, None, None, None)
+        if isinstance(outcome, _Problem):
+            problems.append(outcome)
+            skipped.append(SkippedItem(outcome.title, outcome.reason))
+        else:
+            episodes.append(outcome[0])
+            identities.append(outcome[1])
+
+    if not episodes:
+        raise FeedError(_no_usable_items_message(len(entries), problems))
+
+    for episode, episode_key in zip(
+        episodes, unique_episode_keys(identity, identities), strict=True
+    ):
+        episode.episode_key = episode_key
+
+    language = _text(channel.get("language"))
+    return ParsedFeed(
+        feed_key=key,
+        title=feed_title,
+        url=url,
+        episodes=episodes,
+        skipped=skipped,
+        podcast_guid=podcast_guid,
+        language=language.strip() if language and language.strip() else None,
+    )
+
+
+# --- feedparser and whole-document checks ------------------------------------------
+
+
+def _run_feedparser(data: bytes) -> Any:
+    try:
+        # A stream, never bytes: feedparser treats a bytes argument as a file name first.
+        return feedparser.parse(io.BytesIO(data))
+    except Exception as exc:  # feedparser is lenient, but its decoders are not all
+        raise FeedError(
+            f"feed could not be parsed: {_one_line(str(exc)) or type(exc).__name__}; "
+            "check that the URL serves an RSS or Atom feed"
+        ) from exc
+
+
+def _bozo_message(exc: BaseException | None) -> str:
+    if exc is None:
+        return "unknown error"
+    if isinstance(exc, xml.sax.SAXParseException):
+        return f"{exc.getMessage()} at line {exc.getLineNumber()}, column {exc.getColumnNumber()}"
+    return _one_line(str(exc)) or type(exc).__name__
+
+
+def _no_entries_message(data: bytes, parsed: Any, url: str) -> str:
+    if parsed.get("version"):
+        if parsed.get("bozo"):
+            return (
+                "feed XML is malformed and no items could be recovered: "
+                f"{_bozo_message(parsed.get('bozo_exception'))}; ask the publisher to fix "
+                "the feed or try another feed URL"
+            )
+        title = _plain_text((parsed.get("feed") or {}).get("title"))
+        named = f" {title!r}" if title else ""
+        return f"feed has no items: the feed{named} contains no <item> or <entry>; check the URL"
+    return "not a feed: " + _describe_non_feed(data, parsed, url)
+
+
+def _describe_non_feed(data: bytes, parsed: Any, url: str) -> str:
+    text = _decode(data, parsed.get("encoding"))
+    head = re.sub(r"<!--.*?-->", "", text[:4096], flags=re.DOTALL).lstrip("\ufeff \t\r\n")
+    if head[:1] in ("{", "["):
+        try:
+            json.loads(text)
+        except ValueError:
+            pass
+        else:
+            return (
+                "the document is JSON (JSON Feed is not supported); "
+                "give the podcast's RSS or Atom feed URL"
+            )
+    lowered = head.lower()
+    if lowered.startswith("<!doctype html") or "<html" in lowered:
+        page = _HtmlPageScanner.scan(text)
+        what = "the document is HTML" + (f" (page title {page.title!r})" if page.title else "")
+        if page.feed_links:
+            link = urljoin(url, page.feed_links[0])
+            return f"{what}; the page links to a feed, use that URL: {link}"
+        return f"{what}; give the podcast's RSS or Atom feed URL, not a web page"
+    if parsed.get("bozo"):
+        return (
+            f"the document is not XML ({_bozo_message(parsed.get('bozo_exception'))}); "
+            "check that the URL serves the podcast's RSS or Atom feed"
+        )
+    root = re.search(r"<([A-Za-z_][\w:.-]*)", re.sub(r"<[?!][^>]*>", "", head))
+    name = f"<{root.group(1)}>" if root else "not an element"
+    return f"the XML root is {name}, not <rss>, <feed> or <rdf:RDF>; give an RSS or Atom feed"
+
+
+class _HtmlPageScanner(HTMLParser):
+    """Pulls the title and ``<link rel="alternate">`` feed URLs out of a web page."""
+
+    FEED_TYPES = frozenset({"application/rss+xml", "application/atom+xml", "application/xml"})
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.title = ""
+        self.feed_links: list[str] = []
+        self._in_title = False
+
+    @classmethod
+    def scan(cls, text: str) -> _HtmlPageScanner:
+        scanner = cls()
+        try:
+            scanner.feed(text[:200_000])
+            scanner.close()
+        except Exception:  # best effort: the page is only described in an error message
+            pass
+        scanner.title = " ".join(scanner.title.split())[:80]
+        return scanner
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "title" and not self.title:
+            self._in_title = True
+        elif tag == "link":
+            values = {k: (v or "") for k, v in attrs}
+            rel = values.get("rel", "").lower().split()
+            is_feed = values.get("type", "").lower() in self.FEED_TYPES
+            if "alternate" in rel and is_feed and values.get("href"):
+                self.feed_links.append(values["href"])
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "title":
+            self._in_title = False
+
+    def handle_data(self, data: str) -> None:
+        if self._in_title:
+            self.title += data
+
+
+# --- Podcasting 2.0 second pass -----------------------------------------------------
+
+
+@dataclass
+class _ItemTags:
+    guid: str | None = None
+    transcripts: list[dict[str, str]] = field(default_factory=list)
+    chapters_url: str | None = None
+    persons: list[Person] = field(default_factory=list)
+
+
+@dataclass
+class _FeedTags:
+    channel_guid: str | None
+    items: list[_ItemTags]
+
+
+class _PodcastTagScanner(HTMLParser):
+    """Collects ``podcast:*`` tags per item from the raw document.
+
+    html.parser is used because it never gives up: it reads past undefined entities,
+    undeclared prefixes and truncation that stop an XML parser. It lowercases names,
+    which is harmless here, and sees prefixed names as written, so prefixes are mapped
+    to namespace URIs from the ``xmlns:`` declarations it passes.
+    """
+
+    ITEM_TAGS = frozenset({"item", "entry"})
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        # "podcast" also counts undeclared: a missing xmlns is a common publisher slip.
+        self.prefixes = {"podcast"}
+        self.channel_guid: str | None = None
+        self.items: list[_ItemTags] = []
+        self._item: _ItemTags | None = None
+        self._item_depth = 0
+        self._live_depth = 0
+        self._capture: tuple[str, dict[str, str]] | None = None
+        self._text: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        values = {k: (v or "").strip() for k, v in attrs}
+        for name, value in values.items():
+            if name.startswith("xmlns:") and value in PODCAST_NAMESPACES:
+                self.prefixes.add(name[len("xmlns:") :])
+        if tag in self.ITEM_TAGS:
+            if self._item is not None:
+                self._item_depth += 1  # a nested <entry> stays part of its item
+            elif self._live_depth == 0:
+                self._item = _ItemTags()
+                self._item_depth = 1
+            return
+        prefix, _, local = tag.rpartition(":")
+        if prefix not in self.prefixes:
+            if self._item is not None and self._item_depth == 1 and tag in ("guid", "id"):
+                self._start_capture(tag, values)
+            return
+        if local == "liveitem":
+            # A live item carries its own guid and transcripts; they belong to no item.
+            self._live_depth += 1
+        elif self._live_depth:
+            return
+        elif self._item is None:
+            if local == "guid" and self.channel_guid is None:
+                self._start_capture(tag, values)
+        elif local == "transcript" and values.get("url"):
+            self._item.transcripts.append(values)
+        elif local == "chapters" and values.get("url") and self._item.chapters_url is None:
+            self._item.chapters_url = values["url"]
+        elif local == "person":
+            self._start_capture(tag, values)
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.handle_starttag(tag, attrs)
+        self.handle_endtag(tag)
+
+    def _start_capture(self, tag: str, values: dict[str, str]) -> None:
+        self._capture = (tag, values)
+        self._text = []
+
+    def handle_data(self, data: str) -> None:
+        if self._capture is not None:
+            self._text.append(data)
+
+    def handle_endtag(self, tag: str) -> None:
+        if self._capture is not None and self._capture[0] == tag:
+            self._finish_capture()
+        if tag in self.ITEM_TAGS and self._item is not None:
+            self._item_depth -= 1
+            if self._item_depth == 0:
+                if self._capture is not None:  # an unclosed tag ends with its item
+                    self._finish_capture()
+                self.items.append(self._item)
+                self._item = None
+        elif tag.rpartition(":")[2] == "liveitem" and self._live_depth:
+            self._live_depth -= 1
+
+    def _finish_capture(self) -> None:
+        assert self._capture is not None
+        tag, values = self._capture
+        text = " ".join("".join(self._text).split())
+        self._capture = None
+        local = tag.rpartition(":")[2]
+        if self._item is None:
+            if local == "guid" and text:
+                self.channel_guid = text
+        elif local in ("guid", "id") and ":" not in tag:
+            self._item.guid = text or None
+        elif local == "person" and text:
+            self._item.persons.append(
+                Person(
+                    name=text,
+                    # The spec's defaults, so consumers need not know them.
+                    role=values.get("role") or "host",
+                    group=values.get("group") or "cast",
+                    href=values.get("href") or None,
+                    img=values.get("img") or None,
+                )
+            )
+
+    def finish(self) -> _FeedTags:
+        self.close()
+        if self._item is not None:  # a truncated feed still counts its last item
+            self.items.append(self._item)
+            self._item = None
+        return _FeedTags(self.channel_guid, self.items)
+
+
+def _scan_podcast_tags(data: bytes, encoding: str | None) -> _FeedTags | None:
+    text = _decode(data, encoding)
+    if "podcast:" not in text and not any(ns in text for ns in PODCAST_NAMESPACES):
+        return None
+    scanner = _PodcastTagScanner()
+    try:
+        scanner.feed(text)
+        return scanner.finish()
+    except Exception:
+        # html.parser can still trip on a mangled declaration; then feedparser's
+        # single-valued view of the tags is the fallback.
+        return None
+
+
+def _match_item_tags(entries: list[Any], items: list[_ItemTags] | None) -> list[_ItemTags | None]:
+    if items is None:
+        return [None] * len(entries)
+    if len(items) == len(entries):
+        return list(items)
+    # The two parsers disagree on the item count (a badly broken feed): pair by guid.
+    by_guid: dict[str, _ItemTags] = {}
+    for item in items:
+        if item.guid and item.guid not in by_guid:
+            by_guid[item.guid] = item
+    return [by_guid.get((_text(entry.get("id")) or "").strip()) for entry in entries]
+
+
+# --- one item -----------------------------------------------------------------------
+
+
+@dataclass
+class _ItemContext:
+    feed_url: str
+    is_local: bool
+    feed_title: str
+    feed_key: str
+
+    def resolve(self, href: str) -> str:
+        href = href.strip()
+        return urljoin(self.feed_url, href) if self.feed_url else href
+
+    def allowed(self, url: str) -> bool:
+        scheme = urlsplit(url).scheme.lower()
+        return scheme in ("http", "https") or (self.is_local and scheme == "file")
+
+
+@dataclass
+class _Problem:
+    """Why an item was skipped; ``category`` groups them for the feed-level message."""
+
+    category: str
+    detail: str
+    reason: str
+    title: str = ""
+
+
+@dataclass
+class _Enclosure:
+    url: str
+    mime_type: str  # lowercased, parameters dropped; "" when absent
+    length: Any
+
+
+def _read_item(
+    entry: Any, p20: _ItemTags | None, position: int, ctx: _ItemContext
+) -> tuple[Episode, ItemIdentity] | _Problem:
+    guid = (_text(entry.get("id")) or "").strip() or None
+    published = _published(entry)
+    transcripts = _transcripts(entry, p20, ctx)
+    chosen, problem = _choose_enclosure(_enclosures(entry), ctx)
+    raw_title = _plain_text(entry.get("title_detail")) or _plain_text(entry.get("title"))
+    title = raw_title or _fallback_title(position, published, guid, chosen.url if chosen else None)
+    if chosen is None and not transcripts:
+        assert problem is not None
+        problem.title = title
+        return problem
+
+    audio_url = chosen.url if chosen else None
+    mime_type = None
+    if chosen is not None:
+        mime_type = chosen.mime_type
+        if mime_type in UNTYPED_MIME_TYPES:
+            mime_type = AUDIO_EXTENSIONS.get(_extension(chosen.url))
+    chapters_url = p20.chapters_url if p20 else _attr(entry.get("podcast_chapters"), "url")
+    chapters_url = ctx.resolve(chapters_url) if chapters_url else None
+    episode = Episode(
+        episode_key="",  # assigned once all items are known (duplicates need the whole feed)
+        title=title,
+        audio_url=audio_url,
+        feed_key=ctx.feed_key,
+        feed_title=ctx.feed_title,
+        feed_url=ctx.feed_url,
+        guid=guid,
+        published=published,
+        mime_type=mime_type,
+        enclosure_length=_length(chosen.length) if chosen else None,
+        description=_description(entry),
+        transcripts=transcripts,
+        chapters_url=chapters_url if chapters_url and ctx.allowed(chapters_url) else None,
+        chapters=_psc_chapters(entry),
+        persons=list(p20.persons) if p20 else [],
+        allow_file_urls=ctx.is_local,
+    )
+    # The identity uses the publisher's title, not our fallback wording.
+    return episode, ItemIdentity(guid, audio_url, raw_title or None, published)
+
+
+def _fallback_title(
+    position: int, published: datetime | None, guid: str | None, url: str | None
+) -> str:
+    if published is not None:
+        label = published.date().isoformat()
+    elif guid:
+        label = guid
+    elif url:
+        label = unquote(PurePosixPath(urlsplit(url).path).name) or f"item {position}"
+    else:
+        label = f"item {position}"
+    return f"Untitled episode ({label})"
+
+
+def _enclosures(entry: Any) -> list[_Enclosure]:
+    found: list[_Enclosure] = []
+    seen: set[str] = set()
+    # RSS <enclosure> and Atom rel="enclosure" first: they are the podcast's media;
+    # media:content is often a thumbnail or an alternative rendition.
+    sources: Iterable[Any] = [
+        *((e.get("href") or e.get("url"), e) for e in entry.get("enclosures") or []),
+        *((m.get("url"), m) for m in entry.get("media_content") or []),
+    ]
+    for href, raw in sources:
+        href = (_text(href) or "").strip()
+        if not href or href in seen:
+            continue
+        seen.add(href)
+        mime = (_text(raw.get("type")) or "").split(";")[0].strip().lower()
+        found.append(_Enclosure(href, mime, raw.get("length") or raw.get("filesize")))
+    return found
+
+
+def _classify(enclosure: _Enclosure) -> str:
+    mime = enclosure.mime_type
+    major = mime.partition("/")[0]
+    if mime in PLAYLIST_MIME_TYPES:
+        return "other"
+    if major in ("audio", "x-audio"):
+        return "audio"
+    if major == "video":
+        return "video"
+    if mime in UNTYPED_MIME_TYPES:
+        ext = _extension(enclosure.url)
+        if ext in AUDIO_EXTENSIONS:
+            return "audio"
+        if ext in VIDEO_OR_AMBIGUOUS_EXTENSIONS:
+            return "ambiguous"
+    return "other"
+
+
+def _choose_enclosure(
+    enclosures: list[_Enclosure], ctx: _ItemContext
+) -> tuple[_Enclosure | None, _Problem | None]:
+    """The first audio enclosure with an allowed URL, else the reason there is none."""
+    if not enclosures:
+        return None, _Problem("none", "", "no enclosure and no podcast:transcript")
+    kinds = [(_classify(e), e) for e in enclosures]
+    refused: list[str] = []
+    for kind, enclosure in kinds:
+        if kind != "audio":
+            continue
+        url = ctx.resolve(enclosure.url)
+        if ctx.allowed(url):
+            return _Enclosure(url, enclosure.mime_type, enclosure.length), None
+        refused.append(url)
+    if refused:
+        scheme = urlsplit(refused[0]).scheme or "relative"
+        if scheme == "file":
+            why = "file:// enclosures are only honoured in local feed files"
+        elif scheme == "relative":
+            why = "a relative URL needs the feed's URL to resolve against"
+        else:
+            why = "podmill downloads http and https only"
+        return None, _Problem(
+            "scheme", scheme, f"audio enclosure URL {refused[0]!r} not allowed: {why}"
+        )
+    videos = [e.mime_type for kind, e in kinds if kind == "video"]
+    if videos:
+        return None, _Problem(
+            "video", videos[0], f"video-only enclosure ({videos[0]}); podmill processes audio"
+        )
+    ambiguous = [e for kind, e in kinds if kind == "ambiguous"]
+    if ambiguous:
+        ext = _extension(ambiguous[0].url)
+        return None, _Problem(
+            "ambiguous",
+            ext,
+            f"enclosure has no audio MIME type and a {ext} URL, which may be video; "
+            "podmill processes audio",
+        )
+    types = ", ".join(sorted({e.mime_type or "untyped" for e in enclosures}))
+    return None, _Problem("other", types, f"no audio enclosure (found {types})")
+
+
+def _transcripts(entry: Any, p20: _ItemTags | None, ctx: _ItemContext) -> list[TranscriptLink]:
+    if p20 is not None:
+        raw_links = p20.transcripts
+    else:
+        single = entry.get("podcast_transcript")
+        raw_links = [dict(single)] if isinstance(single, dict) else []
+    links: list[TranscriptLink] = []
+    seen: set[str] = set()
+    for raw in raw_links:
+        href = (raw.get("url") or "").strip()
+        if not href:
+            continue
+        url = ctx.resolve(href)
+        if url in seen or not ctx.allowed(url):
+            continue
+        seen.add(url)
+        mime = (raw.get("type") or "").split(";")[0].strip().lower()
+        links.append(
+            TranscriptLink(
+                url=url,
+                mime_type=mime or _guess_transcript_mime(url),
+                language=(raw.get("language") or "").strip() or None,
+                rel=(raw.get("rel") or "").strip() or None,
+            )
+        )
+    return links
+
+
+def _guess_transcript_mime(url: str) -> str:
+    fmt = transcript_format(None, url)
+    return FORMAT_MIME_TYPES[fmt][0] if fmt else ""
+
+
+def _psc_chapters(entry: Any) -> list[Chapter]:
+    psc = entry.get("psc_chapters")
+    raw_chapters = psc.get("chapters") if isinstance(psc, dict) else None
+    chapters: list[Chapter] = []
+    for raw in raw_chapters or []:
+        start = raw.get("start_parsed")
+        seconds = start.total_seconds() if start is not None else _clock_seconds(raw.get("start"))
+        if seconds is None:
+            continue
+        chapters.append(
+            Chapter(
+                start=round(seconds, 3),
+                title=" ".join((raw.get("title") or "").split()),
+                url=(raw.get("href") or "").strip() or None,
+            )
+        )
+    return sorted(chapters, key=lambda c: c.start)
+
+
+def _clock_seconds(value: Any) -> float | None:
+    """``HH:MM:SS(.mmm)``, ``MM:SS(.mmm)`` or ``SS(.mmm)`` → seconds."""
+    text = (_text(value) or "").strip()
+    if not re.fullmatch(r"\d+(:\d{1,2}){0,2}(\.\d+)?", text):
+        return None
+    seconds = 0.0
+    for part in text.split(":"):
+        seconds = seconds * 60 + float(part)
+    return seconds
+
+
+# --- field helpers ------------------------------------------------------------------
+
+# "03 Apr 02 1500 GMT": RFC 822 allows an "hhmm" time, email.utils does not.
+_COLONLESS_TIME = re.compile(r"(\d{1,2} [A-Za-z]{3,9} \d{2,4}) (\d{2})(\d{2})(\d{2})?\b")
+
+
+def _published(entry: Any) -> datetime | None:
+    """Publication time, timezone-aware, or None if the feed's date is unreadable.
+
+    email.utils reads RFC 822 dates first: it keeps the stated offset and maps 2-digit
+    years the RFC 2822 way (70 → 1970, where feedparser says 2070). feedparser's parse
+    covers ISO 8601 and the rest.
+    """
+    for raw_key, parsed_key in (("published", "published_parsed"), ("updated", "updated_parsed")):
+        # dict.get: FeedParserDict.get would alias "updated" to "published" with a warning.
+        raw = (_text(dict.get(entry, raw_key)) or "").strip()
+        if not raw:
+            continue
+        for candidate in (raw, _COLONLESS_TIME.sub(_colon_time, raw)):
+            try:
+                when = parsedate_to_datetime(candidate)
+            except (TypeError, ValueError, IndexError, OverflowError):
+                continue
+            return when if when.tzinfo else when.replace(tzinfo=UTC)
+        struct = dict.get(entry, parsed_key)
+        if struct:
+            try:
+                return datetime(*struct[:6], tzinfo=UTC)
+            except (TypeError, ValueError, OverflowError):
+                continue
+    return None
+
+
+def _colon_time(match: re.Match[str]) -> str:
+    seconds = match.group(4) or "00"
+    return f"{match.group(1)} {match.group(2)}:{match.group(3)}:{seconds}"
+
+
+def _length(value: Any) -> int | None:
+    text = (_text(value) or "").strip()
+    if not text.isdigit():
+        return None
+    number = int(text)
+    return number if number > 0 else None
+
+
+def _description(entry: Any) -> str | None:
+    """The item's text: a plain-text summary (itunes:summary) if there is one, else the
+    fullest HTML (content:encoded before description) with tags stripped."""
+    summary = entry.get("summary_detail")
+    candidates = [summary] if summary else []
+    candidates += list(entry.get("content") or [])
+    plain = [c for c in candidates if c.get("type") == "text/plain" and _text(c.get("value"))]
+    html = [c for c in candidates if c.get("type") != "text/plain" and _text(c.get("value"))]
+    if summary in html:  # content:encoded is usually the fuller version of the notes
+        html.remove(summary)
+        html.append(summary)
+    for detail in plain + html:
+        text = _plain_text(detail)
+        if text:
+            return text
+    return None
+
+
+def _plain_text(value: Any) -> str:
+    """Text of a feedparser value or ``*_detail`` dict, with any HTML removed."""
+    if isinstance(value, dict):
+        kind = value.get("type") or ""
+        text = _text(value.get("value")) or ""
+        if kind in ("text/html", "application/xhtml+xml") or _looks_like_html(text):
+            return html_to_text(text)
+        return text.strip()
+    text = _text(value) or ""
+    return html_to_text(text) if _looks_like_html(text) else text.strip()
+
+
+_TAG_LIKE = re.compile(r"<\s*/?\s*[a-zA-Z][^>]*>|&[#a-zA-Z0-9]+;")
+
+
+def _looks_like_html(text: str) -> bool:
+    return bool(_TAG_LIKE.search(text))
+
+
+class _TextExtractor(HTMLParser):
+    BLOCKS = frozenset(
+        {"p", "br", "div", "li", "ul", "ol", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "hr"}
+    )
+    SKIP = frozenset({"script", "style"})
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self._skip = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in self.SKIP:
+            self._skip += 1
+        elif tag in self.BLOCKS:
+            self.parts.append("\n")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in self.SKIP and self._skip:
+            self._skip -= 1
+        elif tag in self.BLOCKS:
+            self.parts.append("\n")
+
+    def handle_data(self, data: str) -> None:
+        if not self._skip:
+            self.parts.append(data)
+
+
+def html_to_text(markup: str) -> str:
+    """Readable plain text of an HTML fragment: tags dropped, entities decoded, one line
+    per block element. Show notes escaped twice (``&lt;p&gt;`` in the XML) get a second
+    pass."""
+    text = markup
+    for _ in range(2):
+        extractor = _TextExtractor()
+        try:
+            extractor.feed(text)
+            extractor.close()
+        except Exception:  # html.parser can raise on a mangled declaration
+            return " ".join(text.split())
+        lines = (" ".join(line.split()) for line in "".join(extractor.parts).splitlines())
+        text = "\n".join(line for line in lines if line)
+        if not re.search(r"<\s*/?\s*(p|br|div|a|li|ul|ol|h\d|span|strong|em|b|i)\b", text):
+            break
+    return text
+
+
+def _decode(data: bytes, encoding: str | None) -> str:
+    try:
+        return data.decode(encoding or "utf-8", errors="replace").lstrip("\ufeff")
+    except LookupError:
+        return data.decode("utf-8", errors="replace").lstrip("\ufeff")
+
+
+def _extension(url: str) -> str:
+    try:
+        path = urlsplit(url).path
+    except ValueError:
+        return ""
+    return PurePosixPath(unquote(path)).suffix.lower()
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _attr(value: Any, name: str) -> str | None:
+    return _text(value.get(name)) if isinstance(value, dict) else None
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+# --- feed-level failure message -----------------------------------------------------
+
+
+def _no_usable_items_message(total: int, problems: list[_Problem]) -> str:
+    noun = "item" if total == 1 else "items"
+    groups: dict[str, Counter[str]] = {}
+    for problem in problems:
+        groups.setdefault(problem.category, Counter())[problem.detail] += 1
+    labels = {
+        "video": "video-only",
+        "none": "with no enclosure",
+        "other": "with non-audio enclosures",
+        "ambiguous": "with untyped, possibly video enclosures",
+        "scheme": "with disallowed URL schemes",
+        "error": "unreadable",
+    }
+    parts = []
+    for category, details in groups.items():
+        count = sum(details.values())
+        named = ", ".join(d for d in details if d)
+        parts.append(f"{count} {labels[category]}" + (f": {named}" if named else ""))
+    if set(groups) == {"video"}:
+        advice = "podmill processes audio; use the show's audio feed if it has one"
+    elif set(groups) == {"none"}:
+        advice = "this looks like a news or blog feed, not a podcast"
+    else:
+        advice = "check that this is the podcast's audio feed"
+    return (
+        f"feed has {total} {noun} but none with an audio enclosure or a transcript "
+        f"({'; '.join(parts)}); {advice}"
+    )

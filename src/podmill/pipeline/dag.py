@@ -1,0 +1,112 @@
+"""The stage graph, declared once.
+
+The runner, the storage layer's step rows, the CLI's progress columns and the docs all
+read :data:`STAGES`. A stage's ``version`` goes into the fingerprint: bump it when the
+stage's output changes for the same input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_attempts: int = 3
+    base_delay: float = 1.0
+    max_delay: float = 60.0
+
+    def delay(self, attempt: int) -> float:
+        """Delay before try ``attempt + 1`` (``attempt`` counts from 1), without jitter."""
+        return min(self.max_delay, self.base_delay * 2 ** (attempt - 1))
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    after: tuple[str, ...]
+    profile: str  # io | asr | cpu | llm: which worker pool runs it
+    outputs: tuple[str, ...]  # artifact names; all present = the stage is done
+    version: str
+    retry: RetryPolicy = RetryPolicy()
+    join: bool = False
+
+
+STAGES: tuple[Stage, ...] = (
+    Stage("fetch", (), "io", ("source.json",), "1", RetryPolicy(4, 2.0, 120.0)),
+    Stage(
+        "transcribe",
+        ("fetch",),
+        "asr",
+        ("transcript.json", "transcript.srt", "transcript.vtt", "transcript.txt"),
+        "1",
+    ),
+    Stage("segment", ("transcribe",), "cpu", ("sentences.json", "embeddings.npz", "l1.json"), "1"),
+    Stage("decide", ("segment",), "cpu", ("decide.json",), "1"),
+    Stage("subsegment", ("decide",), "cpu", ("l2.json",), "1"),
+    Stage("summarize_l1", ("segment",), "cpu", ("summaries_l1.json",), "1"),
+    Stage("summarize_l2", ("subsegment",), "cpu", ("summaries_l2.json",), "1"),
+    Stage("synthesize", ("summarize_l1", "summarize_l2"), "cpu", ("topics.json",), "1", join=True),
+    Stage("index", ("synthesize",), "cpu", ("index.npz",), "1"),
+    Stage("publish", ("index",), "io", ("summary.md", "manifest.json"), "1"),
+)
+
+STAGE_NAMES: tuple[str, ...] = tuple(s.name for s in STAGES)
+_BY_NAME = {s.name: s for s in STAGES}
+
+
+def stage(name: str) -> Stage:
+    try:
+        return _BY_NAME[name]
+    except KeyError:
+        raise ValueError(f"unknown stage {name!r}; stages are: {', '.join(STAGE_NAMES)}") from None
+
+
+def successors(name: str) -> tuple[str, ...]:
+    return tuple(s.name for s in STAGES if name in s.after)
+
+
+def ancestors(name: str) -> set[str]:
+    found: set[str] = set()
+    todo = list(stage(name).after)
+    while todo:
+        current = todo.pop()
+        if current not in found:
+            found.add(current)
+            todo.extend(stage(current).after)
+    return found
+
+
+def stage_range(start: str | None = None, end: str | None = None) -> tuple[str, ...]:
+    """Stages from ``start`` to ``end`` inclusive, in declaration (topological) order.
+
+    A stage is in range when it descends from ``start`` (or is it) and ``end`` descends
+    from it (or is it).
+    """
+    for name in (start, end):
+        if name is not None:
+            stage(name)  # unknown names fail with the list of stages
+    chosen: list[str] = []
+    for s in STAGES:
+        if start is not None and s.name != start and start not in ancestors(s.name):
+            continue
+        if end is not None and s.name != end and s.name not in ancestors(end):
+            continue
+        chosen.append(s.name)
+    if not chosen:
+        raise ValueError(f"no stages between {start!r} and {end!r}")
+    return tuple(chosen)
+
+
+def validate(stages: Iterable[Stage] = STAGES) -> None:
+    """Every edge names an earlier stage (so declaration order is topological)."""
+    seen: set[str] = set()
+    for s in stages:
+        for dep in s.after:
+            if dep not in seen:
+                raise ValueError(f"stage {s.name!r} depends on {dep!r}, declared later or missing")
+        seen.add(s.name)
+
+
+validate()

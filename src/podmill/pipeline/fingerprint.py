@@ -1,0 +1,35 @@
+"""The fingerprint: a hash of everything that changes an episode's outputs.
+
+Stage versions, model identities (package version and checksum) and the settings the
+stages read. Two runs with the same fingerprint produce the same artifacts, so a
+second request for the same ``(episode_key, fingerprint)`` reuses the first one's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from podmill.pipeline.dag import STAGES
+from podmill.settings import Settings
+
+
+def fingerprint_inputs(settings: Settings) -> dict[str, Any]:
+    from podmill.ml import asr, embed
+
+    return {
+        "stages": {s.name: s.version for s in STAGES},
+        "asr": {
+            "model": asr.resolve_model(settings.asr.model).identity,
+            **settings.asr.model_dump(exclude={"cpu_threads", "model"}),
+        },
+        "embedder": embed.model_identity()[1],
+        "topics": settings.topics.model_dump(),
+        "prefer_feed_transcripts": settings.prefer_feed_transcripts,
+    }
+
+
+def fingerprint(settings: Settings) -> str:
+    blob = json.dumps(fingerprint_inputs(settings), sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]

@@ -1,0 +1,246 @@
+"""Embedded mode: the durable engine, in-process, on SQLite.
+
+``podmill run`` submits one job per episode to the same engine the distributed workers
+use (``podmill.engine``), then runs a worker inside this process with a few consumer
+threads (one ASR, one CPU, two IO slots) until every submitted job has finished. The
+same stage functions, the same claims, leases, retries and exactly-once join; only the
+database file is local. Progress is read back from the steps table.
+
+``run_pipeline`` is the atomic mode: a range of stages for one episode, in order, in
+this thread, with no queue (for tools, tests and notebooks).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from podmill.domain import Episode
+from podmill.engine.execute import execute_step
+from podmill.engine.store import Store
+from podmill.engine.worker import Worker
+from podmill.errors import StageError
+from podmill.pipeline.context import StageContext
+from podmill.pipeline.dag import STAGE_NAMES, stage_range
+from podmill.pipeline.fingerprint import fingerprint
+from podmill.pipeline.stages import ARTIFACT_KINDS, run_stage
+from podmill.settings import Settings
+from podmill.storage import db, repo
+from podmill.storage.artifacts import ArtifactStore
+
+EMBEDDED_POOLS = {"io": 2, "asr": 1, "cpu": 1, "llm": 1}
+TERMINAL = {"done", "failed", "cancelled"}
+
+
+class Reporter(Protocol):
+    """Receives progress events (the CLI draws them; tests may record them)."""
+
+    def episode_started(self, episode: Episode) -> None: ...
+    def stage_started(self, episode: Episode, stage: str) -> None: ...
+    def stage_finished(
+        self, episode: Episode, stage: str, seconds: float, cached: bool
+    ) -> None: ...
+    def audio_progress(self, episode: Episode, position: float) -> None: ...
+    def episode_finished(self, result: EpisodeResult) -> None: ...
+
+
+class NullReporter:
+    def episode_started(self, episode: Episode) -> None:
+        pass
+
+    def stage_started(self, episode: Episode, stage: str) -> None:
+        pass
+
+    def stage_finished(self, episode: Episode, stage: str, seconds: float, cached: bool) -> None:
+        pass
+
+    def audio_progress(self, episode: Episode, position: float) -> None:
+        pass
+
+    def episode_finished(self, result: EpisodeResult) -> None:
+        pass
+
+
+@dataclass
+class EpisodeResult:
+    episode_key: str
+    title: str
+    status: str  # done | failed | cancelled
+    fingerprint: str
+    job_id: int | None = None
+    artifacts: dict[str, str] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    error: str | None = None
+    failed_stage: str | None = None
+    audio_seconds: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "episode_key": self.episode_key,
+            "title": self.title,
+            "status": self.status,
+            "job_id": self.job_id,
+            "artifacts": self.artifacts,
+            "timings": {k: round(v, 3) for k, v in self.timings.items()},
+            "error": self.error,
+        }
+
+
+def job_payload(settings: Settings, episode: Episode) -> dict[str, Any]:
+    """What a worker needs to run an episode's steps: the episode and the settings."""
+    return {
+        "episode": episode.to_dict(),
+        "settings": settings.model_dump(mode="json", exclude={"db"}),
+    }
+
+
+class Runner:
+    """Submits episodes to the engine and runs an in-process worker until they finish."""
+
+    def __init__(self, settings: Settings, reporter: Reporter | None = None) -> None:
+        self.settings = settings
+        self.reporter = reporter or NullReporter()
+        self.artifacts = ArtifactStore(settings.data_dir)
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        db.upgrade(settings.database_url)
+        self.store = Store(
+            settings.database_url, retry_delay_scale=settings.pipeline.retry_delay_scale
+        )
+        self.sessions = self.store.sessions
+        self.fingerprint = fingerprint(settings)
+
+    def run_many(self, episodes: Sequence[Episode], feed: Any = None) -> list[EpisodeResult]:
+        jobs = self._submit(episodes, feed)
+        by_key = {ep.episode_key: ep for ep in episodes}
+        worker = Worker(
+            self.store,
+            pools=EMBEDDED_POOLS,
+            grace=5.0,
+            poll_interval=0.05,
+            run_step=self._run_step,
+        )
+        thread = threading.Thread(target=worker.run, name="podmill-embedded-worker", daemon=True)
+        for ep in episodes:
+            self.reporter.episode_started(ep)
+        thread.start()
+        seen: dict[tuple[int, str], str] = {}
+        finished: dict[int, EpisodeResult] = {}
+        try:
+            while len(finished) < len(jobs):
+                for job_id, episode in jobs.items():
+                    if job_id in finished:
+                        continue
+                    job = self.store.job(job_id)
+                    self._report_steps(job, episode, seen)
+                    if job["status"] in TERMINAL:
+                        finished[job_id] = self._result(job, by_key[episode.episode_key])
+                        self.reporter.episode_finished(finished[job_id])
+                time.sleep(0.05)
+        finally:
+            worker.stop()
+            thread.join()
+        return [finished[job_id] for job_id in jobs]
+
+    def _submit(self, episodes: Sequence[Episode], feed: Any) -> dict[int, Episode]:
+        with self.sessions.begin() as session:
+            feed_id = None
+            if feed is not None:
+                feed_id = repo.upsert_feed(
+                    session,
+                    feed_key=feed.feed_key,
+                    url=feed.url,
+                    title=feed.title,
+                    podcast_guid=feed.podcast_guid,
+                )
+            for ep in episodes:
+                repo.upsert_episode(session, ep, feed_id=feed_id)
+        jobs: dict[int, Episode] = {}
+        for ep in episodes:
+            job_id, created = self.store.submit(
+                ep.episode_key,
+                self.fingerprint,
+                job_payload(self.settings, ep),
+                correlation_id=uuid.uuid4().hex,
+            )
+            if not created and self.store.job(job_id)["status"] in ("failed", "cancelled"):
+                self.store.retry_job(job_id)  # running `podmill run` again retries
+            jobs[job_id] = ep
+        return jobs
+
+    def _run_step(self, claimed: Any) -> None:
+        episode = Episode.from_dict(claimed.payload["episode"])
+        execute_step(
+            claimed,
+            self.settings,
+            on_audio_progress=lambda pos: self.reporter.audio_progress(episode, pos),
+            sessions=self.sessions,
+        )
+
+    def _report_steps(
+        self, job: dict[str, Any], episode: Episode, seen: dict[tuple[int, str], str]
+    ) -> None:
+        for name in STAGE_NAMES:
+            step = job["steps"][name]
+            previous = seen.get((job["id"], name))
+            if step["status"] == previous:
+                continue
+            seen[(job["id"], name)] = step["status"]
+            if step["status"] == "running":
+                self.reporter.stage_started(episode, name)
+            elif step["status"] == "done":
+                seconds = step.get("duration_seconds") or 0.0
+                self.reporter.stage_finished(episode, name, seconds, seconds == 0.0)
+
+    def _result(self, job: dict[str, Any], episode: Episode) -> EpisodeResult:
+        result = EpisodeResult(
+            episode.episode_key, episode.title, job["status"], self.fingerprint, job["id"]
+        )
+        for name, step in job["steps"].items():
+            if step["status"] == "done":
+                result.timings[name] = float(step.get("duration_seconds") or 0.0)
+            elif step["status"] in ("dead", "failed") and result.error is None:
+                result.failed_stage = name
+                result.error = f"{name}: {step.get('error')}"
+        for name, kind in ARTIFACT_KINDS.items():
+            path = self.artifacts.path(episode.episode_key, self.fingerprint, name)
+            if path.is_file():
+                result.artifacts[kind] = str(path)
+        transcript = self.artifacts.path(episode.episode_key, self.fingerprint, "transcript.json")
+        if transcript.is_file():
+            import json
+
+            result.audio_seconds = float(json.loads(transcript.read_text()).get("duration", 0.0))
+        return result
+
+
+def run_pipeline(
+    settings: Settings,
+    episode: Episode,
+    start_stage: str | None = None,
+    end_stage: str | None = None,
+) -> dict[str, float]:
+    """Atomic mode: run the stages from ``start_stage`` to ``end_stage`` for one episode
+    in order, in this thread, with no queue; stages whose artifacts exist are skipped.
+
+    Returns seconds per stage (0.0 when skipped). Raises :class:`StageError` naming the
+    stage that failed. Stages before ``start_stage`` must already have their artifacts.
+    """
+    ctx = StageContext(
+        settings=settings,
+        episode=episode,
+        fingerprint=fingerprint(settings),
+        store=ArtifactStore(settings.data_dir),
+    )
+    timings: dict[str, float] = {}
+    for name in stage_range(start_stage, end_stage):
+        started = time.monotonic()
+        try:
+            ran = run_stage(name, ctx)
+        except Exception as exc:
+            raise StageError(name, exc) from exc
+        timings[name] = time.monotonic() - started if ran else 0.0
+    return timings

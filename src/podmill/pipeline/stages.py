@@ -1,0 +1,390 @@
+"""The stage functions. Each reads its inputs from the episode's artifact directory and
+writes its outputs there (atomically), so any stage can run in any process that sees the
+data directory: the embedded runner today, durable workers later.
+"""
+
+from __future__ import annotations
+
+import io
+import mimetypes
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from podmill import transcript_formats
+from podmill.domain import TopicNode, Transcript
+from podmill.errors import PodmillError, TranscriptFormatError
+from podmill.feeds import transcripts as feed_transcripts
+from podmill.feeds.download import download, fetch_bytes
+from podmill.pipeline import outline, topics
+from podmill.pipeline.context import StageContext
+from podmill.pipeline.sentences import Sentence, sentences_from_dicts, split_sentences
+
+# Artifact names users and the API refer to, by kind (other files are intermediates).
+ARTIFACT_KINDS = {
+    "transcript.json": "transcript_json",
+    "transcript.srt": "srt",
+    "transcript.vtt": "vtt",
+    "transcript.txt": "txt",
+    "topics.json": "topics",
+    "summary.md": "summary_md",
+    "manifest.json": "manifest",
+    "index.npz": "index",
+}
+
+
+# --------------------------------------------------------------------------- fetch
+
+
+def fetch(ctx: StageContext) -> None:
+    """Get the episode's input: a publisher transcript (preferred) or the audio."""
+    ep = ctx.episode
+    if ctx.settings.prefer_feed_transcripts and ep.transcripts:
+        link = feed_transcripts.choose_transcript(ep.transcripts)
+        if link is not None:
+            try:
+                ctx.write_json("source.json", _fetch_transcript(ctx, link.url, link.mime_type))
+                return
+            except (PodmillError, TranscriptFormatError) as exc:
+                if not ep.audio_url:
+                    raise
+                ctx.notes.append(f"feed transcript unusable ({exc}); using ASR")
+    if not ep.audio_url:
+        raise PodmillError(
+            "episode has no audio enclosure and no usable podcast:transcript; nothing to process"
+        )
+    media = ctx.store.media_dir(ctx.key)
+    media.mkdir(parents=True, exist_ok=True)
+    suffix = Path(ep.audio_url.split("?")[0]).suffix.lower()[:6] or ".audio"
+    got = download(
+        ep.audio_url, media / f"audio{suffix}", ctx.settings, allow_file_urls=ep.allow_file_urls
+    )
+    from podmill.audio import probe_duration
+
+    try:
+        duration = probe_duration(got.path)
+    except Exception:
+        got.path.unlink(missing_ok=True)  # undecodable audio is not kept
+        raise
+    ctx.write_json(
+        "source.json",
+        {
+            "kind": "audio",
+            "url": ep.audio_url,
+            "path": str(got.path.relative_to(ctx.settings.data_dir)),
+            "sha256": got.sha256,
+            "size": got.size,
+            "format": got.format,
+            "content_type": got.content_type,
+            "duration": duration,
+        },
+    )
+
+
+def _fetch_transcript(ctx: StageContext, url: str, mime: str | None) -> dict[str, Any]:
+    body, content_type, final_url = fetch_bytes(
+        url, ctx.settings, allow_file_urls=ctx.episode.allow_file_urls
+    )
+    mime = mime or content_type
+    feed_transcripts.parse_transcript(body, mime, url=final_url)  # validate before keeping it
+    ext = mimetypes.guess_extension((mime or "").split(";")[0]) or ".txt"
+    media = ctx.store.media_dir(ctx.key)
+    media.mkdir(parents=True, exist_ok=True)
+    target = media / f"feed-transcript{ext}"
+    from podmill.storage.artifacts import atomic_write_bytes
+
+    atomic_write_bytes(target, body)
+    return {
+        "kind": "feed_transcript",
+        "url": url,
+        "mime_type": mime,
+        "path": str(target.relative_to(ctx.settings.data_dir)),
+    }
+
+
+# ----------------------------------------------------------------------- transcribe
+
+
+def transcribe(ctx: StageContext) -> None:
+    """Speech to word-timed transcript (or the publisher's transcript, parsed)."""
+    source = ctx.read_json("source.json")
+    path = ctx.settings.data_dir / source["path"]
+    if source["kind"] == "feed_transcript":
+        transcript = feed_transcripts.parse_transcript(
+            path.read_bytes(), source.get("mime_type"), url=source.get("url", "")
+        )
+    else:
+        from podmill.ml import asr
+
+        transcript = asr.transcribe(path, ctx.settings.asr, on_progress=ctx.on_audio_progress)
+        transcript.duration = max(transcript.duration, float(source.get("duration") or 0.0))
+    write_transcript(ctx, transcript)
+
+
+def write_transcript(ctx: StageContext, transcript: Transcript) -> None:
+    ctx.write_text("transcript.srt", transcript_formats.to_srt(transcript))
+    ctx.write_text("transcript.vtt", transcript_formats.to_vtt(transcript))
+    ctx.write_text("transcript.txt", transcript_formats.to_txt(transcript))
+    # Written last: its presence means the whole stage finished.
+    ctx.write_text("transcript.json", transcript_formats.to_json(transcript))
+
+
+def load_transcript(ctx: StageContext) -> Transcript:
+    return Transcript.from_dict(ctx.read_json("transcript.json"))
+
+
+# ------------------------------------------------------------------- topic stages
+
+
+def _embed() -> Callable[[list[str]], np.ndarray]:
+    from podmill.ml.embed import get_embedder
+
+    return get_embedder().embed
+
+
+def segment(ctx: StageContext) -> None:
+    """Sentences, their embeddings, and the L1 topic boundaries."""
+    transcript = load_transcript(ctx)
+    sentences = split_sentences(transcript)
+    embed = _embed()
+    cfg = ctx.settings.topics
+    windows = embed(topics.window_texts(sentences, cfg.window_sentences))
+    vectors = embed([s.text for s in sentences])
+    spans = topics.segment_l1(sentences, windows, vectors, transcript.duration, cfg)
+    buffer = io.BytesIO()
+    np.savez(buffer, windows=windows, sentences=vectors)
+    ctx.write_bytes("embeddings.npz", buffer.getvalue())
+    ctx.write_json("sentences.json", [s.to_dict() for s in sentences])
+    ctx.write_json("l1.json", [[s.first, s.last] for s in spans])
+
+
+def _load(ctx: StageContext) -> tuple[list[Sentence], np.ndarray, np.ndarray]:
+    sentences = sentences_from_dicts(ctx.read_json("sentences.json"))
+    with np.load(ctx.path("embeddings.npz")) as data:
+        return sentences, data["windows"], data["sentences"]
+
+
+def _spans(pairs: list[list[int]]) -> list[topics.Span]:
+    return [topics.Span(a, b) for a, b in pairs]
+
+
+def decide(ctx: StageContext) -> None:
+    """Which L1 topics are long or mixed enough to split into sub-topics."""
+    sentences, windows, _ = _load(ctx)
+    verdicts = []
+    for i, span in enumerate(_spans(ctx.read_json("l1.json"))):
+        split, reason = topics.should_split(sentences, windows, span, ctx.settings.topics)
+        verdicts.append({"l1": i, "split": split, "reason": reason})
+    ctx.write_json("decide.json", verdicts)
+
+
+def subsegment(ctx: StageContext) -> None:
+    """L2 sub-topics inside the L1 topics that ``decide`` chose."""
+    sentences, windows, vectors = _load(ctx)
+    l1 = _spans(ctx.read_json("l1.json"))
+    result: dict[str, list[list[int]]] = {}
+    for verdict in ctx.read_json("decide.json"):
+        if verdict["split"]:
+            parts = topics.segment_l2(
+                sentences, windows, vectors, l1[verdict["l1"]], ctx.settings.topics
+            )
+            if len(parts) > 1:
+                result[str(verdict["l1"])] = [[p.first, p.last] for p in parts]
+    ctx.write_json("l2.json", result)
+
+
+def _summaries(
+    ctx: StageContext, spans: list[topics.Span], spans_are_parts: bool = False
+) -> list[dict[str, Any]]:
+    sentences, _, vectors = _load(ctx)
+    embed = _embed()
+    episode = topics.centroid(vectors) if len(spans) > 1 or spans_are_parts else None
+    return [
+        topics.summarise(
+            sentences, vectors, span, embed, ctx.settings.topics, background=episode
+        ).__dict__
+        for span in spans
+    ]
+
+
+def summarize_l1(ctx: StageContext) -> None:
+    ctx.write_json("summaries_l1.json", _summaries(ctx, _spans(ctx.read_json("l1.json"))))
+
+
+def summarize_l2(ctx: StageContext) -> None:
+    l2 = ctx.read_json("l2.json")
+    ctx.write_json(
+        "summaries_l2.json",
+        {key: _summaries(ctx, _spans(pairs), True) for key, pairs in l2.items()},
+    )
+
+
+def synthesize(ctx: StageContext) -> None:
+    """The join: the L0 root from the L1 nodes, and the whole tree as ``topics.json``."""
+    transcript = load_transcript(ctx)
+    sentences, _, vectors = _load(ctx)
+    l1 = _spans(ctx.read_json("l1.json"))
+    l2 = ctx.read_json("l2.json")
+    s1 = ctx.read_json("summaries_l1.json")
+    s2 = ctx.read_json("summaries_l2.json")
+    duration = max(transcript.duration, sentences[-1].end if sentences else 0.0)
+    n_words = len(transcript.words)
+    root = TopicNode(id="0", level=0, start=0.0, end=duration, word_start=0, word_end=n_words)
+    for i, text in enumerate(s1):
+        node = _node(f"{i + 1}", 1, text, sentences, l1, i, root)
+        subs = _spans(l2.get(str(i), []))
+        for j, subtext in enumerate(s2.get(str(i), [])):
+            node.children.append(_node(f"{i + 1}.{j + 1}", 2, subtext, sentences, subs, j, node))
+        root.children.append(node)
+    _fill_root(ctx, root, sentences, vectors)
+    ctx.write_json(
+        "topics.json",
+        {
+            "episode_key": ctx.key,
+            "fingerprint": ctx.fingerprint,
+            "title": root.title,
+            "duration": duration,
+            "transcript_source": transcript.source,
+            "root": root.to_dict(),
+        },
+    )
+
+
+def _node(
+    node_id: str,
+    level: int,
+    text: dict[str, Any],
+    sentences: list[Sentence],
+    siblings: list[topics.Span],
+    index: int,
+    parent: TopicNode,
+) -> TopicNode:
+    # Siblings tile their parent: the first starts where the parent starts, each other
+    # where its first sentence starts, and each ends where the next begins.
+    first = sentences[siblings[index].first]
+    nxt = sentences[siblings[index + 1].first] if index + 1 < len(siblings) else None
+    return TopicNode(
+        id=node_id,
+        level=level,
+        start=parent.start if index == 0 else first.start,
+        end=nxt.start if nxt else parent.end,
+        word_start=parent.word_start if index == 0 else first.word_start,
+        word_end=nxt.word_start if nxt else parent.word_end,
+        title=text["title"],
+        summary=text["summary"],
+        key_points=text["key_points"],
+        keywords=text["keywords"],
+    )
+
+
+def _fill_root(
+    ctx: StageContext, root: TopicNode, sentences: list[Sentence], vectors: np.ndarray
+) -> None:
+    ep = ctx.episode
+    if not sentences:
+        root.title = ep.title
+        root.summary = "No speech was detected in this episode."
+        return
+    whole = topics.summarise(
+        sentences, vectors, topics.Span(0, len(sentences)), _embed(), ctx.settings.topics
+    )
+    # A feed gives the episode a real title; a bare file's name is a worse title than
+    # the episode's own keyphrases.
+    root.title = ep.title if ep.feed_key else (whole.title or ep.title)
+    root.keywords = whole.keywords
+    root.summary = whole.summary
+    if len(root.children) > 1:
+        # The episode's centroid leans towards its longest topic; one central sentence
+        # from each topic (the longest few, in spoken order) covers the whole episode.
+        spans = _spans(ctx.read_json("l1.json"))
+        longest = sorted(range(len(spans)), key=lambda i: (-(spans[i].last - spans[i].first), i))
+        picks = sorted(longest[: ctx.settings.topics.summary_sentences + 1])
+        root.summary = " ".join(topics.most_central(sentences, vectors, spans[i]) for i in picks)
+    root.key_points = [
+        f"{child.title}: {child.key_points[0] if child.key_points else child.summary}"
+        for child in root.children[:8]
+    ]
+
+
+# ---------------------------------------------------------------------- index, publish
+
+
+def index(ctx: StageContext) -> None:
+    """Embed every node (title + summary) for search."""
+    tree = TopicNode.from_dict(ctx.read_json("topics.json")["root"])
+    nodes = list(tree.walk())
+    vectors = _embed()([f"{n.title}. {n.summary}" for n in nodes])
+    buffer = io.BytesIO()
+    np.savez(
+        buffer,
+        ids=np.array([n.id for n in nodes]),
+        levels=np.array([n.level for n in nodes]),
+        vectors=vectors,
+    )
+    ctx.write_bytes("index.npz", buffer.getvalue())
+
+
+def publish(ctx: StageContext) -> None:
+    """The readable outline, the run manifest, and the rows in the database."""
+    data = ctx.read_json("topics.json")
+    tree = TopicNode.from_dict(data["root"])
+    ctx.write_text("summary.md", outline.render_markdown(ctx.episode, tree, data))
+    artifacts = [a for a in ctx.store.list(ctx.key, ctx.fingerprint) if a.name != "manifest.json"]
+    manifest = {
+        "episode": ctx.episode.to_dict(),
+        "fingerprint": ctx.fingerprint,
+        "transcript_source": data.get("transcript_source"),
+        "artifacts": {a.name: {"sha256": a.sha256, "size": a.size} for a in artifacts},
+    }
+    stored = ctx.write_json("manifest.json", manifest)
+    if ctx.sessions is not None:
+        from podmill.storage import repo
+
+        source = ctx.read_json("source.json")
+        with ctx.sessions.begin() as session:
+            if repo.episode_row(session, ctx.key) is None:  # submitted by another process
+                repo.upsert_episode(session, ctx.episode, feed_id=None)
+            repo.update_episode_media(
+                session,
+                ctx.key,
+                duration_seconds=source.get("duration") or data.get("duration"),
+                audio_sha256=source.get("sha256"),
+            )
+            for artifact in [*artifacts, stored]:
+                kind = ARTIFACT_KINDS.get(artifact.name, artifact.name)
+                repo.record_artifact(session, ctx.key, ctx.fingerprint, artifact, kind)
+
+
+STAGE_FUNCTIONS: dict[str, Callable[[StageContext], None]] = {
+    "fetch": fetch,
+    "transcribe": transcribe,
+    "segment": segment,
+    "decide": decide,
+    "subsegment": subsegment,
+    "summarize_l1": summarize_l1,
+    "summarize_l2": summarize_l2,
+    "synthesize": synthesize,
+    "index": index,
+    "publish": publish,
+}
+
+
+def outputs_exist(name: str, ctx: StageContext) -> bool:
+    """Whether a stage's artifacts are all present for this fingerprint (then it is skipped)."""
+    from podmill.pipeline.dag import stage
+
+    return all(ctx.exists(out) for out in stage(name).outputs)
+
+
+def run_stage(name: str, ctx: StageContext) -> bool:
+    """Run one stage unless its artifacts already exist; returns True if it ran.
+
+    The single entry point for every executor (the engine's workers and the atomic
+    ``run_pipeline``), so the skip rule lives in one place.
+    """
+    if outputs_exist(name, ctx):
+        return False
+    STAGE_FUNCTIONS[name](ctx)
+    return True

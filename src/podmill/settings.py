@@ -1,0 +1,199 @@
+"""One settings model for the CLI, the server and workers.
+
+Precedence, lowest to highest: built-in defaults < ``podmill.toml`` < ``PODMILL_*``
+environment variables < CLI flags. Nested groups use ``[group]`` tables in TOML and a
+double underscore in the environment (``PODMILL_TOPICS__MIN_TOPIC_SECONDS=45``).
+:func:`load_settings` also reports where each effective value came from, which
+``podmill config show`` prints.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from podmill.errors import PodmillError
+
+CONFIG_FILE_NAME = "podmill.toml"
+ENV_PREFIX = "PODMILL_"
+
+
+def default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "podmill"
+
+
+class DownloadSettings(BaseModel):
+    max_bytes: int = Field(1024**3, description="refuse downloads larger than this (bytes)")
+    connect_timeout: float = Field(10.0, description="seconds to open a connection")
+    read_timeout: float = Field(30.0, description="seconds without a byte before giving up")
+    max_attempts: int = Field(4, description="tries per URL on timeouts and 5xx answers")
+    backoff_seconds: float = Field(0.5, description="first retry delay; doubles each try")
+    user_agent: str = "podmill/0.1 (+self-hosted podcast transcription)"
+
+
+class AsrSettings(BaseModel):
+    model: Literal["tiny.en", "base"] = Field("tiny.en", description="Whisper model")
+    language: str = Field("en", description="spoken language code")
+    vad: bool = Field(True, description="skip silence with Silero VAD")
+    beam_size: int = 5
+    compute_type: str = Field("int8", description="CTranslate2 compute type on CPU")
+    cpu_threads: int = Field(0, description="0 = all cores")
+
+
+class TopicSettings(BaseModel):
+    backend: Literal["extractive"] = "extractive"
+    window_sentences: int = Field(3, description="sentences per embedding window")
+    block_windows: int = Field(4, description="windows compared on each side of a gap")
+    min_topic_seconds: float = Field(30.0, description="shortest L1 topic")
+    topic_density: float = Field(
+        2.0, description="at most density*sqrt(minutes) L1 topics (~3 in 3 min, ~15 in 1 h)"
+    )
+    min_subtopic_seconds: float = Field(15.0, description="shortest L2 sub-topic")
+    long_topic_seconds: float = Field(180.0, description="L1 topics longer than this split")
+    coherence_threshold: float = Field(0.55, description="L1 topics less coherent than this split")
+    summary_sentences: int = Field(3, description="sentences per summary")
+    key_points: int = Field(4, description="key points per node")
+
+
+class PipelineSettings(BaseModel):
+    retry_delay_scale: float = Field(
+        1.0, description="multiplies every stage's retry delays (the graph's RetryPolicy)"
+    )
+
+
+class Settings(BaseSettings):
+    """Effective configuration. Build with :func:`load_settings` to honour every layer."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid"
+    )
+
+    data_dir: Path = Field(default_factory=default_data_dir, description="artifacts and DB")
+    db: str | None = Field(None, description="database URL (default: SQLite in data_dir)")
+    allow_private_networks: bool = Field(
+        False, description="allow downloads from loopback, private and link-local addresses"
+    )
+    prefer_feed_transcripts: bool = Field(
+        True, description="use a feed's podcast:transcript instead of running ASR"
+    )
+    log_level: str = "WARNING"
+    download: DownloadSettings = Field(default_factory=DownloadSettings)
+    asr: AsrSettings = Field(default_factory=AsrSettings)
+    topics: TopicSettings = Field(default_factory=TopicSettings)
+    pipeline: PipelineSettings = Field(default_factory=PipelineSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # load_settings merges the layers itself (so it can report provenance);
+        # a bare Settings(...) is hermetic: defaults plus what it is given.
+        return (init_settings,)
+
+    @property
+    def database_url(self) -> str:
+        return self.db or f"sqlite:///{self.data_dir / 'podmill.db'}"
+
+
+def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(_flatten(value, dotted + "."))
+        else:
+            flat[dotted] = value
+    return flat
+
+
+def _unflatten(flat: dict[str, Any]) -> dict[str, Any]:
+    nested: dict[str, Any] = {}
+    for dotted, value in flat.items():
+        node = nested
+        *parents, leaf = dotted.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return nested
+
+
+def find_config_file(explicit: Path | None = None) -> Path | None:
+    """``--config`` if given, else ``$PODMILL_CONFIG``, else ``./podmill.toml`` if present."""
+    if explicit is not None:
+        if not explicit.is_file():
+            raise PodmillError(f"config file not found: {explicit} (check the --config path)")
+        return explicit
+    env = os.environ.get(f"{ENV_PREFIX}CONFIG")
+    if env:
+        path = Path(env)
+        if not path.is_file():
+            raise PodmillError(f"config file not found: {path} (from {ENV_PREFIX}CONFIG)")
+        return path
+    local = Path.cwd() / CONFIG_FILE_NAME
+    return local if local.is_file() else None
+
+
+def load_settings(
+    cli: dict[str, Any] | None = None, config_file: Path | None = None
+) -> tuple[Settings, dict[str, str]]:
+    """Merge defaults, TOML, environment and CLI flags (dotted keys, ``None`` = not given).
+
+    Returns the settings and, per dotted key, where its value came from.
+    """
+    path = find_config_file(config_file)
+    layers: list[tuple[str, dict[str, Any]]] = []
+    if path is not None:
+        try:
+            toml = TomlConfigSettingsSource(Settings, toml_file=path)()
+        except Exception as exc:  # tomllib.TOMLDecodeError and friends
+            raise PodmillError(f"cannot read {path}: {exc}") from exc
+        layers.append((f"file {path}", _flatten(toml)))
+    env = EnvSettingsSource(Settings, env_prefix=ENV_PREFIX, env_nested_delimiter="__")()
+    env.pop("config", None)
+    layers.append(("env", _flatten(env)))
+    flat_cli = {k: v for k, v in (cli or {}).items() if v is not None}
+    layers.append(("cli", flat_cli))
+
+    merged: dict[str, Any] = {}
+    provenance: dict[str, str] = {}
+    for name, values in layers:
+        for key, value in values.items():
+            merged[key] = value
+            provenance[key] = name if name != "env" else f"env {ENV_PREFIX}{_env_name(key)}"
+    try:
+        settings = Settings(**_unflatten(merged))
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
+            f" (from {provenance.get('.'.join(str(p) for p in err['loc']), 'default')})"
+            for err in exc.errors()
+        )
+        raise PodmillError(f"invalid settings: {problems}") from exc
+    for key in _flatten(settings.model_dump()):
+        provenance.setdefault(key, "default")
+    return settings, provenance
+
+
+def _env_name(dotted: str) -> str:
+    return dotted.replace(".", "__").upper()
+
+
+def effective_values(settings: Settings) -> dict[str, Any]:
+    """Dotted key → value, for display."""
+    return _flatten(settings.model_dump(mode="json"))

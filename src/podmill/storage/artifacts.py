@@ -1,0 +1,171 @@
+"""Artifact files under the data directory, addressed by ``(episode_key, fingerprint)``.
+
+Layout (the one place it is defined)::
+
+    DATA_DIR/episodes/<episode_key>/media/           downloaded audio (fingerprint-independent)
+    DATA_DIR/episodes/<episode_key>/<fingerprint>/   one artifact set: transcript.json, ...
+
+Every write is atomic: a reader sees the old file or the new one, never a partial one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+EPISODES_DIR = "episodes"
+MEDIA_DIR = "media"
+_TEMP_SUFFIX = ".tmp"
+
+
+@dataclass(frozen=True)
+class StoredArtifact:
+    """A file in the store; ``relpath`` is relative to the data directory (POSIX form)."""
+
+    name: str
+    path: Path
+    relpath: str
+    sha256: str
+    size: int
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temp file in the same directory and a rename.
+
+    The temp file is fsynced before ``os.replace`` and the directory after it, so a
+    crash leaves the old file or the new one. On error the temp file is removed.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Hidden name so listings skip it; O_EXCL so two writers never share a temp file;
+    # mode 0o666 so the umask, not this function, decides who may read artifacts.
+    temp = path.with_name(f".{path.name}.{secrets.token_hex(6)}{_TEMP_SUFFIX}")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            temp.unlink()
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(directory: Path) -> None:
+    # Makes the rename itself durable; not possible on every platform (e.g. Windows).
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _check_component(value: str, what: str) -> None:
+    if (
+        not value
+        or value in (".", "..")
+        or "/" in value
+        or "\\" in value
+        or "\0" in value
+        or value.startswith(".")
+    ):
+        raise ValueError(
+            f"{what} must be a plain file name (no path separators, no leading dot), got {value!r}"
+        )
+
+
+class ArtifactStore:
+    """Reads and writes artifact files under ``data_dir``."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = Path(data_dir)
+
+    def episode_dir(self, episode_key: str, fingerprint: str) -> Path:
+        """``DATA_DIR/episodes/<episode_key>/<fingerprint>/`` (not created)."""
+        _check_component(episode_key, "episode_key")
+        _check_component(fingerprint, "fingerprint")
+        if fingerprint == MEDIA_DIR:
+            raise ValueError(f"fingerprint {fingerprint!r} is reserved for downloaded media")
+        return self.data_dir / EPISODES_DIR / episode_key / fingerprint
+
+    def media_dir(self, episode_key: str) -> Path:
+        """``DATA_DIR/episodes/<episode_key>/media/`` (not created); audio is shared by
+        every fingerprint of the episode."""
+        _check_component(episode_key, "episode_key")
+        return self.data_dir / EPISODES_DIR / episode_key / MEDIA_DIR
+
+    def path(self, episode_key: str, fingerprint: str, name: str) -> Path:
+        _check_component(name, "artifact name")
+        return self.episode_dir(episode_key, fingerprint) / name
+
+    def exists(self, episode_key: str, fingerprint: str, name: str) -> bool:
+        return self.path(episode_key, fingerprint, name).is_file()
+
+    def write_bytes(
+        self, episode_key: str, fingerprint: str, name: str, data: bytes
+    ) -> StoredArtifact:
+        """Atomically write one artifact and describe it (checksum, size, paths)."""
+        path = self.path(episode_key, fingerprint, name)
+        atomic_write_bytes(path, data)
+        return self._describe(path, hashlib.sha256(data).hexdigest(), len(data))
+
+    def write_text(
+        self, episode_key: str, fingerprint: str, name: str, text: str
+    ) -> StoredArtifact:
+        """Atomically write UTF-8 text."""
+        return self.write_bytes(episode_key, fingerprint, name, text.encode("utf-8"))
+
+    def write_json(self, episode_key: str, fingerprint: str, name: str, obj: Any) -> StoredArtifact:
+        """Atomically write ``obj`` as indented UTF-8 JSON (keys in insertion order)."""
+        text = json.dumps(obj, indent=2, ensure_ascii=False) + "\n"
+        return self.write_text(episode_key, fingerprint, name, text)
+
+    def read_json(self, episode_key: str, fingerprint: str, name: str) -> Any:
+        return json.loads(self.path(episode_key, fingerprint, name).read_text("utf-8"))
+
+    def list(self, episode_key: str, fingerprint: str) -> list[StoredArtifact]:
+        """The artifact files of one set, by name; empty if the set does not exist."""
+        directory = self.episode_dir(episode_key, fingerprint)
+        if not directory.is_dir():
+            return []
+        files = sorted(p for p in directory.iterdir() if p.is_file() and not p.name.startswith("."))
+        return [self._describe(p, *_hash_file(p)) for p in files]
+
+    def find_fingerprints(self, episode_key: str) -> list[str]:
+        """Fingerprints that have an artifact directory for this episode, sorted."""
+        _check_component(episode_key, "episode_key")
+        directory = self.data_dir / EPISODES_DIR / episode_key
+        if not directory.is_dir():
+            return []
+        return sorted(
+            p.name
+            for p in directory.iterdir()
+            if p.is_dir() and p.name != MEDIA_DIR and not p.name.startswith(".")
+        )
+
+    def _describe(self, path: Path, sha256: str, size: int) -> StoredArtifact:
+        relpath = path.relative_to(self.data_dir).as_posix()
+        return StoredArtifact(name=path.name, path=path, relpath=relpath, sha256=sha256, size=size)
+
+
+def _hash_file(path: Path) -> tuple[str, int]:
+    digest = hashlib.sha256()
+    size = 0
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size

@@ -1,0 +1,240 @@
+"""SQLAlchemy models: the database's view of feeds, episodes, jobs, steps and artifacts.
+
+The schema itself is owned by the Alembic migrations in ``migrations/versions``; these
+classes must match them (``tests/integration/test_storage.py`` compares the two).
+Every timestamp is a timezone-aware UTC ``datetime`` on both SQLite and Postgres.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Literal, get_args
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    Dialect,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+JobStatus = Literal["pending", "running", "done", "failed", "cancelled"]
+# waiting: some predecessor is not done yet; pending: ready to be claimed.
+StepStatus = Literal[
+    "waiting", "pending", "running", "done", "failed", "dead", "cancelled", "skipped"
+]
+WorkerStatus = Literal["running", "stopping", "stopped", "dead"]
+JOB_STATUSES: tuple[str, ...] = get_args(JobStatus)
+STEP_STATUSES: tuple[str, ...] = get_args(StepStatus)
+WORKER_STATUSES: tuple[str, ...] = get_args(WorkerStatus)
+
+# Named constraints, so later migrations (and SQLite batch mode) can address them.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_N_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """``DateTime(timezone=True)`` that only accepts aware values and returns UTC.
+
+    SQLite keeps no zone, so values are normalised to UTC on the way in and tagged as
+    UTC on the way out; Postgres returns them in the session zone, converted here.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: store timezone-aware datetimes")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+def _status_check(statuses: tuple[str, ...]) -> CheckConstraint:
+    allowed = ", ".join(f"'{s}'" for s in statuses)
+    return CheckConstraint(f"status IN ({allowed})", name="status")
+
+
+def _created_at() -> Mapped[datetime]:
+    return mapped_column(UTCDateTime, default=utcnow, server_default=text("CURRENT_TIMESTAMP"))
+
+
+def _updated_at() -> Mapped[datetime]:
+    return mapped_column(
+        UTCDateTime, default=utcnow, onupdate=utcnow, server_default=text("CURRENT_TIMESTAMP")
+    )
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class FeedRow(Base):
+    __tablename__ = "feeds"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    feed_key: Mapped[str] = mapped_column(String(32), unique=True)
+    url: Mapped[str] = mapped_column(Text)
+    title: Mapped[str | None] = mapped_column(Text)
+    podcast_guid: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = _created_at()
+    updated_at: Mapped[datetime] = _updated_at()
+
+
+class EpisodeRow(Base):
+    """Catalog entry for one episode; feed metadata that has no column is in metadata_json."""
+
+    __tablename__ = "episodes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    episode_key: Mapped[str] = mapped_column(String(32), unique=True)
+    feed_id: Mapped[int | None] = mapped_column(ForeignKey("feeds.id", ondelete="SET NULL"))
+    guid: Mapped[str | None] = mapped_column(Text)
+    title: Mapped[str] = mapped_column(Text)
+    audio_url: Mapped[str | None] = mapped_column(Text)
+    published_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    duration_seconds: Mapped[float | None] = mapped_column(Float)
+    audio_sha256: Mapped[str | None] = mapped_column(String(64))
+    metadata_json: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = _created_at()
+    updated_at: Mapped[datetime] = _updated_at()
+
+
+class JobRow(Base):
+    """One episode × fingerprint: at most one per pair, whoever asks for it."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (
+        UniqueConstraint("episode_key", "fingerprint"),
+        _status_check(JOB_STATUSES),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    episode_key: Mapped[str] = mapped_column(String(32), index=True)
+    fingerprint: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    created_at: Mapped[datetime] = _created_at()
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    error: Mapped[str | None] = mapped_column(Text)
+    # What a worker needs to run the job: {"episode": Episode.to_dict(), "settings": {...}}.
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, server_default=text("'{}'"))
+    correlation_id: Mapped[str | None] = mapped_column(String(64))
+
+    steps: Mapped[list[StepRow]] = relationship(
+        back_populates="job", order_by="StepRow.id", passive_deletes=True
+    )
+
+
+class StepRow(Base):
+    """One stage of one job. The lease and queue columns belong to the durable engine
+    (``podmill.engine.store``); ``deps_remaining`` counts predecessors not yet done."""
+
+    __tablename__ = "steps"
+    __table_args__ = (
+        UniqueConstraint("job_id", "stage"),
+        _status_check(STEP_STATUSES),
+        Index("ix_steps_status_not_before", "status", "not_before"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    stage: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    max_attempts: Mapped[int] = mapped_column(Integer)
+    not_before: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    duration_seconds: Mapped[float | None] = mapped_column(Float)
+    error: Mapped[str | None] = mapped_column(Text)
+    worker_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    lease_token: Mapped[str | None] = mapped_column(String(64))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    profile: Mapped[str] = mapped_column(String(16), default="cpu", server_default="cpu")
+    deps_remaining: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    resource_key: Mapped[str | None] = mapped_column(String(200))
+    enqueued_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # last became pending
+    released_count: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+
+    job: Mapped[JobRow] = relationship(back_populates="steps")
+
+
+class ArtifactRow(Base):
+    """Pointer to one artifact file; ``path`` is relative to the data directory."""
+
+    __tablename__ = "artifacts"
+    __table_args__ = (UniqueConstraint("episode_key", "fingerprint", "kind"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    episode_key: Mapped[str] = mapped_column(String(32))
+    fingerprint: Mapped[str] = mapped_column(String(32))
+    kind: Mapped[str] = mapped_column(String(32))
+    path: Mapped[str] = mapped_column(Text)
+    sha256: Mapped[str] = mapped_column(String(64))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = _created_at()
+
+
+class WorkerRow(Base):
+    """A worker process as it last reported itself (``id`` is "host:pid:random")."""
+
+    __tablename__ = "workers"
+    __table_args__ = (_status_check(WORKER_STATUSES),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    pools: Mapped[dict[str, int]] = mapped_column(JSON)  # {"asr": 1, "cpu": 2}
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    status: Mapped[str] = mapped_column(String(16), default="running")
+    current_steps: Mapped[list[int]] = mapped_column(JSON, default=list)
+
+
+class ResourceLockRow(Base):
+    """A named lock with an expiry; a step whose ``resource_key`` is held is not claimed."""
+
+    __tablename__ = "resource_locks"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(64))  # a worker id
+    step_id: Mapped[int | None] = mapped_column(Integer)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class PausedStageRow(Base):
+    """A stage whose pending steps are not claimed until it is resumed."""
+
+    __tablename__ = "paused_stages"
+
+    stage: Mapped[str] = mapped_column(String(32), primary_key=True)
+    paused_at: Mapped[datetime] = mapped_column(UTCDateTime)

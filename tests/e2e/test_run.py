@@ -1,0 +1,154 @@
+"""`podmill run` end to end: a real HTTP server, real downloads, real models."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from support.cli import run_cli
+from support.feeds import item, rss
+from support.paths import DEMO, FIXTURES
+from support.wer import wer
+
+pytestmark = pytest.mark.slow
+
+
+def _tree_contract(node: dict, lo: float, hi: float) -> None:
+    """Times nested inside the parent, children tiling it without overlap."""
+    assert lo - 1e-6 <= node["start"] <= node["end"] <= hi + 1e-6
+    children = node["children"]
+    if children:
+        assert children[0]["start"] == pytest.approx(node["start"])
+        assert children[-1]["end"] == pytest.approx(node["end"])
+        for a, b in zip(children, children[1:]):
+            assert a["end"] == pytest.approx(b["start"])
+            assert a["word_end"] == b["word_start"]
+        for child in children:
+            assert child["level"] == node["level"] + 1
+            assert child["title"] and child["summary"]
+            _tree_contract(child, node["start"], node["end"])
+
+
+def test_feed_over_http_gives_transcripts_and_trees(http_server, tmp_path: Path) -> None:
+    http_server.add_file("/audio/jfk.flac", DEMO / "jfk.flac", "audio/flac")
+    http_server.add_file("/audio/sonnet.mp3", DEMO / "sonnet001.mp3", "audio/mpeg")
+    feed = rss(
+        [
+            item("jfk", "Inaugural", "audio/jfk.flac", "audio/flac"),  # relative URL
+            item(
+                "sonnet",
+                "Sonnet 1",
+                f"{http_server.url}/audio/sonnet.mp3",
+                "audio/mp3",
+                date="Tue, 03 Nov 2026 10:00:00 GMT",
+            ),
+        ]
+    )
+    url = http_server.add_bytes("/feed.xml", feed, "application/rss+xml")
+    data = tmp_path / "data"
+
+    result = run_cli("run", url, "--data-dir", data, "--json", "--allow-private-networks")
+
+    assert result.code == 0, result.stderr
+    lines = {line["title"]: line for line in result.json_lines()}
+    assert set(lines) == {"Inaugural", "Sonnet 1"}
+    references = {"Inaugural": "jfk.txt", "Sonnet 1": "sonnet001.txt"}
+    limits = {"Inaugural": 0.15, "Sonnet 1": 0.25}
+    for title, line in lines.items():
+        assert line["status"] == "done" and line["error"] is None
+        assert set(line["timings"]) >= {"fetch", "transcribe", "segment", "synthesize", "publish"}
+        transcript = json.loads(Path(line["artifacts"]["transcript_json"]).read_text())
+        text = " ".join(s["text"] for s in transcript["segments"])
+        reference = (FIXTURES / "audio" / references[title]).read_text()
+        assert wer(reference, text) <= limits[title], text
+        words = [w for s in transcript["segments"] for w in s["words"]]
+        assert all(w["start"] <= w["end"] for w in words)
+        assert all(a["start"] <= b["start"] for a, b in zip(words, words[1:]))
+        for kind in ("srt", "vtt", "txt", "topics", "summary_md"):
+            assert Path(line["artifacts"][kind]).is_file()
+        tree = json.loads(Path(line["artifacts"]["topics"]).read_text())
+        root = tree["root"]
+        assert root["title"] == title  # a feed's own title names the episode
+        assert root["end"] == pytest.approx(transcript["duration"], abs=0.5)
+        _tree_contract(root, 0.0, root["end"])
+
+    shown = run_cli(
+        "show", lines["Inaugural"]["episode_key"], "--data-dir", data, "--format", "srt"
+    )
+    assert shown.code == 0 and "-->" in shown.stdout and "country" in shown.stdout.lower()
+    outline = run_cli("show", lines["Inaugural"]["episode_key"][:6], "--data-dir", data)
+    assert outline.code == 0 and "Inaugural" in outline.stdout
+
+
+def test_rerun_reuses_artifacts(http_server, tmp_path: Path) -> None:
+    http_server.add_file("/jfk.flac", DEMO / "jfk.flac", "audio/flac")
+    url = http_server.add_bytes(
+        "/feed.xml", rss([item("jfk", "JFK", "jfk.flac", "audio/flac")]), "application/rss+xml"
+    )
+    args = ("run", url, "--data-dir", tmp_path / "d", "--json", "--allow-private-networks")
+    first = run_cli(*args)
+    assert first.code == 0, first.stderr
+    second = run_cli(*args)
+    assert second.code == 0, second.stderr
+    # The same (episode, fingerprint) attaches to the finished job: nothing runs again.
+    assert second.json_lines()[0]["job_id"] == first.json_lines()[0]["job_id"]
+    assert second.json_lines()[0]["timings"] == first.json_lines()[0]["timings"]
+    assert http_server.count("/jfk.flac", "GET") == 1  # the audio was not downloaded again
+    # The catalog row carries what fetch learned about the audio.
+    with sqlite3.connect(tmp_path / "d" / "podmill.db") as conn:
+        duration, sha = conn.execute(
+            "SELECT duration_seconds, audio_sha256 FROM episodes"
+        ).fetchone()
+    assert duration == pytest.approx(11.0, abs=0.1)
+    assert sha == hashlib.sha256((DEMO / "jfk.flac").read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize("fmt", ["mp3", "m4a", "opus", "ogg", "wav", "flac"])
+def test_local_audio_formats_decode(fmt: str, converted: dict[str, Path], tmp_path: Path) -> None:
+    result = run_cli("run", converted[fmt], "--data-dir", tmp_path / "d", "--json")
+    assert result.code == 0, result.stderr
+    (line,) = result.json_lines()
+    text = Path(line["artifacts"]["txt"]).read_text()
+    assert wer((FIXTURES / "audio" / "jfk.txt").read_text(), text) <= 0.15, text
+
+
+def test_feed_transcript_is_used_instead_of_asr(http_server, tmp_path: Path) -> None:
+    srt = FIXTURES / "transcripts" / "podcast-namespace__buzzsprout-10-things.srt"
+    http_server.add_file("/t.srt", srt, "application/srt")
+    # The enclosure would fail if fetched: proof the transcript replaced ASR.
+    http_server.add_status("/missing.mp3", 404)
+    extra = '<podcast:transcript url="t.srt" type="application/srt"/>'
+    url = http_server.add_bytes(
+        "/feed.xml",
+        rss([item("q", "Ten things", "missing.mp3", extra=extra)]),
+        "application/rss+xml",
+    )
+    result = run_cli("run", url, "--data-dir", tmp_path / "d", "--json", "--allow-private-networks")
+    assert result.code == 0, result.stderr
+    (line,) = result.json_lines()
+    transcript = json.loads(Path(line["artifacts"]["transcript_json"]).read_text())
+    assert transcript["source"].startswith("feed:")
+    assert transcript["duration"] > 700  # 12.5 minutes of cues
+    assert http_server.count("/missing.mp3") == 0
+    tree = json.loads(Path(line["artifacts"]["topics"]).read_text())
+    assert len(tree["root"]["children"]) >= 3  # a real 12-minute talk has several topics
+    _tree_contract(tree["root"], 0.0, tree["root"]["end"])
+
+
+def test_three_topic_boundaries(tmp_path: Path) -> None:
+    truth = json.loads((DEMO / "three-topics.json").read_text())
+    result = run_cli("run", DEMO / "three-topics.ogg", "--data-dir", tmp_path / "d", "--json")
+    assert result.code == 0, result.stderr
+    (line,) = result.json_lines()
+    tree = json.loads(Path(line["artifacts"]["topics"]).read_text())
+    l1 = tree["root"]["children"]
+    found = [node["start"] for node in l1[1:]]
+    assert len(found) == len(truth["boundaries"]), [n["title"] for n in l1]
+    for got, expected in zip(found, truth["boundaries"]):
+        assert abs(got - expected) <= 10.0, (found, truth["boundaries"])
+    summary = Path(line["artifacts"]["summary_md"]).read_text()
+    assert summary.count("\n## [") == 3
