@@ -277,18 +277,29 @@ async def _procrastinate_setup(dsn: str) -> None:
         await app.connector.execute_query_async(_JOIN_TABLE_SQL)
 
 
-async def _procrastinate_drive(dsn: str, jobs: int, timeout_s: float) -> float:
-    """Enqueue every root, wait for every step to succeed; return the elapsed seconds."""
+async def _procrastinate_drive(
+    dsn: str, jobs: int, timeout_s: float, rate: float | None = None
+) -> float:
+    """Enqueue every root (all at once, or ``rate`` jobs/s), wait for every step to
+    succeed; return the elapsed seconds."""
     app = _procrastinate_app(dsn)
     expected = jobs * len(STAGE_NAMES)
     async with app.open_async():
         await app.connector.execute_query_async("SELECT 1")  # warm the pool first
         t0 = time.perf_counter()
-        enq = time.time()
-        for root in ROOTS:
-            await app.bench_tasks[root].batch_defer_async(
-                *({"job": j, "enq": enq} for j in range(jobs))
-            )
+        if rate:
+            for j in range(jobs):
+                pause = t0 + j / rate - time.perf_counter()
+                if pause > 0:
+                    await asyncio.sleep(pause)
+                for root in ROOTS:
+                    await app.bench_tasks[root].defer_async(job=j, enq=time.time())
+        else:
+            enq = time.time()
+            for root in ROOTS:
+                await app.bench_tasks[root].batch_defer_async(
+                    *({"job": j, "enq": enq} for j in range(jobs))
+                )
         while True:
             row = await app.connector.execute_query_one_async(
                 "SELECT count(*) FILTER (WHERE status = 'succeeded') AS ok,"
@@ -309,9 +320,15 @@ async def _procrastinate_drive(dsn: str, jobs: int, timeout_s: float) -> float:
 
 
 def run_procrastinate(
-    jobs: int, workers: int, pg_dsn: str = DEFAULT_PG_DSN, *, timeout_s: float = RUN_TIMEOUT_S
+    jobs: int,
+    workers: int,
+    pg_dsn: str = DEFAULT_PG_DSN,
+    *,
+    timeout_s: float = RUN_TIMEOUT_S,
+    rate: float | None = None,
 ) -> dict[str, Any]:
-    """Run the workload on procrastinate with ``workers`` worker processes.
+    """Run the workload on procrastinate with ``workers`` worker processes; ``rate``
+    (jobs/s) submits the jobs steadily instead of all at once.
 
     A fresh database (``podmill_bench_<random>``) is created on ``pg_dsn``'s server for the
     run and dropped afterwards, whatever happens. Raises :class:`BenchError` on a timeout,
@@ -351,7 +368,7 @@ def run_procrastinate(
                 return row[0] >= workers and row[1] >= workers
 
             _wait_until(ready, STARTUP_TIMEOUT_S, "procrastinate workers to listen", procs)
-        seconds = asyncio.run(_procrastinate_drive(dsn, jobs, timeout_s))
+        seconds = asyncio.run(_procrastinate_drive(dsn, jobs, timeout_s, rate))
         _stop_processes(procs)
         return _result(
             "procrastinate",
@@ -512,8 +529,11 @@ def _celery_cleanup(cfg: dict[str, Any]) -> None:
         app.close()
 
 
-def _celery_drive(cfg: dict[str, Any], jobs: int, timeout_s: float) -> float:
-    """Publish every job's canvas, wait until every job's last step succeeded."""
+def _celery_drive(
+    cfg: dict[str, Any], jobs: int, timeout_s: float, rate: float | None = None
+) -> float:
+    """Publish every job's canvas (all at once, or ``rate`` jobs/s), wait until every
+    job's last step succeeded."""
     app = _celery_app(cfg)
     expected = jobs
     try:
@@ -523,7 +543,12 @@ def _celery_drive(cfg: dict[str, Any], jobs: int, timeout_s: float) -> float:
             conn.ensure_connection(max_retries=1)
             t0 = time.perf_counter()
             with app.producer_or_acquire() as producer:
-                results = [c.apply_async(producer=producer) for c in canvases]
+                results = []
+                for j, canvas in enumerate(canvases):
+                    pause = t0 + j / rate - time.perf_counter() if rate else 0
+                    if pause > 0:
+                        time.sleep(pause)
+                    results.append(canvas.apply_async(producer=producer))
         keys = [backend.get_key_for_task(r.id) for r in results]
         while True:
             done = failed = 0
@@ -554,6 +579,7 @@ def run_celery(
     *,
     result_backend: str = DEFAULT_RESULT_BACKEND,
     timeout_s: float = RUN_TIMEOUT_S,
+    rate: float | None = None,
 ) -> dict[str, Any] | None:
     """Run the workload on Celery: one worker node, prefork pool of ``workers`` processes,
     RabbitMQ broker, Redis result backend (the chord needs one).
@@ -588,7 +614,7 @@ def run_celery(
         procs.append(ctx.Process(target=_celery_worker_main, args=(cfg, log_dir, ready)))
         procs[0].start()
         _wait_until(ready.is_set, STARTUP_TIMEOUT_S, "the celery worker", procs)
-        seconds = _celery_drive(cfg, jobs, timeout_s)
+        seconds = _celery_drive(cfg, jobs, timeout_s, rate)
         _stop_processes(procs, kill_group=True)
         return _result(
             "celery",

@@ -356,6 +356,108 @@ def test_a_duplicate_complete_counts_once(store: Store) -> None:
     assert store.complete(123_456, "nope") is False  # no such step
 
 
+def test_complete_many_fences_each_step_and_joins_once_when_both_branches_share_a_batch(
+    store: Store, clock: ManualClock
+) -> None:
+    jobs = [_submit(store, key=f"ep-{i}") for i in range(3)]
+    _run_through(store, ["fetch", "transcribe", "segment", "decide", "subsegment"])
+    l1 = store.claim("w1", ["summarize_l1"], limit=10)
+    l2 = store.claim("w1", ["summarize_l2"], limit=10)
+    assert len(l1) == len(l2) == 3
+    stale = l1[2]
+    clock.advance(LEASE + 1)
+    assert sorted(store.reap(self_worker_id="w2")) == sorted(c.step_id for c in [*l1, *l2])
+    # everything expired and was reaped: take them again; one old lease stands in for
+    # its step in the batch, so that completion must be refused
+    again = {c.step_id: c for c in store.claim("w2", ["summarize_l1", "summarize_l2"], limit=10)}
+    batch = [(c.step_id, c.lease_token, 1.5) for c in again.values() if c.step_id != stale.step_id]
+    batch.append((stale.step_id, stale.lease_token, 9.9))
+    batch.append((123_456, "nope", None))  # no such step
+
+    answer = store.complete_many(batch)
+
+    assert answer[stale.step_id] is False and answer[123_456] is False
+    assert all(answer[step_id] for step_id in again if step_id != stale.step_id)
+    for job_id in jobs:  # both predecessors in one transaction: counted down twice
+        expected = (1, "waiting") if job_id == stale.job_id else (0, "pending")
+        assert (_deps(store, job_id)["synthesize"], _statuses(store, job_id)["synthesize"]) == (
+            expected
+        )
+    assert _step(store, jobs[0], "summarize_l2")["duration_seconds"] == 1.5
+    assert _step(store, stale.job_id, "summarize_l1")["status"] == "running"
+    fresh = again[stale.step_id]
+    assert store.complete_many([(fresh.step_id, fresh.lease_token, None)]) == {fresh.step_id: True}
+    assert len(store.claim("w3", ["synthesize"], limit=10)) == 3
+    assert store.counters["lease_lost"] == 2
+
+
+def test_complete_many_finishes_jobs_whose_last_step_is_in_the_batch(store: Store) -> None:
+    jobs = [_submit(store, key=f"ep-{i}") for i in range(4)]
+    _run_through(store, STAGE_NAMES[:-1])
+    last = store.claim("w1", [STAGE_NAMES[-1]], limit=10)
+    done = last[:3]
+
+    assert all(store.complete_many([(c.step_id, c.lease_token, None) for c in done]).values())
+
+    finished = {c.job_id for c in done}
+    for job_id in jobs:
+        job = store.job(job_id)
+        assert job is not None
+        assert job["status"] == ("done" if job_id in finished else "running")
+
+
+def test_completions_batch_concurrent_steps_and_answer_each_one(store: Store) -> None:
+    from podmill.engine.worker import Completions
+
+    for i in range(40):
+        _submit(store, key=f"ep-{i}")
+    claimed = store.claim("w1", ["fetch"], limit=100)
+    stale = claimed[0]
+    assert store.release(stale.step_id, stale.lease_token)  # its completion must be refused
+    all_queued = threading.Event()
+
+    class HeldStore:
+        """The first write waits until every other completion is queued behind it."""
+
+        def __init__(self) -> None:
+            self.calls = 0
+
+        def complete_many(self, results: Any) -> dict[int, bool]:
+            self.calls += 1
+            if self.calls == 1:
+                assert all_queued.wait(30)
+            return store.complete_many(results)
+
+        def complete(self, step_id: int, token: str, duration: float | None = None) -> bool:
+            return store.complete(step_id, token, duration=duration)
+
+    completions = Completions(HeldStore())
+    completions.start()
+    answers: dict[int, bool] = {}
+
+    def finish(c: ClaimedStep) -> None:
+        answers[c.step_id] = completions.complete(c.step_id, c.lease_token, duration=0.1)
+
+    threads = [threading.Thread(target=finish, args=(c,)) for c in claimed]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 30
+    while completions._queue.qsize() < len(claimed) - 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    all_queued.set()
+    for t in threads:
+        t.join()
+    completions.close()
+
+    assert answers[stale.step_id] is False
+    assert sum(answers.values()) == len(claimed) - 1
+    assert completions.batches == 2  # the first alone, then every other one together
+    assert store.queue_stats()["transcribe"]["pending"] == len(claimed) - 1
+    # closed: completions are written directly
+    [c] = store.claim("w1", ["fetch"])
+    assert completions.complete(c.step_id, c.lease_token) is True
+
+
 # --- fail, retry, dead ------------------------------------------------------------
 
 

@@ -60,42 +60,50 @@ def claim_steps(
     if limit < 1 or not stages:
         return []
     candidates = conn.execute(claimable(stages, limit=limit, order=order, now=now)).all()
-    taken: dict[int, ClaimedStep] = {}
+    if not candidates:
+        return []
+    wanted: list[int] = []
     # Lock keys are taken in key order, so two claimers can never wait on each other.
     for row in sorted(candidates, key=lambda r: (r.resource_key or "", r.id)):
-        if row.resource_key is not None and not take_lock(
+        if row.resource_key is None or take_lock(
             conn, row.resource_key, worker_id, now=now, ttl=lease, step_id=row.id
         ):
-            continue  # another claim took the resource since the select
-        token = uuid.uuid4().hex
-        attempt = conn.execute(
+            wanted.append(row.id)  # else another claim took the resource since the select
+    if not wanted:
+        return []
+    tokens = {step_id: uuid.uuid4().hex for step_id in wanted}
+    # One statement stamps them all, each with its own fresh lease token.
+    attempts = dict(
+        conn.execute(
             update(STEPS)
-            .where(STEPS.c.id == row.id, STEPS.c.status == "pending")
+            .where(STEPS.c.id.in_(wanted), STEPS.c.status == "pending")
             .values(
                 status="running",
                 worker_id=worker_id,
-                lease_token=token,
+                lease_token=case(tokens, value=STEPS.c.id),
                 lease_expires_at=now + lease,
                 attempts=STEPS.c.attempts + 1,
                 started_at=now,
                 finished_at=None,
             )
-            .returning(STEPS.c.attempts)
-        ).scalar_one_or_none()
-        if attempt is None:
-            continue
-        taken[row.id] = ClaimedStep(
+            .returning(STEPS.c.id, STEPS.c.attempts)
+        ).all()
+    )
+    claimed = [
+        ClaimedStep(
             step_id=row.id,
             job_id=row.job_id,
             stage=row.stage,
-            attempt=attempt,
-            lease_token=token,
+            attempt=attempts[row.id],
+            lease_token=tokens[row.id],
             payload=row.payload,
             episode_key=row.episode_key,
             fingerprint=row.fingerprint,
             correlation_id=row.correlation_id,
         )
-    claimed = [taken[row.id] for row in candidates if row.id in taken]
+        for row in candidates
+        if row.id in attempts
+    ]
     if claimed:
         conn.execute(
             update(JOBS)

@@ -23,9 +23,11 @@ the process tests and ``bench/engine.py`` exercise the engine without loading mo
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import random
+import threading
 import time
 from collections.abc import Callable
 from typing import Any, Literal
@@ -56,6 +58,7 @@ def run_claimed(
     *,
     worker_id: str = "",
     run_step: StepRunner | None = None,
+    complete: Callable[..., bool] | None = None,
 ) -> Outcome:
     """Run ``claimed`` (a :class:`podmill.engine.store.ClaimedStep`) and record the outcome.
 
@@ -64,7 +67,8 @@ def run_claimed(
     will not go away (the step goes dead at once) unless it is a retryable
     :class:`~podmill.errors.DownloadError`; any other exception is retried with backoff.
     Returns ``"done"``, ``"retry"``, ``"dead"`` or ``"lost"`` (the lease was lost and
-    the result discarded).
+    the result discarded). ``complete(step_id, lease_token, duration=…)`` records a
+    success (default ``store.complete``; a worker passes its batcher).
     """
     if run_step is None:
 
@@ -103,8 +107,9 @@ def run_claimed(
             )
     else:
         duration = time.monotonic() - started
+        record = complete or store.complete
         recorded = _until_recorded(
-            lambda: store.complete(claimed.step_id, claimed.lease_token, duration=duration)
+            lambda: record(claimed.step_id, claimed.lease_token, duration=duration)
         )
         outcome = "done" if recorded else "lost"
     if outcome == "lost":
@@ -176,8 +181,35 @@ def job_settings(
     """The settings a job runs with: the submitter's values over the worker's ``base``.
 
     The submitter records every setting that changes outputs (and its ``data_dir``), so
-    the same job produces the same artifacts on any worker.
+    the same job produces the same artifacts on any worker. Building settings reads the
+    environment and ``podmill.toml`` and validates every field, so the result is cached
+    per (payload settings, base) when ``base`` is a worker's :class:`Settings` (whose
+    environment was read once, at start): a worker runs many steps of the same few
+    submitters. Settings are never mutated after they are built.
     """
+    if not isinstance(base, Settings):
+        return _build_settings(payload_settings, base)
+    key = json.dumps(payload_settings, sort_keys=True, default=str)
+    with _settings_lock:
+        hit = _settings_cache.get(key)
+        if hit is not None and hit[0] is base:
+            return hit[1]
+    settings = _build_settings(payload_settings, base)
+    with _settings_lock:
+        if len(_settings_cache) >= _SETTINGS_CACHE_SIZE:
+            _settings_cache.pop(next(iter(_settings_cache)))
+        _settings_cache[key] = (base, settings)
+    return settings
+
+
+_SETTINGS_CACHE_SIZE = 64
+_settings_cache: dict[str, tuple[Any, Settings]] = {}
+_settings_lock = threading.Lock()
+
+
+def _build_settings(
+    payload_settings: dict[str, Any], base: Settings | dict[str, Any] | None
+) -> Settings:
     if base is None:
         return Settings(**payload_settings)
     merged = base.model_dump() if isinstance(base, Settings) else dict(base)

@@ -32,6 +32,7 @@ from sqlalchemy import (
     literal,
     make_url,
     select,
+    tuple_,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -228,17 +229,31 @@ class Store:
         its job not cancelled and its resource lock (if any) free or expired.
         ``order="drain"`` prefers later stages.
         """
-        return self._write(
-            lambda tx: claim_steps(
-                tx.conn,
-                worker_id,
-                stages,
-                limit=limit,
-                order=order,
-                now=self.clock.now(),
-                lease=self.lease,
-            )
-        )
+        [claimed] = self.claim_pools(worker_id, [(stages, limit)], order=order)
+        return claimed
+
+    def claim_pools(
+        self,
+        worker_id: str,
+        requests: Collection[tuple[Collection[str], int]],
+        order: ClaimOrder = "fifo",
+    ) -> list[list[ClaimedStep]]:
+        """:meth:`claim` for several pools, ``(stages, limit)`` each, in one transaction.
+
+        A worker fills all its pools' free slots with one commit; the answer lists the
+        claimed steps per request, in order.
+        """
+
+        def claim_all(tx: _Tx) -> list[list[ClaimedStep]]:
+            now = self.clock.now()
+            return [
+                claim_steps(
+                    tx.conn, worker_id, stages, limit=limit, order=order, now=now, lease=self.lease
+                )
+                for stages, limit in requests
+            ]
+
+        return self._write(claim_all)
 
     # ----------------------------------------------------- fenced step results
 
@@ -248,50 +263,86 @@ class Store:
         ``False`` (and nothing changed) if the lease was lost: the step was reaped,
         released or already completed.
         """
-        done = self._write(lambda tx: self._complete(tx, step_id, lease_token, duration))
-        self._count("completed" if done else "lease_lost")
-        return done
+        return self.complete_many([(step_id, lease_token, duration)])[step_id]
 
-    def _complete(self, tx: _Tx, step_id: int, token: str, duration: float | None) -> bool:
-        job = self._lock_job_of_step(tx.conn, step_id)
-        if job is None:
-            return False
+    def complete_many(self, results: Collection[tuple[int, str, float | None]]) -> dict[int, bool]:
+        """:meth:`complete` for several ``(step_id, lease_token, duration)`` in one transaction.
+
+        Each step is fenced on its own lease; the answer maps every step id to whether its
+        completion counted. Workers batch the completions that finish together, so the
+        cost of a transaction is shared (engine/worker.py).
+        """
+        if not results:
+            return {}
+        done = self._write(lambda tx: self._complete(tx, results))
+        answer = {step_id: step_id in done for step_id, _, _ in results}
+        self._count("completed", len(done))
+        self._count("lease_lost", len(answer) - len(done))
+        return answer
+
+    def _complete(self, tx: _Tx, results: Collection[tuple[int, str, float | None]]) -> set[int]:
+        conn = tx.conn
+        ids = [step_id for step_id, _, _ in results]
+        # Lock the jobs in id order (the module's lock order), all in one statement.
+        jobs_of_steps = select(STEPS.c.job_id).where(STEPS.c.id.in_(ids)).scalar_subquery()
+        conn.execute(
+            select(JOBS.c.id)
+            .where(JOBS.c.id.in_(jobs_of_steps))
+            .order_by(JOBS.c.id)
+            .with_for_update()
+        ).all()
         now = self.clock.now()
+        durations = {i: d for i, _, d in results if d is not None}
         # fenced: a reaped worker cannot finish a step it no longer owns
-        done = tx.conn.execute(
+        rows = conn.execute(
             update(STEPS)
-            .where(*_fenced(step_id, token))
+            .where(
+                tuple_(STEPS.c.id, STEPS.c.lease_token).in_(
+                    [(step_id, token) for step_id, token, _ in results]
+                ),
+                STEPS.c.status == "running",
+            )
             .values(
                 status="done",
                 finished_at=now,
-                duration_seconds=duration,
+                duration_seconds=case(durations, value=STEPS.c.id) if durations else None,
                 lease_token=None,
                 lease_expires_at=None,
             )
-            .returning(STEPS.c.stage, STEPS.c.resource_key)
-        ).first()
-        if done is None:
-            return False
-        if done.resource_key is not None:
-            _drop_step_lock(tx.conn, step_id)
-        if successors(done.stage):
-            # its successors are not done yet, so neither is the job
-            self._unblock_successors(tx, job.id, done.stage, now)
-            return True
-        unfinished = tx.conn.execute(
-            select(func.count())
-            .select_from(STEPS)
-            .where(STEPS.c.job_id == job.id, STEPS.c.status != "done")
-        ).scalar_one()
-        if unfinished == 0:
-            tx.conn.execute(
+            .returning(STEPS.c.id, STEPS.c.job_id, STEPS.c.stage, STEPS.c.resource_key)
+        ).all()
+        if not rows:
+            return set()
+        locked = [row.id for row in rows if row.resource_key is not None]
+        if locked:
+            conn.execute(delete(LOCKS).where(LOCKS.c.step_id.in_(locked)))
+        by_stage: dict[str, set[int]] = {}
+        finished_jobs: set[int] = set()
+        for row in rows:
+            if successors(row.stage):
+                by_stage.setdefault(row.stage, set()).add(row.job_id)
+            else:
+                finished_jobs.add(row.job_id)
+        # One statement per finished stage: a job appears once in each, and a join whose
+        # two predecessors finish in this batch counts down twice, one statement each.
+        for done_stage in sorted(by_stage, key=STAGE_NAMES.index):
+            self._unblock_successors(tx, by_stage[done_stage], done_stage, now)
+        if finished_jobs:
+            unfinished = (
+                select(STEPS.c.id)
+                .where(STEPS.c.job_id == JOBS.c.id, STEPS.c.status != "done")
+                .exists()
+            )
+            conn.execute(
                 update(JOBS)
-                .where(JOBS.c.id == job.id, JOBS.c.status.in_(_LIVE_JOB))
+                .where(JOBS.c.id.in_(finished_jobs), JOBS.c.status.in_(_LIVE_JOB), ~unfinished)
                 .values(status="done", finished_at=now)
             )
-        return True
+        return {row.id for row in rows}
 
-    def _unblock_successors(self, tx: _Tx, job_id: int, done_stage: str, now: datetime) -> None:
+    def _unblock_successors(
+        self, tx: _Tx, job_ids: Collection[int], done_stage: str, now: datetime
+    ) -> None:
         following = successors(done_stage)
         # join: one statement decrements and flips to pending together, and the row lock
         # orders concurrent completions, so a join becomes pending exactly once. Only
@@ -300,7 +351,7 @@ class Store:
         ready = tx.conn.execute(
             update(STEPS)
             .where(
-                STEPS.c.job_id == job_id,
+                STEPS.c.job_id.in_(list(job_ids)),
                 STEPS.c.stage.in_(following),
                 STEPS.c.status == "waiting",
                 STEPS.c.deps_remaining > 0,

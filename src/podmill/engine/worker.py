@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import random
 import secrets
 import socket
 import threading
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -91,6 +93,87 @@ def resolve_pools(pools: Mapping[str, int]) -> list[Pool]:
     return resolved
 
 
+class Completions:
+    """Records the completions of steps that finish together in one transaction.
+
+    A step thread calls :meth:`complete` and waits for its own answer. One thread writes:
+    it takes every completion queued so far and records them with
+    :meth:`Store.complete_many` (each fenced on its own lease), so under load the cost of
+    a transaction is shared, and with one completion at a time nothing waits for a batch
+    to fill. A database error reaches every waiter of that batch, whose caller retries.
+    Once closed, completions are written directly.
+    """
+
+    MAX_BATCH = 256
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+        self._queue: queue.SimpleQueue[tuple[int, str, float | None, Future[bool]] | None] = (
+            queue.SimpleQueue()
+        )
+        self._lock = threading.Lock()
+        self._closed = True
+        self._thread: threading.Thread | None = None
+        self.batches = 0  # transactions written, for tests and benchmarks
+
+    def start(self) -> None:
+        with self._lock:
+            self._closed = False
+        self._thread = threading.Thread(target=self._loop, name="completions", daemon=True)
+        self._thread.start()
+
+    def complete(self, step_id: int, lease_token: str, *, duration: float | None = None) -> bool:
+        future: Future[bool] = Future()
+        with self._lock:
+            queued = not self._closed
+            if queued:
+                self._queue.put((step_id, lease_token, duration, future))
+        if queued:
+            return future.result()
+        return bool(self.store.complete(step_id, lease_token, duration=duration))
+
+    def close(self) -> None:
+        """Write what is queued, then stop the writer thread."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._queue.put(None)
+        if self._thread is not None:
+            self._thread.join()
+
+    def _loop(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            stop = False
+            while len(batch) < self.MAX_BATCH:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stop = True
+                    break
+                batch.append(item)
+            self._write(batch)
+            if stop:
+                return
+
+    def _write(self, batch: list[tuple[int, str, float | None, Future[bool]]]) -> None:
+        try:
+            answer = self.store.complete_many([(i, token, d) for i, token, d, _ in batch])
+        except BaseException as exc:
+            for *_, future in batch:
+                future.set_exception(exc)
+            return
+        self.batches += 1
+        for step_id, _, _, future in batch:
+            future.set_result(answer[step_id])
+
+
 class Worker:
     """Claims and runs steps from ``store`` until :meth:`stop` (or ``max_idle``).
 
@@ -131,6 +214,7 @@ class Worker:
         self._wake = threading.Event()
         self._threads_stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._completions = Completions(store)
 
     # ------------------------------------------------------------------ control
 
@@ -156,6 +240,7 @@ class Worker:
         self.store.register_worker(
             self.worker_id, socket.gethostname(), os.getpid(), self.pool_sizes
         )
+        self._completions.start()
         self._start_thread(self._heartbeat_loop, "heartbeat")
         if self.store.dialect == "postgresql":
             self._start_thread(self._listen_loop, "listen")
@@ -189,16 +274,19 @@ class Worker:
                 self._sleep(self.poll_interval, wake=True)
 
     def _claim_round(self) -> int:
-        """One claim per pool with free slots; returns how many steps were claimed."""
+        """Fill every pool's free slots, in one transaction; returns how many were claimed."""
+        if self.stopping:
+            return 0
+        with self._lock:
+            hungry = [(pool, pool.free) for pool in self.pools if pool.free > 0 and pool.stages]
+        if not hungry:
+            return 0
+        answers = self.store.claim_pools(
+            self.worker_id, [(pool.stages, free) for pool, free in hungry], order=self.order
+        )
         total = 0
-        for pool in self.pools:
-            if self.stopping:
-                break
-            with self._lock:
-                free = pool.free
-            if free <= 0 or not pool.stages:
-                continue
-            for step in self.store.claim(self.worker_id, pool.stages, limit=free, order=self.order):
+        for (pool, _), claimed in zip(hungry, answers):
+            for step in claimed:
                 self._start_step(pool, step)
                 total += 1
         return total
@@ -240,6 +328,7 @@ class Worker:
                 self.settings_base,
                 worker_id=self.worker_id,
                 run_step=self.run_step,
+                complete=self._completions.complete,
             )
         except Exception:
             # The outcome could not be recorded: the lease will expire and the reaper
@@ -312,6 +401,7 @@ class Worker:
             leftover = list(self._running.values())
         for step in leftover:
             self._release(step)
+        self._completions.close()
         self._threads_stop.set()
         for thread in self._threads:
             thread.join(timeout=5)
