@@ -1,8 +1,8 @@
 """Claiming steps: which pending steps a worker may take, and taking them with their locks.
 
-One transaction per claim. Postgres selects with ``FOR UPDATE OF steps, jobs SKIP LOCKED``
-so concurrent claimers never wait for, nor take, each other's rows (nor a job another
-transaction is completing); SQLite runs it under ``BEGIN IMMEDIATE``, one writer at a time.
+One transaction per claim. Postgres selects with ``FOR UPDATE OF steps SKIP LOCKED``
+so concurrent claimers never wait for, nor take, each other's steps (a job row is only
+locked to mark it running); SQLite runs it under ``BEGIN IMMEDIATE``, one writer at a time.
 """
 
 from __future__ import annotations
@@ -143,7 +143,7 @@ def claimable(stages: Collection[str], *, limit: int, order: ClaimOrder, now: da
             or_(STEPS.c.resource_key.is_(None), ~held_by_another_step),
         )
         .limit(limit)
-        .with_for_update(of=[STEPS, JOBS], skip_locked=True)
+        .with_for_update(of=[STEPS], skip_locked=True)
     )
     fifo = (STEPS.c.enqueued_at, STEPS.c.id)
     if order == "drain":

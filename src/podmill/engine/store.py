@@ -7,8 +7,11 @@ lock with ``BEGIN IMMEDIATE``) and Postgres (distributed: row locks, ``SKIP LOCK
 ``random.Random``.
 
 Lock order on Postgres, which keeps transactions from deadlocking: a transaction that
-changes a job's steps locks the job row first (:meth:`Store._lock_job`); claim and reap,
-which touch many jobs, skip rows that are locked instead of waiting for them.
+changes a job's steps locks the job row first (:meth:`Store._lock_job`; a batch of
+completions locks its jobs in id order); claim and reap, which touch many jobs, skip step
+rows that are locked instead of waiting for them. A claim's one job write (``pending`` →
+``running``) may wait for a job lock; should that ever deadlock with an operator's
+cancel, Postgres aborts one side and :meth:`Store._write` runs it again.
 """
 
 from __future__ import annotations
@@ -101,7 +104,7 @@ class Store:
         self.url = url
         # Multiplies every stage's retry delays (setting pipeline.retry_delay_scale).
         self.retry_delay_scale = retry_delay_scale
-        self.engine = make_engine(url, immediate=True)
+        self.engine = make_engine(url, immediate=True, pre_ping=False)
         self.dialect: str = self.engine.dialect.name
         if self.dialect not in ("sqlite", "postgresql"):
             raise ValueError(

@@ -106,21 +106,26 @@ class Completions:
 
     MAX_BATCH = 256
 
-    def __init__(self, store: Any) -> None:
+    def __init__(self, store: Any, writers: int = 1) -> None:
         self.store = store
+        self.writers = writers
         self._queue: queue.SimpleQueue[tuple[int, str, float | None, Future[bool]] | None] = (
             queue.SimpleQueue()
         )
         self._lock = threading.Lock()
         self._closed = True
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
         self.batches = 0  # transactions written, for tests and benchmarks
 
     def start(self) -> None:
         with self._lock:
             self._closed = False
-        self._thread = threading.Thread(target=self._loop, name="completions", daemon=True)
-        self._thread.start()
+        self._threads = [
+            threading.Thread(target=self._loop, name=f"completions-{i}", daemon=True)
+            for i in range(self.writers)
+        ]
+        for thread in self._threads:
+            thread.start()
 
     def complete(self, step_id: int, lease_token: str, *, duration: float | None = None) -> bool:
         future: Future[bool] = Future()
@@ -138,9 +143,10 @@ class Completions:
             if self._closed:
                 return
             self._closed = True
-            self._queue.put(None)
-        if self._thread is not None:
-            self._thread.join()
+            for _ in self._threads:
+                self._queue.put(None)
+        for thread in self._threads:
+            thread.join()
 
     def _loop(self) -> None:
         while True:
@@ -169,7 +175,8 @@ class Completions:
             for *_, future in batch:
                 future.set_exception(exc)
             return
-        self.batches += 1
+        with self._lock:
+            self.batches += 1
         for step_id, _, _, future in batch:
             future.set_result(answer[step_id])
 

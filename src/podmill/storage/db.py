@@ -41,7 +41,7 @@ class DatabaseError(PodmillError):
 DEFERRED = "podmill_sqlite_deferred"
 
 
-def make_engine(url: str, *, immediate: bool = False) -> Engine:
+def make_engine(url: str, *, immediate: bool = False, pre_ping: bool = True) -> Engine:
     """Engine for ``url``; for SQLite, creates the file's directory and sets the pragmas.
 
     SQLite connections get ``journal_mode=WAL`` (readers never block the writer),
@@ -51,8 +51,12 @@ def make_engine(url: str, *, immediate: bool = False) -> Engine:
     write lock at its start with ``BEGIN IMMEDIATE``, so a read-then-write transaction
     cannot fail halfway on a lock another writer took after its read. Connections with
     the execution option :data:`DEFERRED` set begin with a plain ``BEGIN`` instead.
+
+    ``pre_ping=False`` (Postgres) skips the liveness round trip on every checkout: for
+    callers that retry on a dropped connection themselves (the engine's store, whose
+    workers retry every transaction; SQLAlchemy discards the dead connections).
     """
-    engine = _engine(url, foreign_keys=True)
+    engine = _engine(url, foreign_keys=True, pre_ping=pre_ping)
     if immediate and engine.dialect.name == "sqlite":
         _begin_immediate(engine)
     return engine
@@ -167,13 +171,15 @@ def _take_migration_lock(conn: Connection) -> None:
         conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_MIGRATION_LOCK})
 
 
-def _engine(url: str, *, foreign_keys: bool, poolclass: Any = None) -> Engine:
+def _engine(
+    url: str, *, foreign_keys: bool, poolclass: Any = None, pre_ping: bool = True
+) -> Engine:
     parsed = make_url(url)
     kwargs: dict[str, Any] = {}
     if poolclass is not None:
         kwargs["poolclass"] = poolclass
     if parsed.get_backend_name() != "sqlite":
-        return create_engine(parsed, pool_pre_ping=True, **kwargs)
+        return create_engine(parsed, pool_pre_ping=pre_ping, **kwargs)
 
     _create_sqlite_parent(parsed)
     engine = create_engine(parsed, **kwargs)

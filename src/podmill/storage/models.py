@@ -163,6 +163,14 @@ class StepRow(Base):
         UniqueConstraint("job_id", "stage"),
         _status_check(STEP_STATUSES),
         Index("ix_steps_status_not_before", "status", "not_before"),
+        # what a FIFO claim walks (migration 0003)
+        Index(
+            "ix_steps_claimable",
+            "enqueued_at",
+            "id",
+            postgresql_where=text("status = 'pending'"),
+            sqlite_where=text("status = 'pending'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
