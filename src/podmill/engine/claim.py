@@ -7,13 +7,27 @@ locked to mark it running); SQLite runs it under ``BEGIN IMMEDIATE``, one writer
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Collection
+import functools
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import Connection, Select, case, exists, func, or_, select, update
+from sqlalchemy import (
+    Connection,
+    Integer,
+    Select,
+    String,
+    Update,
+    bindparam,
+    case,
+    cast,
+    exists,
+    func,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 
 from podmill.pipeline.dag import STAGE_NAMES
@@ -42,79 +56,95 @@ class ClaimedStep:
     correlation_id: str | None
 
 
-def claim_steps(
+def claim_for_pools(
     conn: Connection,
     worker_id: str,
-    stages: Collection[str],
+    requests: Sequence[tuple[Collection[str], int]],
     *,
-    limit: int,
     order: ClaimOrder,
     now: datetime,
     lease: timedelta,
-) -> list[ClaimedStep]:
-    """Take up to ``limit`` claimable steps for ``worker_id``, inside the caller's transaction.
+) -> list[list[ClaimedStep]]:
+    """Take claimable steps for ``worker_id`` for several pools, ``(stages, limit)`` each,
+    inside the caller's transaction, with one select.
 
     Stamps each step ``running`` with a fresh lease token, ``attempts + 1`` and a lease
     ending at ``now + lease``; takes its resource lock; marks its job ``running``.
+
+    The select reads the claimable steps of every pool's stages, in claim order, up to
+    twice the free slots in all (so one busy stage at the head of the queue does not
+    starve the other pools); each row goes to the first pool that serves its stage and
+    has a slot left, and rows no pool takes stay ``pending``. No pool ever gets more
+    steps than its ``limit``. Answers per request, in order.
     """
-    if limit < 1 or not stages:
-        return []
-    candidates = conn.execute(claimable(stages, limit=limit, order=order, now=now)).all()
-    if not candidates:
-        return []
+    answers: list[list[ClaimedStep]] = [[] for _ in requests]
+    room = [max(0, limit) for _, limit in requests]
+    stage_sets = [set(stages) for stages, _ in requests]
+    all_stages = sorted(set().union(*stage_sets)) if stage_sets else []
+    total = sum(room)
+    if total < 1 or not all_stages:
+        return answers
+    candidates = conn.execute(
+        _claimable(order),
+        {"now": now, "limit": total if len(requests) == 1 else 2 * total, "stages": all_stages},
+    ).all()
+    assigned: dict[int, int] = {}  # step id -> request index
+    for row in candidates:
+        for i, stage_set in enumerate(stage_sets):
+            if room[i] and row.stage in stage_set:
+                assigned[row.id] = i
+                room[i] -= 1
+                break
+    if not assigned:
+        return answers
     wanted: list[int] = []
     # Lock keys are taken in key order, so two claimers can never wait on each other.
     for row in sorted(candidates, key=lambda r: (r.resource_key or "", r.id)):
+        if row.id not in assigned:
+            continue
         if row.resource_key is None or take_lock(
             conn, row.resource_key, worker_id, now=now, ttl=lease, step_id=row.id
         ):
             wanted.append(row.id)  # else another claim took the resource since the select
     if not wanted:
-        return []
-    tokens = {step_id: uuid.uuid4().hex for step_id in wanted}
+        return answers
     # One statement stamps them all, each with its own fresh lease token.
-    attempts = dict(
-        conn.execute(
-            update(STEPS)
-            .where(STEPS.c.id.in_(wanted), STEPS.c.status == "pending")
-            .values(
-                status="running",
-                worker_id=worker_id,
-                lease_token=case(tokens, value=STEPS.c.id),
-                lease_expires_at=now + lease,
-                attempts=STEPS.c.attempts + 1,
-                started_at=now,
-                finished_at=None,
+    stamped = {
+        row.id: row
+        for row in conn.execute(
+            _stamp(conn.dialect.name),
+            {"ids": wanted, "worker": worker_id, "now": now, "expires": now + lease},
+        )
+    }
+    jobs: set[int] = set()
+    for row in candidates:
+        if row.id in stamped:
+            answers[assigned[row.id]].append(
+                ClaimedStep(
+                    step_id=row.id,
+                    job_id=row.job_id,
+                    stage=row.stage,
+                    attempt=stamped[row.id].attempts,
+                    lease_token=stamped[row.id].lease_token,
+                    payload=row.payload,
+                    episode_key=row.episode_key,
+                    fingerprint=row.fingerprint,
+                    correlation_id=row.correlation_id,
+                )
             )
-            .returning(STEPS.c.id, STEPS.c.attempts)
-        ).all()
-    )
-    claimed = [
-        ClaimedStep(
-            step_id=row.id,
-            job_id=row.job_id,
-            stage=row.stage,
-            attempt=attempts[row.id],
-            lease_token=tokens[row.id],
-            payload=row.payload,
-            episode_key=row.episode_key,
-            fingerprint=row.fingerprint,
-            correlation_id=row.correlation_id,
-        )
-        for row in candidates
-        if row.id in attempts
-    ]
-    if claimed:
-        conn.execute(
-            update(JOBS)
-            .where(JOBS.c.id.in_({c.job_id for c in claimed}), JOBS.c.status == "pending")
-            .values(status="running", started_at=func.coalesce(JOBS.c.started_at, now))
-        )
-    return claimed
+            jobs.add(row.job_id)
+    if jobs:
+        conn.execute(_MARK_JOBS_RUNNING, {"job_ids": sorted(jobs), "now": now})
+    return answers
 
 
-def claimable(stages: Collection[str], *, limit: int, order: ClaimOrder, now: datetime) -> Select:
-    """The steps a claim may take now, best first, locked (Postgres) as they are read."""
+# The claim's statements are built once, with bound parameters, and reused: building a
+# statement costs more than the database takes to run it.
+
+
+@functools.cache
+def _claimable(order: ClaimOrder) -> Select:
+    now = bindparam("now", type_=STEPS.c.not_before.type)
     held_by_another_step = exists().where(
         LOCKS.c.key == STEPS.c.resource_key,
         LOCKS.c.expires_at > now,  # an expired lock is ignored, and taken over by the claim
@@ -137,12 +167,12 @@ def claimable(stages: Collection[str], *, limit: int, order: ClaimOrder, now: da
             # Only steps that were enqueued (became ready) are claimable.
             STEPS.c.enqueued_at.is_not(None),
             or_(STEPS.c.not_before.is_(None), STEPS.c.not_before <= now),
-            STEPS.c.stage.in_(list(stages)),
+            STEPS.c.stage.in_(bindparam("stages", expanding=True)),
             STEPS.c.stage.not_in(select(PAUSED.c.stage)),
             JOBS.c.status != "cancelled",
             or_(STEPS.c.resource_key.is_(None), ~held_by_another_step),
         )
-        .limit(limit)
+        .limit(bindparam("limit", type_=Integer))
         .with_for_update(of=[STEPS], skip_locked=True)
     )
     fifo = (STEPS.c.enqueued_at, STEPS.c.id)
@@ -153,6 +183,40 @@ def claimable(stages: Collection[str], *, limit: int, order: ClaimOrder, now: da
     if order == "fifo":
         return query.order_by(*fifo)
     raise ValueError(f"unknown claim order {order!r}; expected 'fifo' or 'drain'")
+
+
+@functools.cache
+def _stamp(dialect: str) -> Update:
+    """Mark steps running for a worker; each gets a fresh random lease token."""
+    if dialect == "postgresql":
+        token: Any = func.replace(cast(func.gen_random_uuid(), String), "-", "")
+    else:
+        token = func.lower(func.hex(func.randomblob(16)))
+    now = bindparam("now", type_=STEPS.c.started_at.type)
+    return (
+        update(STEPS)
+        .where(STEPS.c.id.in_(bindparam("ids", expanding=True)), STEPS.c.status == "pending")
+        .values(
+            status="running",
+            worker_id=bindparam("worker", type_=String),
+            lease_token=token,
+            lease_expires_at=bindparam("expires", type_=STEPS.c.lease_expires_at.type),
+            attempts=STEPS.c.attempts + 1,
+            started_at=now,
+            finished_at=None,
+        )
+        .returning(STEPS.c.id, STEPS.c.attempts, STEPS.c.lease_token)
+    )
+
+
+_MARK_JOBS_RUNNING = (
+    update(JOBS)
+    .where(JOBS.c.id.in_(bindparam("job_ids", expanding=True)), JOBS.c.status == "pending")
+    .values(
+        status="running",
+        started_at=func.coalesce(JOBS.c.started_at, bindparam("now", type_=JOBS.c.started_at.type)),
+    )
+)
 
 
 def take_lock(

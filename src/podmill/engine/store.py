@@ -28,11 +28,13 @@ from typing import Any, Literal, Protocol, TypeVar
 
 from sqlalchemy import (
     Connection,
+    Float,
+    Integer,
     Row,
+    bindparam,
     case,
     delete,
     func,
-    literal,
     make_url,
     select,
     tuple_,
@@ -48,7 +50,7 @@ from podmill.engine.claim import (
     STEPS,
     ClaimedStep,
     ClaimOrder,
-    claim_steps,
+    claim_for_pools,
     take_lock,
 )
 from podmill.engine.clock import Clock, SystemClock
@@ -244,19 +246,18 @@ class Store:
         """:meth:`claim` for several pools, ``(stages, limit)`` each, in one transaction.
 
         A worker fills all its pools' free slots with one commit; the answer lists the
-        claimed steps per request, in order.
+        claimed steps per request, in order (see engine/claim.py).
         """
-
-        def claim_all(tx: _Tx) -> list[list[ClaimedStep]]:
-            now = self.clock.now()
-            return [
-                claim_steps(
-                    tx.conn, worker_id, stages, limit=limit, order=order, now=now, lease=self.lease
-                )
-                for stages, limit in requests
-            ]
-
-        return self._write(claim_all)
+        return self._write(
+            lambda tx: claim_for_pools(
+                tx.conn,
+                worker_id,
+                list(requests),
+                order=order,
+                now=self.clock.now(),
+                lease=self.lease,
+            )
+        )
 
     # ----------------------------------------------------- fenced step results
 
@@ -285,40 +286,23 @@ class Store:
 
     def _complete(self, tx: _Tx, results: Collection[tuple[int, str, float | None]]) -> set[int]:
         conn = tx.conn
-        ids = [step_id for step_id, _, _ in results]
         # Lock the jobs in id order (the module's lock order), all in one statement.
-        jobs_of_steps = select(STEPS.c.job_id).where(STEPS.c.id.in_(ids)).scalar_subquery()
-        conn.execute(
-            select(JOBS.c.id)
-            .where(JOBS.c.id.in_(jobs_of_steps))
-            .order_by(JOBS.c.id)
-            .with_for_update()
-        ).all()
+        conn.execute(_LOCK_JOBS_OF_STEPS, {"ids": [step_id for step_id, _, _ in results]}).all()
         now = self.clock.now()
-        durations = {i: d for i, _, d in results if d is not None}
         # fenced: a reaped worker cannot finish a step it no longer owns
         rows = conn.execute(
-            update(STEPS)
-            .where(
-                tuple_(STEPS.c.id, STEPS.c.lease_token).in_(
-                    [(step_id, token) for step_id, token, _ in results]
-                ),
-                STEPS.c.status == "running",
-            )
-            .values(
-                status="done",
-                finished_at=now,
-                duration_seconds=case(durations, value=STEPS.c.id) if durations else None,
-                lease_token=None,
-                lease_expires_at=None,
-            )
-            .returning(STEPS.c.id, STEPS.c.job_id, STEPS.c.stage, STEPS.c.resource_key)
+            _COMPLETE_FENCED,
+            {"fence": [(step_id, token) for step_id, token, _ in results], "now": now},
         ).all()
         if not rows:
             return set()
+        done = {row.id for row in rows}
+        durations = [{"sid": i, "d": d} for i, _, d in results if d is not None and i in done]
+        if durations:
+            conn.execute(_SET_DURATION, durations)
         locked = [row.id for row in rows if row.resource_key is not None]
         if locked:
-            conn.execute(delete(LOCKS).where(LOCKS.c.step_id.in_(locked)))
+            conn.execute(_DROP_STEP_LOCKS, {"ids": locked})
         by_stage: dict[str, set[int]] = {}
         finished_jobs: set[int] = set()
         for row in rows:
@@ -331,42 +315,18 @@ class Store:
         for done_stage in sorted(by_stage, key=STAGE_NAMES.index):
             self._unblock_successors(tx, by_stage[done_stage], done_stage, now)
         if finished_jobs:
-            unfinished = (
-                select(STEPS.c.id)
-                .where(STEPS.c.job_id == JOBS.c.id, STEPS.c.status != "done")
-                .exists()
-            )
-            conn.execute(
-                update(JOBS)
-                .where(JOBS.c.id.in_(finished_jobs), JOBS.c.status.in_(_LIVE_JOB), ~unfinished)
-                .values(status="done", finished_at=now)
-            )
-        return {row.id for row in rows}
+            conn.execute(_FINISH_JOBS, {"job_ids": sorted(finished_jobs), "now": now})
+        return done
 
     def _unblock_successors(
         self, tx: _Tx, job_ids: Collection[int], done_stage: str, now: datetime
     ) -> None:
-        following = successors(done_stage)
         # join: one statement decrements and flips to pending together, and the row lock
         # orders concurrent completions, so a join becomes pending exactly once. Only
         # `waiting` rows count down: a duplicate completion was fenced out above.
-        last = STEPS.c.deps_remaining == 1
         ready = tx.conn.execute(
-            update(STEPS)
-            .where(
-                STEPS.c.job_id.in_(list(job_ids)),
-                STEPS.c.stage.in_(following),
-                STEPS.c.status == "waiting",
-                STEPS.c.deps_remaining > 0,
-            )
-            .values(
-                deps_remaining=STEPS.c.deps_remaining - 1,
-                status=case((last, "pending"), else_=STEPS.c.status),
-                enqueued_at=case(
-                    (last, literal(now, STEPS.c.enqueued_at.type)), else_=STEPS.c.enqueued_at
-                ),
-            )
-            .returning(STEPS.c.stage, STEPS.c.status)
+            _UNBLOCK,
+            {"job_ids": sorted(job_ids), "following": list(successors(done_stage)), "now": now},
         ).all()
         tx.ready.update(row.stage for row in ready if row.status == "pending")
 
@@ -958,6 +918,70 @@ class Store:
     def _count(self, name: str, n: int = 1) -> None:
         with self._counts_lock:
             self._counts[name] += n
+
+
+# The completion's statements, built once with bound parameters (building a statement
+# costs more than running it).
+_LOCK_JOBS_OF_STEPS = (
+    select(JOBS.c.id)
+    .where(
+        JOBS.c.id.in_(
+            select(STEPS.c.job_id)
+            .where(STEPS.c.id.in_(bindparam("ids", expanding=True)))
+            .scalar_subquery()
+        )
+    )
+    .order_by(JOBS.c.id)
+    .with_for_update()
+)
+_COMPLETE_FENCED = (
+    update(STEPS)
+    .where(
+        tuple_(STEPS.c.id, STEPS.c.lease_token).in_(bindparam("fence", expanding=True)),
+        STEPS.c.status == "running",
+    )
+    .values(
+        status="done",
+        finished_at=bindparam("now", type_=STEPS.c.finished_at.type),
+        lease_token=None,
+        lease_expires_at=None,
+    )
+    .returning(STEPS.c.id, STEPS.c.job_id, STEPS.c.stage, STEPS.c.resource_key)
+)
+_SET_DURATION = (
+    update(STEPS)
+    .where(STEPS.c.id == bindparam("sid", type_=Integer))
+    .values(duration_seconds=bindparam("d", type_=Float))
+)
+_DROP_STEP_LOCKS = delete(LOCKS).where(LOCKS.c.step_id.in_(bindparam("ids", expanding=True)))
+_LAST_DEP = STEPS.c.deps_remaining == 1
+_UNBLOCK = (
+    update(STEPS)
+    .where(
+        STEPS.c.job_id.in_(bindparam("job_ids", expanding=True)),
+        STEPS.c.stage.in_(bindparam("following", expanding=True)),
+        STEPS.c.status == "waiting",
+        STEPS.c.deps_remaining > 0,
+    )
+    .values(
+        deps_remaining=STEPS.c.deps_remaining - 1,
+        status=case((_LAST_DEP, "pending"), else_=STEPS.c.status),
+        enqueued_at=case(
+            (_LAST_DEP, bindparam("now", type_=STEPS.c.enqueued_at.type)),
+            else_=STEPS.c.enqueued_at,
+        ),
+    )
+    .returning(STEPS.c.stage, STEPS.c.status)
+)
+_FINISH_JOBS = (
+    update(JOBS)
+    .where(
+        JOBS.c.id.in_(bindparam("job_ids", expanding=True)),
+        JOBS.c.status.in_(_LIVE_JOB),
+        ~select(STEPS.c.id).where(STEPS.c.job_id == JOBS.c.id, STEPS.c.status != "done").exists(),
+    )
+    .values(status="done", finished_at=bindparam("now", type_=JOBS.c.finished_at.type))
+)
 
 
 # Reset when a step is queued afresh by an operator (retry_job, retry_dead).
