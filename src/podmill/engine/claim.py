@@ -66,35 +66,29 @@ def claim_for_pools(
     lease: timedelta,
 ) -> list[list[ClaimedStep]]:
     """Take claimable steps for ``worker_id`` for several pools, ``(stages, limit)`` each,
-    inside the caller's transaction, with one select.
+    inside the caller's transaction.
 
     Stamps each step ``running`` with a fresh lease token, ``attempts + 1`` and a lease
     ending at ``now + lease``; takes its resource lock; marks its job ``running``.
 
-    The select reads the claimable steps of every pool's stages, in claim order, up to
-    twice the free slots in all (so one busy stage at the head of the queue does not
-    starve the other pools); each row goes to the first pool that serves its stage and
-    has a slot left, and rows no pool takes stay ``pending``. No pool ever gets more
-    steps than its ``limit``. Answers per request, in order.
+    No pool ever gets more steps than its ``limit``. Answers per request, in order.
     """
     answers: list[list[ClaimedStep]] = [[] for _ in requests]
-    room = [max(0, limit) for _, limit in requests]
-    stage_sets = [set(stages) for stages, _ in requests]
-    all_stages = sorted(set().union(*stage_sets)) if stage_sets else []
-    total = sum(room)
-    if total < 1 or not all_stages:
-        return answers
-    candidates = conn.execute(
-        _claimable(order),
-        {"now": now, "limit": total if len(requests) == 1 else 2 * total, "stages": all_stages},
-    ).all()
+    candidates: list[Any] = []
     assigned: dict[int, int] = {}  # step id -> request index
-    for row in candidates:
-        for i, stage_set in enumerate(stage_sets):
-            if room[i] and row.stage in stage_set:
+    # One select per pool, each limited to its free slots: a select locks (Postgres,
+    # SKIP LOCKED) exactly the rows it returns, so no row is held back from other
+    # workers without being taken. The stamping below is one statement for all pools.
+    for i, (stages, limit) in enumerate(requests):
+        if limit < 1 or not stages:
+            continue
+        rows = conn.execute(
+            _claimable(order), {"now": now, "limit": limit, "stages": sorted(stages)}
+        ).all()
+        for row in rows:
+            if row.id not in assigned:  # pools share no stage, but be safe
                 assigned[row.id] = i
-                room[i] -= 1
-                break
+                candidates.append(row)
     if not assigned:
         return answers
     wanted: list[int] = []
