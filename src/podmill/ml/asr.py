@@ -21,6 +21,7 @@ from typing import Any
 
 from podmill.domain import Segment, Transcript, Word
 from podmill.errors import AudioError, PodmillError, require
+from podmill.ml.arbiter import ModelSpec, process_arbiter
 from podmill.settings import AsrSettings
 
 
@@ -145,20 +146,38 @@ def _is_joined(path: Path) -> bool:
     return sha == BASE_SHA256 and size == str(weights.stat().st_size)
 
 
-_load_lock = threading.Lock()
-
-
-@functools.cache
 def _load_model(path: str, compute_type: str, cpu_threads: int) -> Any:
     fw = require("faster_whisper", "ml", "transcription")
     return fw.WhisperModel(path, device="cpu", compute_type=compute_type, cpu_threads=cpu_threads)
 
 
-def load_model(info: ModelInfo, settings: AsrSettings) -> Any:
-    """The process-wide model instance for these settings (loaded on first use)."""
+def model_name(info: ModelInfo, settings: AsrSettings) -> str:
+    """Register ``info`` with these settings in the process arbiter; returns its name."""
     threads = settings.cpu_threads or (os.cpu_count() or 1)
-    with _load_lock:
-        return _load_model(str(info.path), settings.compute_type, threads)
+    name = f"whisper:{info.name}:{settings.compute_type}:{threads}"
+    arbiter = process_arbiter()
+    if not arbiter.is_registered(name):
+        arbiter.register(
+            ModelSpec(
+                name=name,
+                load=functools.partial(_load_model, str(info.path), settings.compute_type, threads),
+                # int8 weights in memory are about the file's size; CTranslate2 adds
+                # work buffers, so count it one and a half times
+                nbytes=int((info.path / "model.bin").stat().st_size * 1.5),
+                device="cpu",
+            )
+        )
+    return name
+
+
+def load_model(info: ModelInfo, settings: AsrSettings) -> Any:
+    """The process-wide model instance for these settings (loaded on first use).
+
+    For callers outside the pipeline (benchmarks): the model is not held, so the arbiter
+    may unload it; the pipeline holds it with ``process_arbiter().acquire``.
+    """
+    with process_arbiter().acquire(model_name(info, settings)) as model:
+        return model
 
 
 def transcribe(
@@ -172,17 +191,18 @@ def transcribe(
     ``on_progress`` receives the audio position (seconds) reached so far.
     """
     info = resolve_model(settings.model)
-    model = load_model(info, settings)
+    name = model_name(info, settings)
     try:
-        segments, meta = model.transcribe(
-            str(audio_path),
-            language=settings.language,
-            beam_size=settings.beam_size,
-            vad_filter=settings.vad,
-            word_timestamps=True,
-            condition_on_previous_text=False,
-        )
-        result = list(_segments(segments, on_progress))
+        with process_arbiter().acquire(name) as model:
+            segments, meta = model.transcribe(
+                str(audio_path),
+                language=settings.language,
+                beam_size=settings.beam_size,
+                vad_filter=settings.vad,
+                word_timestamps=True,
+                condition_on_previous_text=False,
+            )
+            result = list(_segments(segments, on_progress))  # decoding happens here
     except PodmillError:
         raise
     except Exception as exc:  # PyAV / CTranslate2 errors on damaged input

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from podmill.errors import PodmillError, require
+from podmill.ml.arbiter import ModelSpec, process_arbiter
 
 TOKENIZER_PATH = Path(__file__).parent / "data" / "minilm-tokenizer.json"
 TOKENIZER_SHA256 = "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037"
@@ -86,8 +87,7 @@ def model_identity() -> tuple[Path, str]:
     return path, f"{pkg.MODEL_ID}/{pkg.SHA256[:16]}/tok:{TOKENIZER_SHA256[:16]}"
 
 
-@functools.cache
-def _cached(threads: int) -> Embedder:
+def _load(threads: int) -> Embedder:
     path, identity = model_identity()
     _verify_once(path)
     return Embedder(path, identity, threads)
@@ -108,10 +108,32 @@ def _verify_once(path: Path) -> None:
         )
 
 
-_lock = threading.Lock()
+def model_name(threads: int = 0) -> str:
+    """Register the MiniLM embedder in the process arbiter; returns its name."""
+    threads = threads or (os.cpu_count() or 1)
+    name = f"minilm:{threads}"
+    arbiter = process_arbiter()
+    if not arbiter.is_registered(name):
+        path, _ = model_identity()
+        arbiter.register(
+            ModelSpec(
+                name=name,
+                load=functools.partial(_load, threads),
+                nbytes=path.stat().st_size * 3,  # weights plus onnxruntime's arenas
+                device="cpu",
+            )
+        )
+    return name
+
+
+def embed(texts: Sequence[str], threads: int = 0) -> Any:
+    """Embed ``texts`` with the process's MiniLM (loaded and verified on first use)."""
+    with process_arbiter().acquire(model_name(threads)) as embedder:
+        return embedder.embed(texts)
 
 
 def get_embedder(threads: int = 0) -> Embedder:
-    """The process-wide embedder (loaded and checksum-verified on first use)."""
-    with _lock:
-        return _cached(threads or (os.cpu_count() or 1))
+    """The process's embedder, for callers outside the pipeline (tests, benchmarks); not
+    held, so the arbiter may unload it later."""
+    with process_arbiter().acquire(model_name(threads)) as embedder:
+        return embedder

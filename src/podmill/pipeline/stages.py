@@ -139,9 +139,9 @@ def load_transcript(ctx: StageContext) -> Transcript:
 
 
 def _embed() -> Callable[[list[str]], np.ndarray]:
-    from podmill.ml.embed import get_embedder
+    from podmill.ml.embed import embed
 
-    return get_embedder().embed
+    return embed  # holds the model (process arbiter) for each call
 
 
 def segment(ctx: StageContext) -> None:

@@ -1,0 +1,186 @@
+"""The model arbiter with real models: Whisper tiny.en (CTranslate2) and MiniLM (onnxruntime).
+
+Budgets are set so that only one of the two fits; the clock is injected for idle unload.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from pathlib import Path
+
+import pytest
+
+from podmill.ml import asr, embed
+from podmill.ml.arbiter import Arbiter, ModelSpec, process_arbiter
+from podmill.settings import AsrSettings
+
+from support.paths import DEMO
+
+MB = 1 << 20
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def specs() -> dict[str, ModelSpec]:
+    whisper = asr.resolve_model("tiny.en")
+    return {
+        "whisper": ModelSpec(
+            "whisper", functools.partial(asr._load_model, str(whisper.path), "int8", 1), 100 * MB
+        ),
+        "minilm": ModelSpec("minilm", functools.partial(embed._load, 1), 60 * MB),
+    }
+
+
+def _arbiter(specs: dict[str, ModelSpec], budget_mb: int, **kwargs: object) -> Arbiter:
+    arbiter = Arbiter({"cpu": budget_mb * MB}, **kwargs)  # type: ignore[arg-type]
+    for spec in specs.values():
+        arbiter.register(spec)
+    return arbiter
+
+
+def test_a_model_loads_once_for_many_concurrent_users(specs: dict[str, ModelSpec]) -> None:
+    arbiter = _arbiter(specs, budget_mb=1000)
+    barrier = threading.Barrier(8)
+    seen: list[int] = []
+
+    def use() -> None:
+        barrier.wait()
+        with arbiter.acquire("minilm") as model:
+            seen.append(id(model))
+            assert model.embed(["a sentence"]).shape == (1, 384)
+
+    threads = [threading.Thread(target=use) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    assert len(seen) == 8 and len(set(seen)) == 1
+    assert arbiter.stats.loads == 1
+    with arbiter.acquire("minilm"):
+        pass
+    assert arbiter.stats.loads == 1  # still resident: not loaded again
+
+
+def test_the_budget_evicts_the_least_recently_used_idle_model(
+    specs: dict[str, ModelSpec],
+) -> None:
+    arbiter = _arbiter(specs, budget_mb=150)  # one fits, not both
+
+    with arbiter.acquire("whisper"):
+        pass
+    assert arbiter.resident() == ["whisper"]
+    with arbiter.acquire("minilm") as model:
+        assert model.embed(["hello"]).shape == (1, 384)
+    assert arbiter.resident() == ["minilm"]
+    with arbiter.acquire("whisper"):
+        pass
+
+    assert arbiter.resident() == ["whisper"]
+    assert (arbiter.stats.loads, arbiter.stats.evictions) == (3, 2)
+    cpu = arbiter.residency()["cpu"]
+    assert cpu["budget"] == 150 * MB and cpu["used"] == 100 * MB
+    assert [m["name"] for m in cpu["models"]] == ["whisper"]
+
+
+def test_a_model_in_use_is_never_evicted_a_load_waits_for_it(
+    specs: dict[str, ModelSpec],
+) -> None:
+    arbiter = _arbiter(specs, budget_mb=150, wait_seconds=60)
+    holding = threading.Event()
+    release = threading.Event()
+    order: list[str] = []
+
+    def hold_whisper() -> None:
+        with arbiter.acquire("whisper"):
+            holding.set()
+            release.wait(30)
+            order.append("whisper released")
+
+    holder = threading.Thread(target=hold_whisper)
+    holder.start()
+    assert holding.wait(30)
+    loader = threading.Thread(target=lambda: _use(arbiter, "minilm", order))
+    loader.start()
+    loader.join(0.5)
+    assert loader.is_alive()  # waiting: the only model it could evict is in use
+    assert arbiter.resident() == ["whisper"]
+
+    release.set()
+    holder.join(30)
+    loader.join(30)
+
+    assert order == ["whisper released", "minilm used"]
+    assert arbiter.resident() == ["minilm"]
+    assert arbiter.stats.over_budget == 0
+
+
+def _use(arbiter: Arbiter, name: str, order: list[str]) -> None:
+    with arbiter.acquire(name):
+        order.append(f"{name} used")
+
+
+def test_a_load_that_cannot_fit_in_time_goes_ahead_over_budget(
+    specs: dict[str, ModelSpec],
+) -> None:
+    arbiter = _arbiter(specs, budget_mb=150, wait_seconds=0.2)
+
+    with arbiter.acquire("whisper"), arbiter.acquire("minilm") as model:
+        assert model.embed(["still works"]).shape == (1, 384)
+        assert arbiter.resident() == ["minilm", "whisper"]
+
+    assert arbiter.stats.over_budget == 1
+
+
+def test_idle_models_unload_after_the_idle_time(specs: dict[str, ModelSpec]) -> None:
+    clock = Clock()
+    arbiter = _arbiter(specs, budget_mb=1000, idle_seconds=600, clock=clock)
+    with arbiter.acquire("whisper"):
+        clock.now += 3600  # in use for an hour: never unloaded while held
+        assert arbiter.sweep() == []
+    with arbiter.acquire("minilm"):
+        pass
+
+    clock.now += 599
+    assert arbiter.sweep() == []
+    clock.now += 2
+    assert sorted(arbiter.sweep()) == ["minilm", "whisper"]
+    assert arbiter.resident() == []
+    assert arbiter.residency()["cpu"]["used"] == 0
+
+
+def test_a_failed_load_leaves_nothing_and_the_next_acquire_tries_again(
+    tmp_path: Path, specs: dict[str, ModelSpec]
+) -> None:
+    arbiter = _arbiter(specs, budget_mb=1000)
+    arbiter.register(
+        ModelSpec("broken", functools.partial(asr._load_model, str(tmp_path), "int8", 1), MB)
+    )
+
+    for _ in range(2):
+        with pytest.raises(RuntimeError), arbiter.acquire("broken"):
+            pass
+        assert arbiter.resident() == []
+
+    with pytest.raises(KeyError, match="not registered"), arbiter.acquire("nope"):
+        pass
+
+
+def test_the_pipeline_models_are_resident_in_the_process_arbiter() -> None:
+    asr.transcribe(DEMO / "jfk.flac", AsrSettings())
+    embed.embed(["one sentence"])
+
+    cpu = process_arbiter().residency()["cpu"]
+    names = {m["name"] for m in cpu["models"]}
+    assert any(n.startswith("whisper:tiny.en:int8:") for n in names), names
+    assert any(n.startswith("minilm:") for n in names), names
+    assert all(m["in_use"] == 0 for m in cpu["models"])
+    assert cpu["budget"] and cpu["budget"] > cpu["used"] > 0
