@@ -1071,14 +1071,29 @@ class _PostgresWaiter:
         row = self._conn.execute("SELECT current_schema()").fetchone()
         self._prefix = f"{row[0] if row else ''}:"
         self._conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(CHANNEL)))
+        self.ready_stages: set[str] = set()
 
     def wait(self, timeout: float) -> bool:
+        """``True`` when steps of this schema became pending; their stages are then in
+        :attr:`ready_stages`."""
         deadline = time.monotonic() + timeout
         while (remaining := deadline - time.monotonic()) > 0:
             # Consumed whole: a half-read generator would keep the connection's lock.
             notes = list(self._conn.notifies(timeout=remaining, stop_after=1))
-            if any(note.payload.startswith(self._prefix) for note in notes):
-                list(self._conn.notifies(timeout=0))  # one wake-up for a burst
+            ours = [n.payload for n in notes if n.payload.startswith(self._prefix)]
+            if ours:
+                # one wake-up for a burst
+                ours += [
+                    n.payload
+                    for n in self._conn.notifies(timeout=0)
+                    if n.payload.startswith(self._prefix)
+                ]
+                self.ready_stages = {
+                    stage
+                    for payload in ours
+                    for stage in payload[len(self._prefix) :].split(",")
+                    if stage
+                }
                 return True
         return False
 

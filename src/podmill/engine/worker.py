@@ -25,7 +25,7 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -219,6 +219,10 @@ class Worker:
         self._changed = threading.Condition(self._lock)
         self._running: dict[int, Any] = {}
         self._wake = threading.Event()
+        # Which pools the next claim round asks for (see _claim_round): stages named by
+        # NOTIFY, pools with a freed slot, pools whose last claim came back full.
+        self._hinted: set[str] = set()
+        self._full_scan = True
         self._threads_stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._completions = Completions(store)
@@ -277,39 +281,66 @@ class Worker:
             elif self.max_idle is not None and time.monotonic() - last_busy >= self.max_idle:
                 log.info("worker %s idle for %.1fs; stopping", self.worker_id, self.max_idle)
                 return
-            if not claimed:
-                self._sleep(self.poll_interval, wake=True)
+            if not claimed and not self._sleep(self.poll_interval, wake=True):
+                with self._lock:
+                    self._full_scan = True  # the poll: ask every pool
 
     def _claim_round(self) -> int:
-        """Fill every pool's free slots, in one transaction; returns how many were claimed."""
+        """Fill free slots, in one transaction; returns how many steps were claimed.
+
+        Asks only the pools that may have work: every pool on a poll (and the first
+        round); otherwise the pools serving stages that NOTIFY said became ready, pools
+        that just freed a slot, and pools whose last claim came back full (there may be
+        more). With several workers on one database, every wake-up reaches all of them,
+        so asking every pool each time would multiply the selects.
+        """
         if self.stopping:
             return 0
         with self._lock:
-            hungry = [(pool, pool.free) for pool in self.pools if pool.free > 0 and pool.stages]
+            full, hinted = self._full_scan, self._hinted
+            self._full_scan, self._hinted = False, set()
+            hungry = [
+                (pool, pool.free)
+                for pool in self.pools
+                if pool.free > 0 and pool.stages and (full or hinted.intersection(pool.stages))
+            ]
         if not hungry:
             return 0
-        answers = self.store.claim_pools(
-            self.worker_id, [(pool.stages, free) for pool, free in hungry], order=self.order
-        )
+        try:
+            answers = self.store.claim_pools(
+                self.worker_id, [(pool.stages, free) for pool, free in hungry], order=self.order
+            )
+        except BaseException:
+            with self._lock:
+                self._full_scan = True  # nothing was claimed: ask everyone next time
+            raise
         total = 0
-        for (pool, _), claimed in zip(hungry, answers):
+        for (pool, free), claimed in zip(hungry, answers):
+            if len(claimed) == free:
+                self._hint(pool.stages)  # it took all it could: there may be more
             for step in claimed:
                 self._start_step(pool, step)
                 total += 1
         return total
 
-    def _sleep(self, seconds: float, *, wake: bool = False) -> None:
-        """Sleep in short ticks so a stop request (and, if ``wake``, a wake-up) cuts it short."""
+    def _hint(self, stages: Collection[str]) -> None:
+        with self._lock:
+            self._hinted.update(stages)
+
+    def _sleep(self, seconds: float, *, wake: bool = False) -> bool:
+        """Sleep in short ticks so a stop request (and, if ``wake``, a wake-up) cuts it
+        short; ``True`` if a wake-up (or a stop request) ended it."""
         deadline = time.monotonic() + seconds
         while not self.stopping:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                return
+                return False
             if wake:
                 if self._wake.wait(min(remaining, _TICK)):
-                    return
+                    return True
             else:
                 time.sleep(min(remaining, _TICK))
+        return True
 
     # ------------------------------------------------------------------- steps
 
@@ -342,6 +373,12 @@ class Worker:
             # will hand the step to another worker.
             log.exception("step %s (%s): could not record its outcome", step.step_id, step.stage)
         finally:
+            if self.store.dialect == "postgresql":
+                # a slot is free: ask this pool again; NOTIFY names the successors' stages
+                self._hint(pool.stages)
+            else:
+                with self._lock:  # no NOTIFY: its successors may be in any pool
+                    self._full_scan = True
             with self._changed:
                 pool.running.discard(step.step_id)
                 self._running.pop(step.step_id, None)
@@ -375,6 +412,8 @@ class Worker:
                 reaped = self.store.reap(self.worker_id)
                 if reaped:
                     log.warning("reaped %d step(s) of dead workers: %s", len(reaped), reaped)
+                    with self._lock:
+                        self._full_scan = True
                     self._wake.set()
         except Exception as exc:  # the database may be restarting; try again next beat
             log.warning("heartbeat failed: %s", _first_line(exc))
@@ -388,6 +427,7 @@ class Worker:
                     backoff = 0.5
                     while not self._threads_stop.is_set():
                         if waiter.wait(1.0):
+                            self._hint(getattr(waiter, "ready_stages", STAGE_NAMES))
                             self._wake.set()
             except Exception as exc:
                 log.warning("LISTEN lost (%s); polling until it is back", _first_line(exc))
