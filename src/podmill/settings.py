@@ -48,6 +48,10 @@ class AsrSettings(BaseModel):
     vad: bool = Field(True, description="skip silence with Silero VAD")
     beam_size: int = 5
     compute_type: str = Field("int8", description="CTranslate2 compute type on CPU")
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="auto: CUDA when CTranslate2 sees a GPU, else CPU"
+    )
+    gpu_compute_type: str = Field("float16", description="CTranslate2 compute type on CUDA")
     cpu_threads: int = Field(0, description="0 = all cores")
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from podmill.errors import PodmillError
 from podmill.ml import asr, embed
 from podmill.ml.arbiter import Arbiter, ModelSpec, process_arbiter
 from podmill.settings import AsrSettings
@@ -180,7 +181,20 @@ def test_the_pipeline_models_are_resident_in_the_process_arbiter() -> None:
 
     cpu = process_arbiter().residency()["cpu"]
     names = {m["name"] for m in cpu["models"]}
-    assert any(n.startswith("whisper:tiny.en:int8:") for n in names), names
+    assert any(n.startswith("whisper:tiny.en:cpu:int8:") for n in names), names
     assert any(n.startswith("minilm:") for n in names), names
     assert all(m["in_use"] == 0 for m in cpu["models"])
     assert cpu["budget"] and cpu["budget"] > cpu["used"] > 0
+
+
+def test_without_a_gpu_auto_runs_on_the_cpu_and_cuda_is_one_clear_error() -> None:
+    assert asr.placement(AsrSettings()) == ("cpu", "int8")  # this machine has no GPU
+    assert asr.placement(AsrSettings(device="cpu", compute_type="int8_float32")) == (
+        "cpu",
+        "int8_float32",
+    )
+    with pytest.raises(PodmillError, match="sees no CUDA device") as err:
+        asr.placement(AsrSettings(device="cuda"))
+    assert "\n" not in str(err.value)
+    with pytest.raises(PodmillError, match="sees no CUDA device"):
+        asr.transcribe(DEMO / "jfk.flac", AsrSettings(device="cuda"))

@@ -21,7 +21,7 @@ from typing import Any
 
 from podmill.domain import Segment, Transcript, Word
 from podmill.errors import AudioError, PodmillError, require
-from podmill.ml.arbiter import ModelSpec, process_arbiter
+from podmill.ml.arbiter import ModelSpec, cuda_available, process_arbiter
 from podmill.settings import AsrSettings
 
 
@@ -146,25 +146,44 @@ def _is_joined(path: Path) -> bool:
     return sha == BASE_SHA256 and size == str(weights.stat().st_size)
 
 
-def _load_model(path: str, compute_type: str, cpu_threads: int) -> Any:
+def _load_model(path: str, compute_type: str, cpu_threads: int, device: str = "cpu") -> Any:
     fw = require("faster_whisper", "ml", "transcription")
-    return fw.WhisperModel(path, device="cpu", compute_type=compute_type, cpu_threads=cpu_threads)
+    return fw.WhisperModel(path, device=device, compute_type=compute_type, cpu_threads=cpu_threads)
+
+
+def placement(settings: AsrSettings) -> tuple[str, str]:
+    """``(device, compute_type)`` for Whisper in this process.
+
+    ``auto`` takes CUDA (``gpu_compute_type``, float16 by default) when CTranslate2 sees
+    a GPU and the CPU (``compute_type``, int8) otherwise, so a machine without a GPU
+    never fails for lack of one; ``cuda`` insists on a GPU.
+    """
+    if settings.device == "cpu":
+        return "cpu", settings.compute_type
+    has_gpu = cuda_available()
+    if settings.device == "cuda" and not has_gpu:
+        raise PodmillError(
+            "asr.device is 'cuda' but CTranslate2 sees no CUDA device; "
+            "set asr.device to 'auto' or 'cpu' (PODMILL_ASR__DEVICE=auto)"
+        )
+    return ("cuda", settings.gpu_compute_type) if has_gpu else ("cpu", settings.compute_type)
 
 
 def model_name(info: ModelInfo, settings: AsrSettings) -> str:
     """Register ``info`` with these settings in the process arbiter; returns its name."""
     threads = settings.cpu_threads or (os.cpu_count() or 1)
-    name = f"whisper:{info.name}:{settings.compute_type}:{threads}"
+    device, compute_type = placement(settings)
+    name = f"whisper:{info.name}:{device}:{compute_type}:{threads}"
     arbiter = process_arbiter()
     if not arbiter.is_registered(name):
         arbiter.register(
             ModelSpec(
                 name=name,
-                load=functools.partial(_load_model, str(info.path), settings.compute_type, threads),
+                load=functools.partial(_load_model, str(info.path), compute_type, threads, device),
                 # int8 weights in memory are about the file's size; CTranslate2 adds
                 # work buffers, so count it one and a half times
                 nbytes=int((info.path / "model.bin").stat().st_size * 1.5),
-                device="cpu",
+                device=device,
             )
         )
     return name

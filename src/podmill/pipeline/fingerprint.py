@@ -22,7 +22,11 @@ def fingerprint_inputs(settings: Settings) -> dict[str, Any]:
         "stages": {s.name: s.version for s in STAGES},
         "asr": {
             "model": asr.resolve_model(settings.asr.model).identity,
-            **settings.asr.model_dump(exclude={"cpu_threads", "model"}),
+            # Where it runs is not an output: a GPU worker's float16 and a CPU worker's
+            # int8 transcripts of one model count as the same result (docs/models.md).
+            **settings.asr.model_dump(
+                exclude={"cpu_threads", "model", "device", "gpu_compute_type"}
+            ),
         },
         "embedder": embed.model_identity()[1],
         "topics": settings.topics.model_dump(),
