@@ -24,6 +24,7 @@ from podmill import __version__
 from podmill.domain import Episode
 from podmill.engine import cli as engine_cli
 from podmill.errors import PodmillError
+from podmill.ml.arbiter import configure_process_arbiter
 from podmill.settings import Settings, effective_values, load_settings
 
 app = typer.Typer(
@@ -62,6 +63,7 @@ class ShowFormat(str, Enum):
 def _settings(config: Path | None, **cli: Any) -> Settings:
     settings, _ = load_settings(cli, config)
     logging.basicConfig(level=settings.log_level.upper(), stream=sys.stderr)
+    configure_process_arbiter(settings.models.memory_budget, settings.models.idle_unload_seconds)
     return settings
 
 

@@ -76,6 +76,15 @@ class PipelineSettings(BaseModel):
     )
 
 
+class ModelSettings(BaseModel):
+    memory_budget: float = Field(
+        0.7, gt=0, le=1, description="share of RAM (of VRAM on CUDA) resident models may use"
+    )
+    idle_unload_seconds: float = Field(
+        900.0, ge=0, description="unload a model nobody has used for this long"
+    )
+
+
 class Settings(BaseSettings):
     """Effective configuration. Build with :func:`load_settings` to honour every layer."""
 
@@ -96,6 +105,7 @@ class Settings(BaseSettings):
     asr: AsrSettings = Field(default_factory=AsrSettings)
     topics: TopicSettings = Field(default_factory=TopicSettings)
     pipeline: PipelineSettings = Field(default_factory=PipelineSettings)
+    models: ModelSettings = Field(default_factory=ModelSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -66,3 +66,28 @@ def test_config_show_cli(clean_env: Path) -> None:
     assert shown["topics.key_points"]["source"].startswith("file ")
     assert shown["asr.beam_size"] == {"value": 3, "source": "env PODMILL_ASR__BEAM_SIZE"}
     assert shown["download.max_bytes"] == {"value": 1024**3, "source": "default"}
+
+
+def test_model_budget_settings_are_validated_and_reach_the_arbiter(
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from podmill.ml.arbiter import configure_process_arbiter, process_arbiter, total_memory
+
+    monkeypatch.setenv("PODMILL_MODELS__MEMORY_BUDGET", "1.5")  # a share, at most 1
+    with pytest.raises(PodmillError, match=r"models\.memory_budget"):
+        load_settings()
+
+    monkeypatch.setenv("PODMILL_MODELS__MEMORY_BUDGET", "0.25")
+    monkeypatch.setenv("PODMILL_MODELS__IDLE_UNLOAD_SECONDS", "30")
+    settings, _ = load_settings()
+    arbiter = process_arbiter()
+    before = (arbiter.budgets, arbiter.idle_seconds)
+    try:
+        configure_process_arbiter(
+            settings.models.memory_budget, settings.models.idle_unload_seconds
+        )
+        ram = total_memory()
+        assert ram and arbiter.budgets["cpu"] == int(ram * 0.25)
+        assert arbiter.idle_seconds == 30
+    finally:
+        arbiter.budgets, arbiter.idle_seconds = before

@@ -24,6 +24,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from podmill.errors import PodmillError
+from podmill.ml.arbiter import configure_process_arbiter
 from podmill.settings import Settings, load_settings
 
 if TYPE_CHECKING:
@@ -57,6 +58,7 @@ def _settings(config: Path | None, **cli: Any) -> Settings:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    configure_process_arbiter(settings.models.memory_budget, settings.models.idle_unload_seconds)
     return settings
 
 

@@ -311,3 +311,15 @@ def process_arbiter() -> Arbiter:
         if _process_arbiter is None:
             _process_arbiter = Arbiter()
         return _process_arbiter
+
+
+def configure_process_arbiter(budget_fraction: float, idle_seconds: float) -> Arbiter:
+    """Apply the settings ``models.memory_budget`` and ``models.idle_unload_seconds``
+    (the CLI does, for ``run`` and ``worker``). Resident models stay; the new budget
+    applies from the next load."""
+    arbiter = process_arbiter()
+    budgets = default_budgets(budget_fraction)
+    with arbiter._lock:
+        arbiter.budgets = budgets
+        arbiter.idle_seconds = idle_seconds
+    return arbiter
