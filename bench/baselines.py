@@ -258,14 +258,14 @@ def _procrastinate_app(dsn: str, log_dir: str | None = None) -> Any:
     return app
 
 
-def _procrastinate_worker_main(dsn: str, log_dir: str, index: int) -> None:
-    """Entry point of one worker process: procrastinate's defaults (concurrency 1,
+def _procrastinate_worker_main(dsn: str, log_dir: str, index: int, concurrency: int = 1) -> None:
+    """Entry point of one worker process: procrastinate's defaults (but ``concurrency``),
     LISTEN/NOTIFY on, 5 s fallback polling), stopped gracefully by SIGTERM."""
 
     async def main() -> None:
         app = _procrastinate_app(dsn, log_dir)
         async with app.open_async():
-            await app.run_worker_async(name=f"bench-{index}")
+            await app.run_worker_async(name=f"bench-{index}", concurrency=concurrency)
 
     asyncio.run(main())
 
@@ -326,9 +326,11 @@ def run_procrastinate(
     *,
     timeout_s: float = RUN_TIMEOUT_S,
     rate: float | None = None,
+    concurrency: int = 1,
 ) -> dict[str, Any]:
-    """Run the workload on procrastinate with ``workers`` worker processes; ``rate``
-    (jobs/s) submits the jobs steadily instead of all at once.
+    """Run the workload on procrastinate with ``workers`` worker processes, each running
+    ``concurrency`` jobs at once (procrastinate's default is 1); ``rate`` (jobs/s)
+    submits the jobs steadily instead of all at once.
 
     A fresh database (``podmill_bench_<random>``) is created on ``pg_dsn``'s server for the
     run and dropped afterwards, whatever happens. Raises :class:`BenchError` on a timeout,
@@ -353,7 +355,11 @@ def run_procrastinate(
         ctx = multiprocessing.get_context("spawn")
         for i in range(workers):
             procs.append(
-                ctx.Process(target=_procrastinate_worker_main, args=(dsn, log_dir, i), daemon=True)
+                ctx.Process(
+                    target=_procrastinate_worker_main,
+                    args=(dsn, log_dir, i, concurrency),
+                    daemon=True,
+                )
             )
             procs[-1].start()
         with psycopg.connect(dsn, autocommit=True) as conn:

@@ -30,6 +30,9 @@ from podmill.engine.store import Store
 from podmill.pipeline.dag import STAGES
 from podmill.storage import db
 
+# Slots per pool of each podmill worker (--pool-slots): the claim batch is bounded by
+# the free slots, and the batch size is what sets throughput (bench/engine_sql_ceiling.py).
+POOL_SLOTS = 4
 PG_ADMIN = os.environ.get("PODMILL_BENCH_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 
@@ -76,11 +79,11 @@ def run_podmill(
                 "--db",
                 url,
                 "--pool",
-                "cpu=4",
+                f"cpu={POOL_SLOTS}",
                 "--pool",
-                "io=4",
+                f"io={POOL_SLOTS}",
                 "--pool",
-                "asr=4",
+                f"asr={POOL_SLOTS}",
                 "--poll",
                 "0.05",
             ],
@@ -155,7 +158,10 @@ def main() -> None:
         help="which to run (default all)",
     )
     parser.add_argument("--no-baselines", action="store_true", help="only podmill")
+    parser.add_argument("--pool-slots", type=int, default=4, help="slots per pool of each worker")
     args = parser.parse_args()
+    global POOL_SLOTS
+    POOL_SLOTS = args.pool_slots
     systems = [s for s in args.systems if not args.no_baselines or s in ("sqlite", "postgres")]
     results: dict[tuple[str, int], dict[str, Any]] = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -185,9 +191,14 @@ def main() -> None:
         dsn = PG_ADMIN.replace("postgresql+psycopg://", "postgresql://")
         for n in args.workers:
             if "procrastinate" in systems:
+                # as many jobs at once per process as a podmill worker may run steps:
+                # its three pools (cpu, io, asr) of --pool-slots each
+                concurrency = 3 * args.pool_slots
                 results[("procrastinate", n)] = _merge(
-                    baselines.run_procrastinate(args.jobs, n, dsn),
-                    baselines.run_procrastinate(args.latency_jobs, n, dsn, rate=args.rate),
+                    baselines.run_procrastinate(args.jobs, n, dsn, concurrency=concurrency),
+                    baselines.run_procrastinate(
+                        args.latency_jobs, n, dsn, rate=args.rate, concurrency=concurrency
+                    ),
                 )
             if "celery" in systems:
                 burst = baselines.run_celery(args.jobs, n)
