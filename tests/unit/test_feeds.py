@@ -93,6 +93,64 @@ def test_the_audio_enclosure_is_picked_among_several() -> None:
     )
 
 
+def _alternate(mime: str, *sources: tuple[str, str | None], length: str = "55") -> str:
+    tags = "".join(
+        f'<podcast:source uri="{uri}"' + (f' contentType="{ct}"' if ct else "") + "/>"
+        for uri, ct in sources
+    )
+    opening = f'<podcast:alternateEnclosure type="{mime}" length="{length}">'
+    return f"{opening}{tags}</podcast:alternateEnclosure>"
+
+
+def test_an_audio_alternate_enclosure_rescues_a_video_episode() -> None:
+    body = (
+        enclosure("https://cdn.example.com/v.mp4", "video/mp4")
+        + _alternate("video/mp4", ("https://cdn.example.com/v-720.mp4", None))
+        + _alternate(
+            "audio/mp4",
+            ("https://cdn.example.com/a.torrent", "application/x-bittorrent"),  # not fetchable
+            ("https://cdn.example.com/a.m4a", None),
+            ("https://mirror.example.com/a.m4a", None),
+        )
+    )
+    ns = f'xmlns:podcast="{P20}"'
+    (episode,) = parse_feed(rss(item(body), ns=ns), FEED_URL).episodes
+    assert (episode.audio_url, episode.mime_type, episode.enclosure_length) == (
+        "https://cdn.example.com/a.m4a",
+        "audio/mp4",
+        55,
+    )
+
+
+def test_the_items_own_audio_enclosure_wins_over_alternates() -> None:
+    body = enclosure("https://cdn.example.com/main.mp3") + _alternate(
+        "audio/opus", ("https://cdn.example.com/alt.opus", None)
+    )
+    ns = f'xmlns:podcast="{P20}"'
+    (episode,) = parse_feed(rss(item(body), ns=ns), FEED_URL).episodes
+    assert episode.audio_url == "https://cdn.example.com/main.mp3"
+
+
+def test_alternates_that_only_torrent_leave_a_video_episode_skipped() -> None:
+    body = enclosure("https://cdn.example.com/v.mp4", "video/mp4") + _alternate(
+        "audio/mp4", ("https://cdn.example.com/a.torrent", "application/x-bittorrent")
+    )
+    ns = f'xmlns:podcast="{P20}"'
+    with pytest.raises(FeedError, match="video-only"):
+        parse_feed(rss(item(body), ns=ns), FEED_URL)
+
+
+def test_the_noagendatube_feed_gets_its_audio_renditions() -> None:
+    data = (
+        Path(__file__).parents[1] / "fixtures/feeds/partytime__animated-no-agenda.xml"
+    ).read_bytes()
+    feed = parse_feed(data, "https://noagendatube.com/feeds/podcast.xml")
+    assert len(feed.episodes) == 20
+    for episode in feed.episodes:  # the audio-only ("-0") rendition, never a torrent or video
+        assert episode.mime_type == "audio/mp4", episode
+        assert "-0" in episode.audio_url and episode.audio_url.endswith(".mp4"), episode
+
+
 def test_media_content_is_used_when_there_is_no_enclosure() -> None:
     body = '<media:content url="https://cdn.example.com/m.mp3" type="audio/mpeg"/>'
     ns = 'xmlns:media="http://search.yahoo.com/mrss/"'

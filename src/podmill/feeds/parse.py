@@ -272,6 +272,8 @@ class _ItemTags:
     transcripts: list[dict[str, str]] = field(default_factory=list)
     chapters_url: str | None = None
     persons: list[Person] = field(default_factory=list)
+    # podcast:alternateEnclosure: (type, length, first downloadable source uri)
+    alternates: list[tuple[str, str | None, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -302,6 +304,7 @@ class _PodcastTagScanner(HTMLParser):
         self._live_depth = 0
         self._capture: tuple[str, dict[str, str]] | None = None
         self._text: list[str] = []
+        self._alternate: dict[str, str] | None = None  # inside podcast:alternateEnclosure
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         values = {k: (v or "").strip() for k, v in attrs}
@@ -334,6 +337,14 @@ class _PodcastTagScanner(HTMLParser):
             self._item.chapters_url = values["url"]
         elif local == "person":
             self._start_capture(tag, values)
+        elif local == "alternateenclosure":
+            self._alternate = values
+        elif local == "source" and self._alternate is not None and values.get("uri"):
+            # the first source a plain download can fetch (not a torrent, not IPFS)
+            content_type = values.get("contenttype", "")
+            uri = values["uri"]
+            if "uri" not in self._alternate and not content_type and "://" in uri:
+                self._alternate["uri"] = uri
 
     def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         self.handle_starttag(tag, attrs)
@@ -359,6 +370,12 @@ class _PodcastTagScanner(HTMLParser):
                 self._item = None
         elif tag.rpartition(":")[2] == "liveitem" and self._live_depth:
             self._live_depth -= 1
+        elif tag.rpartition(":")[2] == "alternateenclosure" and self._alternate is not None:
+            alt, self._alternate = self._alternate, None
+            if self._item is not None and alt.get("uri"):
+                self._item.alternates.append(
+                    (alt.get("type", "").lower(), alt.get("length") or None, alt["uri"])
+                )
 
     def _finish_capture(self) -> None:
         assert self._capture is not None
@@ -460,7 +477,12 @@ def _read_item(
     guid = (_text(entry.get("id")) or "").strip() or None
     published = _published(entry)
     transcripts = _transcripts(entry, p20, ctx)
-    chosen, problem = _choose_enclosure(_enclosures(entry), ctx)
+    # The item's own enclosures first; podcast:alternateEnclosure renditions after
+    # (an audio-only rendition of a video episode, say).
+    alternates = [
+        _Enclosure(uri, mime, length) for mime, length, uri in (p20.alternates if p20 else [])
+    ]
+    chosen, problem = _choose_enclosure(_enclosures(entry) + alternates, ctx)
     raw_title = _plain_text(entry.get("title_detail")) or _plain_text(entry.get("title"))
     title = raw_title or _fallback_title(position, published, guid, chosen.url if chosen else None)
     if chosen is None and not transcripts:
