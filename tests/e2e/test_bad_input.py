@@ -95,7 +95,21 @@ def test_bad_feed_alone_is_one_clear_line(
             FIXTURES / "feeds" / "feedparser__bozo_invalid-bytes-with-bom.xml"
         ).read_bytes(),
         "empty": rss([]),
-        "video": (FIXTURES / "feeds" / "partytime__animated-no-agenda.xml").read_bytes(),
+        # video enclosures only, and the one audio alternate is a torrent
+        "video": rss(
+            [
+                item(
+                    f"v{i}",
+                    f"Clip {i}",
+                    f"https://cdn.example.invalid/v{i}.mp4",
+                    "video/mp4",
+                    extra='<podcast:alternateEnclosure type="audio/mp4">'
+                    f'<podcast:source uri="https://cdn.example.invalid/a{i}.torrent" '
+                    'contentType="application/x-bittorrent"/></podcast:alternateEnclosure>',
+                )
+                for i in range(3)
+            ]
+        ),
         "not-a-feed": HTML,
     }
     url = http_server.add_bytes("/feed.xml", bodies[case], "application/rss+xml")
