@@ -175,7 +175,7 @@ def test_pool_claims_only_free_slots_for_its_stages(engine_db: EngineDB, workers
 @pytest.mark.pg_restart
 def test_workers_survive_a_postgres_restart(engine_db: EngineDB, workers: Workers) -> None:
     if engine_db.dialect != "postgresql":
-        pytest.skip("restarts the Postgres server")
+        pytest.skip("restarts the Postgres server; SQLite has no server to restart")
     if shutil.which("pg_ctlcluster") is None or not Path("/etc/postgresql").is_dir():
         pytest.skip("cannot restart Postgres here: no pg_ctlcluster / /etc/postgresql")
     jobs = engine_db.submit(4)

@@ -106,26 +106,21 @@ class Completions:
 
     MAX_BATCH = 256
 
-    def __init__(self, store: Any, writers: int = 1) -> None:
+    def __init__(self, store: Any) -> None:
         self.store = store
-        self.writers = writers
         self._queue: queue.SimpleQueue[tuple[int, str, float | None, Future[bool]] | None] = (
             queue.SimpleQueue()
         )
         self._lock = threading.Lock()
         self._closed = True
-        self._threads: list[threading.Thread] = []
+        self._thread: threading.Thread | None = None
         self.batches = 0  # transactions written, for tests and benchmarks
 
     def start(self) -> None:
         with self._lock:
             self._closed = False
-        self._threads = [
-            threading.Thread(target=self._loop, name=f"completions-{i}", daemon=True)
-            for i in range(self.writers)
-        ]
-        for thread in self._threads:
-            thread.start()
+        self._thread = threading.Thread(target=self._loop, name="completions", daemon=True)
+        self._thread.start()
 
     def complete(self, step_id: int, lease_token: str, *, duration: float | None = None) -> bool:
         future: Future[bool] = Future()
@@ -143,10 +138,9 @@ class Completions:
             if self._closed:
                 return
             self._closed = True
-            for _ in self._threads:
-                self._queue.put(None)
-        for thread in self._threads:
-            thread.join()
+            self._queue.put(None)
+        if self._thread is not None:
+            self._thread.join()
 
     def _loop(self) -> None:
         while True:
