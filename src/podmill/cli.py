@@ -179,6 +179,10 @@ def run(
     allow_private_networks: Annotated[
         bool | None, typer.Option(help="allow downloads from private/loopback addresses")
     ] = None,
+    diarize: Annotated[
+        bool | None,
+        typer.Option(help="label speakers (SPEAKER_1, ...); needs the 'diarize' extra"),
+    ] = None,
     config: ConfigOpt = None,
 ) -> None:
     """Transcribe and outline a feed's episodes or one audio file (embedded, offline)."""
@@ -188,9 +192,13 @@ def run(
     settings = _settings(
         config,
         data_dir=data_dir,
-        **{"asr.model": model.value if model else None},
+        **{"asr.model": model.value if model else None, "diarization.enabled": diarize},
         allow_private_networks=allow_private_networks,
     )
+    if settings.diarization.enabled:
+        from podmill.ml.diarize import check_installed
+
+        check_installed()  # before the feed is fetched: a missing extra is one line
     resolved = resolve(source, settings, limit=limit, since=parse_since(since))
     for item in resolved.skipped:
         err.print(f"skipped {item.title}: {item.reason}", markup=False, soft_wrap=True)

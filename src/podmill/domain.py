@@ -84,6 +84,15 @@ class Word:
     speaker: str | None = None
 
 
+@dataclass(frozen=True)
+class SpeakerTurn:
+    """A diarizer's finding: one speaker talks from ``start`` to ``end`` (seconds)."""
+
+    start: float
+    end: float
+    speaker: str
+
+
 @dataclass
 class Segment:
     """A run of words as the recogniser (or the feed's cue) produced it."""

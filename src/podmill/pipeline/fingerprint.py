@@ -18,7 +18,7 @@ from podmill.settings import Settings
 def fingerprint_inputs(settings: Settings) -> dict[str, Any]:
     from podmill.ml import asr, embed
 
-    return {
+    inputs: dict[str, Any] = {
         "stages": {s.name: s.version for s in STAGES},
         "asr": {
             "model": asr.resolve_model(settings.asr.model).identity,
@@ -32,6 +32,13 @@ def fingerprint_inputs(settings: Settings) -> dict[str, Any]:
         "topics": settings.topics.model_dump(),
         "prefer_feed_transcripts": settings.prefer_feed_transcripts,
     }
+    if settings.diarization.enabled:
+        # Only when on, so that turning the feature off keeps every earlier fingerprint;
+        # the device, like ASR's, is not an output.
+        from podmill.ml import diarize
+
+        inputs["diarization"] = {"model": diarize.model_identity()}
+    return inputs
 
 
 def fingerprint(settings: Settings) -> str:

