@@ -3,6 +3,13 @@
 One transaction per claim. Postgres selects with ``FOR UPDATE OF steps SKIP LOCKED``
 so concurrent claimers never wait for, nor take, each other's steps (a job row is only
 locked to mark it running); SQLite runs it under ``BEGIN IMMEDIATE``, one writer at a time.
+
+On Postgres a claim is one statement (:func:`_pg_claim`): a CTE per pool picks its
+steps, one UPDATE stamps them, one marks their jobs running, and the rows come back with
+their jobs' payloads — one round trip, where round trips are what a claim costs. Steps
+that need a resource lock come back picked but not stamped; the same transaction takes
+their locks and stamps them as SQLite does (they are rare: only API submissions name
+resources).
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from sqlalchemy import (
     Integer,
     Select,
     String,
+    TextClause,
     Update,
     bindparam,
     case,
@@ -26,6 +34,7 @@ from sqlalchemy import (
     func,
     or_,
     select,
+    text,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -74,52 +83,53 @@ def claim_for_pools(
     No pool ever gets more steps than its ``limit``. Answers per request, in order.
     """
     answers: list[list[ClaimedStep]] = [[] for _ in requests]
-    candidates: list[Any] = []
-    assigned: dict[int, int] = {}  # step id -> request index
-    # One select per pool, each limited to its free slots: a select locks (Postgres,
-    # SKIP LOCKED) exactly the rows it returns, so no row is held back from other
-    # workers without being taken. The stamping below is one statement for all pools.
-    for i, (stages, limit) in enumerate(requests):
-        if limit < 1 or not stages:
-            continue
-        rows = conn.execute(
-            _claimable(order), {"now": now, "limit": limit, "stages": sorted(stages)}
-        ).all()
-        for row in rows:
-            if row.id not in assigned:  # pools share no stage, but be safe
-                assigned[row.id] = i
-                candidates.append(row)
-    if not assigned:
+    asked = [(i, sorted(stages), limit) for i, (stages, limit) in enumerate(requests)]
+    asked = [(i, stages, limit) for i, stages, limit in asked if limit >= 1 and stages]
+    if not asked:
         return answers
+    if conn.dialect.name == "postgresql":
+        candidates, stamped = _pg_claim(conn, worker_id, asked, order, now, lease)
+    else:
+        candidates = []
+        # One select per pool, each limited to its free slots. The stamping below is one
+        # statement for all pools.
+        for i, stages, limit in asked:
+            for row in conn.execute(
+                _claimable(order), {"now": now, "limit": limit, "stages": stages}
+            ):
+                candidates.append((i, row))
+        stamped = {}
+    # Pools share no stage (resolve_pools), but never hand out one step twice.
+    seen: set[int] = set()
+    candidates = [c for c in candidates if not (c[1].id in seen or seen.add(c[1].id))]
+    # Steps that need a resource lock: take it (in key order, so two claimers can never
+    # wait on each other), then stamp them. On SQLite that is every step.
     wanted: list[int] = []
-    # Lock keys are taken in key order, so two claimers can never wait on each other.
-    for row in sorted(candidates, key=lambda r: (r.resource_key or "", r.id)):
-        if row.id not in assigned:
+    for _, row in sorted(candidates, key=lambda c: (c[1].resource_key or "", c[1].id)):
+        if row.id in stamped:
             continue
         if row.resource_key is None or take_lock(
             conn, row.resource_key, worker_id, now=now, ttl=lease, step_id=row.id
         ):
             wanted.append(row.id)  # else another claim took the resource since the select
-    if not wanted:
-        return answers
-    # One statement stamps them all, each with its own fresh lease token.
-    stamped = {
-        row.id: row
+    if wanted:
+        # One statement stamps them all, each with its own fresh lease token.
         for row in conn.execute(
             _stamp(conn.dialect.name),
             {"ids": wanted, "worker": worker_id, "now": now, "expires": now + lease},
-        )
-    }
+        ):
+            stamped[row.id] = (row.attempts, row.lease_token)
     jobs: set[int] = set()
-    for row in candidates:
+    for i, row in candidates:
         if row.id in stamped:
-            answers[assigned[row.id]].append(
+            attempt, token = stamped[row.id]
+            answers[i].append(
                 ClaimedStep(
                     step_id=row.id,
                     job_id=row.job_id,
                     stage=row.stage,
-                    attempt=stamped[row.id].attempts,
-                    lease_token=stamped[row.id].lease_token,
+                    attempt=attempt,
+                    lease_token=token,
                     payload=row.payload,
                     episode_key=row.episode_key,
                     fingerprint=row.fingerprint,
@@ -127,9 +137,37 @@ def claim_for_pools(
                 )
             )
             jobs.add(row.job_id)
-    if jobs:
+    if wanted and jobs:
+        # (the Postgres statement marked the jobs of the steps it stamped itself)
         conn.execute(_MARK_JOBS_RUNNING, {"job_ids": sorted(jobs), "now": now})
     return answers
+
+
+def _pg_claim(
+    conn: Connection,
+    worker_id: str,
+    asked: list[tuple[int, list[str], int]],
+    order: ClaimOrder,
+    now: datetime,
+    lease: timedelta,
+) -> tuple[list[tuple[int, Any]], dict[int, tuple[int, str]]]:
+    """Postgres: pick, stamp and mark running in one statement.
+
+    Returns every picked row as ``(request index, row)`` and the stamped ones as
+    ``{step id: (attempt, lease token)}``; picked rows that need a resource lock are
+    left for the caller (still row-locked by this transaction).
+    """
+    params: dict[str, Any] = {"now": now, "expires": now + lease, "worker": worker_id}
+    for n, (_, stages, limit) in enumerate(asked):
+        params[f"stages{n}"] = stages
+        params[f"limit{n}"] = limit
+    candidates: list[tuple[int, Any]] = []
+    stamped: dict[int, tuple[int, str]] = {}
+    for row in conn.execute(_pg_claim_statement(len(asked), order), params):
+        candidates.append((asked[row.pool][0], row))
+        if row.lease_token is not None:
+            stamped[row.id] = (row.attempts, row.lease_token)
+    return candidates, stamped
 
 
 # The claim's statements are built once, with bound parameters, and reused: building a
@@ -177,6 +215,73 @@ def _claimable(order: ClaimOrder) -> Select:
     if order == "fifo":
         return query.order_by(*fifo)
     raise ValueError(f"unknown claim order {order!r}; expected 'fifo' or 'drain'")
+
+
+@functools.cache
+def _pg_claim_statement(pools: int, order: ClaimOrder) -> TextClause:
+    """The one-statement claim for ``pools`` pools (Postgres): see :func:`_pg_claim`.
+
+    The same rules as :func:`_claimable`; each pool's CTE locks (``SKIP LOCKED``) exactly
+    the rows it returns, so no row is held back from other workers without being taken.
+    """
+    if order == "drain":
+        rank = " ".join(f"WHEN '{name}' THEN {i}" for i, name in enumerate(STAGE_NAMES))
+        order_by = f"CASE s.stage {rank} END DESC, s.enqueued_at, s.id"
+    elif order == "fifo":
+        order_by = "s.enqueued_at, s.id"
+    else:
+        raise ValueError(f"unknown claim order {order!r}; expected 'fifo' or 'drain'")
+    picks = [
+        f"""p{n} AS (
+    SELECT s.id, s.job_id, s.stage, s.resource_key, {n} AS pool
+    FROM steps s JOIN jobs j ON j.id = s.job_id
+    WHERE s.status = 'pending' AND s.enqueued_at IS NOT NULL
+      AND (s.not_before IS NULL OR s.not_before <= :now)
+      AND s.stage = ANY(:stages{n})
+      AND s.stage NOT IN (SELECT stage FROM paused_stages)
+      AND j.status <> 'cancelled'
+      AND (s.resource_key IS NULL OR NOT EXISTS (
+          SELECT 1 FROM resource_locks l
+          WHERE l.key = s.resource_key AND l.expires_at > :now
+            AND (l.step_id IS NULL OR l.step_id <> s.id)))
+    ORDER BY {order_by}
+    LIMIT :limit{n}
+    FOR UPDATE OF s SKIP LOCKED)"""
+        for n in range(pools)
+    ]
+    union = " UNION ALL ".join(f"SELECT * FROM p{n}" for n in range(pools))
+    return (
+        text(
+            f"""WITH {", ".join(picks)},
+picked AS ({union}),
+stamped AS (
+    UPDATE steps SET status = 'running', worker_id = :worker,
+        lease_token = replace(gen_random_uuid()::text, '-', ''),
+        lease_expires_at = :expires, attempts = steps.attempts + 1,
+        started_at = :now, finished_at = NULL
+    FROM picked
+    WHERE steps.id = picked.id AND picked.resource_key IS NULL AND steps.status = 'pending'
+    RETURNING steps.id, steps.job_id, steps.attempts, steps.lease_token),
+running AS (
+    UPDATE jobs SET status = 'running', started_at = coalesce(jobs.started_at, :now)
+    WHERE jobs.id IN (SELECT job_id FROM stamped) AND jobs.status = 'pending')
+SELECT picked.id, picked.job_id, picked.stage, picked.resource_key, picked.pool,
+    stamped.attempts, stamped.lease_token,
+    j.payload, j.episode_key, j.fingerprint, j.correlation_id
+FROM picked JOIN jobs j ON j.id = picked.job_id
+LEFT JOIN stamped ON stamped.id = picked.id
+ORDER BY picked.pool, picked.id"""
+        )
+        .columns(
+            payload=JOBS.c.payload.type,
+        )
+        .bindparams(
+            bindparam("now", type_=STEPS.c.not_before.type),
+            bindparam("expires", type_=STEPS.c.lease_expires_at.type),
+            *(bindparam(f"stages{n}", type_=postgresql.ARRAY(String)) for n in range(pools)),
+            *(bindparam(f"limit{n}", type_=Integer) for n in range(pools)),
+        )
+    )
 
 
 @functools.cache

@@ -37,6 +37,7 @@ from sqlalchemy import (
     func,
     make_url,
     select,
+    text,
     tuple_,
     update,
 )
@@ -290,16 +291,31 @@ class Store:
         conn.execute(_LOCK_JOBS_OF_STEPS, {"ids": [step_id for step_id, _, _ in results]}).all()
         now = self.clock.now()
         # fenced: a reaped worker cannot finish a step it no longer owns
-        rows = conn.execute(
-            _COMPLETE_FENCED,
-            {"fence": [(step_id, token) for step_id, token, _ in results], "now": now},
-        ).all()
+        if self.dialect == "postgresql":
+            # one statement for the whole batch, durations included
+            rows = conn.execute(
+                _PG_COMPLETE_FENCED,
+                {
+                    "ids": [step_id for step_id, _, _ in results],
+                    "tokens": [token for _, token, _ in results],
+                    "durations": [d for _, _, d in results],
+                    "now": now,
+                },
+            ).all()
+        else:
+            rows = conn.execute(
+                _COMPLETE_FENCED,
+                {"fence": [(step_id, token) for step_id, token, _ in results], "now": now},
+            ).all()
+            finished = {row.id for row in rows}
+            durations = [
+                {"sid": i, "d": d} for i, _, d in results if d is not None and i in finished
+            ]
+            if durations:
+                conn.execute(_SET_DURATION, durations)
         if not rows:
             return set()
         done = {row.id for row in rows}
-        durations = [{"sid": i, "d": d} for i, _, d in results if d is not None and i in done]
-        if durations:
-            conn.execute(_SET_DURATION, durations)
         locked = [row.id for row in rows if row.resource_key is not None]
         if locked:
             conn.execute(_DROP_STEP_LOCKS, {"ids": locked})
@@ -310,13 +326,40 @@ class Store:
                 by_stage.setdefault(row.stage, set()).add(row.job_id)
             else:
                 finished_jobs.add(row.job_id)
-        # One statement per finished stage: a job appears once in each, and a join whose
-        # two predecessors finish in this batch counts down twice, one statement each.
-        for done_stage in sorted(by_stage, key=STAGE_NAMES.index):
-            self._unblock_successors(tx, by_stage[done_stage], done_stage, now)
+        if self.dialect == "postgresql":
+            self._pg_unblock_successors(tx, by_stage, now)
+        else:
+            # One statement per finished stage: a job appears once in each, and a join
+            # whose two predecessors finish in this batch counts down twice.
+            for done_stage in sorted(by_stage, key=STAGE_NAMES.index):
+                self._unblock_successors(tx, by_stage[done_stage], done_stage, now)
         if finished_jobs:
             conn.execute(_FINISH_JOBS, {"job_ids": sorted(finished_jobs), "now": now})
         return done
+
+    def _pg_unblock_successors(self, tx: _Tx, by_stage: dict[str, set[int]], now: datetime) -> None:
+        # Postgres: one statement for every (job, successor) pair of the batch, counting
+        # down by how many of the successor's predecessors finished in it (a join whose
+        # two branches finish together counts down by 2 at once). The job rows are locked,
+        # so concurrent completions of one job's steps run one after the other.
+        counts: Counter[tuple[int, str]] = Counter()
+        for done_stage, job_ids in by_stage.items():
+            for job_id in job_ids:
+                for following in successors(done_stage):
+                    counts[(job_id, following)] += 1
+        if not counts:
+            return
+        pairs = sorted(counts)
+        ready = tx.conn.execute(
+            _PG_UNBLOCK,
+            {
+                "jobs": [job_id for job_id, _ in pairs],
+                "stages": [following for _, following in pairs],
+                "counts": [counts[pair] for pair in pairs],
+                "now": now,
+            },
+        ).all()
+        tx.ready.update(row.stage for row in ready if row.status == "pending")
 
     def _unblock_successors(
         self, tx: _Tx, job_ids: Collection[int], done_stage: str, now: datetime
@@ -953,6 +996,26 @@ _SET_DURATION = (
     .where(STEPS.c.id == bindparam("sid", type_=Integer))
     .values(duration_seconds=bindparam("d", type_=Float))
 )
+# Postgres: the batch's fenced completions (with their durations) in one statement, and
+# the successors' count-downs in another: ``unnest`` turns parallel arrays into rows.
+_PG_COMPLETE_FENCED = text(
+    """UPDATE steps SET status = 'done', finished_at = :now, lease_token = NULL,
+    lease_expires_at = NULL, duration_seconds = coalesce(d.duration, steps.duration_seconds)
+FROM unnest(CAST(:ids AS integer[]), CAST(:tokens AS text[]), CAST(:durations AS float8[]))
+    AS d(id, token, duration)
+WHERE steps.id = d.id AND steps.lease_token = d.token AND steps.status = 'running'
+RETURNING steps.id, steps.job_id, steps.stage, steps.resource_key"""
+).bindparams(bindparam("now", type_=STEPS.c.finished_at.type))
+_PG_UNBLOCK = text(
+    """UPDATE steps SET deps_remaining = steps.deps_remaining - d.n,
+    status = CASE WHEN steps.deps_remaining = d.n THEN 'pending' ELSE steps.status END,
+    enqueued_at = CASE WHEN steps.deps_remaining = d.n THEN :now ELSE steps.enqueued_at END
+FROM unnest(CAST(:jobs AS integer[]), CAST(:stages AS text[]), CAST(:counts AS integer[]))
+    AS d(job_id, stage, n)
+WHERE steps.job_id = d.job_id AND steps.stage = d.stage
+    AND steps.status = 'waiting' AND steps.deps_remaining >= d.n
+RETURNING steps.stage, steps.status"""
+).bindparams(bindparam("now", type_=STEPS.c.enqueued_at.type))
 _DROP_STEP_LOCKS = delete(LOCKS).where(LOCKS.c.step_id.in_(bindparam("ids", expanding=True)))
 _LAST_DEP = STEPS.c.deps_remaining == 1
 _UNBLOCK = (
