@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from podmill import transcript_formats
 from podmill.domain import Episode, Segment, SpeakerTurn, TopicNode, Transcript, Word
+from podmill.feeds.transcripts import parse_transcript
 from podmill.pipeline import outline
 from podmill.pipeline.speakers import assign_speakers, majority_speaker
 from podmill.settings import Settings
@@ -117,6 +118,9 @@ def test_subtitles_and_text_show_speaker_turns() -> None:
     assert "<v SPEAKER_1>Welcome back." in vtt and "<v SPEAKER_2>Thanks Sam." in vtt
     assert txt.splitlines()[0] == "SPEAKER_1: Welcome back."
     assert '"speaker": "SPEAKER_2"' in data
+    for body, mime in ((srt, "application/srt"), (vtt, "text/vtt")):  # podmill reads both back
+        back = parse_transcript(body.encode(), mime)
+        assert [s.speaker for s in back.segments] == [s.speaker for s in t.segments]
     round_trip = Transcript.from_dict(t.to_dict())
     assert [w.speaker for w in round_trip.words] == ["SPEAKER_1"] * 2 + ["SPEAKER_2"] * 2 + [
         "SPEAKER_1"
