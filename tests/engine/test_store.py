@@ -283,6 +283,38 @@ def test_drain_order_prefers_later_stages(store: Store) -> None:
         store.claim("w1", STAGE_NAMES, order="lifo")  # type: ignore[arg-type]
 
 
+def test_llm_jobs_tree_steps_go_to_the_llm_pool_and_the_others_to_cpu(store: Store) -> None:
+    from podmill.pipeline.dag import step_profiles
+
+    llm_job = _submit(store, "l" * 32, profiles=step_profiles("llm"))
+    cpu_job = _submit(store, "c" * 32, profiles=step_profiles("extractive"))
+    _run_through(store, ["fetch", "transcribe"])
+    tree = [s.name for s in STAGES if s.tree]
+    cpu_pool = (tree, 10, ["cpu"])
+    llm_pool = (tree, 10, ["llm"])
+
+    on_cpu, on_llm = store.claim_pools("w1", [cpu_pool, llm_pool])
+
+    assert [(c.job_id, c.stage) for c in on_cpu] == [(cpu_job, "segment")]
+    assert [(c.job_id, c.stage) for c in on_llm] == [(llm_job, "segment")]
+    # a pool named by stage takes that stage's steps whatever their profile
+    assert store.claim("w2", ["segment"]) == []  # both taken above
+    with store.engine.connect() as conn:
+        profiles = dict(
+            conn.execute(
+                select(STEPS.c.stage, STEPS.c.profile).where(STEPS.c.job_id == llm_job)
+            ).all()
+        )
+    assert profiles["transcribe"] == "asr"
+    assert {profiles[name] for name in tree} == {"llm"}
+    assert profiles["index"] == "cpu"
+
+
+def test_submit_refuses_an_unknown_profile(store: Store) -> None:
+    with pytest.raises(ValueError, match="unknown profile 'gpu'"):
+        store.submit(EPISODE, PRINT, PAYLOAD, profiles={"segment": "gpu"})
+
+
 # --- complete ---------------------------------------------------------------------
 
 

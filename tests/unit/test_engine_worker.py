@@ -23,6 +23,17 @@ def test_profile_pools_serve_their_stages_and_a_stage_pool_takes_its_stage() -> 
     assert pools["cpu"].free == 2
 
 
+def test_the_llm_pool_serves_tree_stages_of_llm_jobs_only() -> None:
+    pools = {p.name: p for p in resolve_pools({"cpu": 2, "llm": 1, "asr": 1})}
+    tree = {s.name for s in STAGES if s.tree}
+    assert set(pools["llm"].stages) == tree
+    assert pools["llm"].profiles == ("llm",)
+    assert pools["cpu"].profiles == ("cpu",)
+    assert tree < set(pools["cpu"].stages)
+    # a stage pool takes its stage's steps whatever the job's backend
+    assert set(resolve_pools({"segment": 1})[0].profiles) == {"io", "asr", "cpu", "llm"}
+
+
 def test_default_pools_cover_every_stage() -> None:
     served = {s for pool in resolve_pools(default_pools()) for s in pool.stages}
     assert served == {s.name for s in STAGES}

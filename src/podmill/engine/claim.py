@@ -68,14 +68,16 @@ class ClaimedStep:
 def claim_for_pools(
     conn: Connection,
     worker_id: str,
-    requests: Sequence[tuple[Collection[str], int]],
+    requests: Sequence[tuple[Collection[str], int, Collection[str]]],
     *,
     order: ClaimOrder,
     now: datetime,
     lease: timedelta,
 ) -> list[list[ClaimedStep]]:
-    """Take claimable steps for ``worker_id`` for several pools, ``(stages, limit)`` each,
-    inside the caller's transaction.
+    """Take claimable steps for ``worker_id`` for several pools, ``(stages, limit,
+    profiles)`` each, inside the caller's transaction: steps of ``stages`` whose profile
+    (set at submit: a tree stage runs in ``llm`` when the job's topics use the LLM) is one
+    of ``profiles``.
 
     Stamps each step ``running`` with a fresh lease token, ``attempts + 1`` and a lease
     ending at ``now + lease``; takes its resource lock; marks its job ``running``.
@@ -83,8 +85,11 @@ def claim_for_pools(
     No pool ever gets more steps than its ``limit``. Answers per request, in order.
     """
     answers: list[list[ClaimedStep]] = [[] for _ in requests]
-    asked = [(i, sorted(stages), limit) for i, (stages, limit) in enumerate(requests)]
-    asked = [(i, stages, limit) for i, stages, limit in asked if limit >= 1 and stages]
+    asked = [
+        (i, sorted(stages), limit, sorted(profiles))
+        for i, (stages, limit, profiles) in enumerate(requests)
+        if limit >= 1 and stages and profiles
+    ]
     if not asked:
         return answers
     if conn.dialect.name == "postgresql":
@@ -93,9 +98,10 @@ def claim_for_pools(
         candidates = []
         # One select per pool, each limited to its free slots. The stamping below is one
         # statement for all pools.
-        for i, stages, limit in asked:
+        for i, stages, limit, profiles in asked:
             for row in conn.execute(
-                _claimable(order), {"now": now, "limit": limit, "stages": stages}
+                _claimable(order),
+                {"now": now, "limit": limit, "stages": stages, "profiles": profiles},
             ):
                 candidates.append((i, row))
         stamped = {}
@@ -146,7 +152,7 @@ def claim_for_pools(
 def _pg_claim(
     conn: Connection,
     worker_id: str,
-    asked: list[tuple[int, list[str], int]],
+    asked: list[tuple[int, list[str], int, list[str]]],
     order: ClaimOrder,
     now: datetime,
     lease: timedelta,
@@ -158,9 +164,10 @@ def _pg_claim(
     left for the caller (still row-locked by this transaction).
     """
     params: dict[str, Any] = {"now": now, "expires": now + lease, "worker": worker_id}
-    for n, (_, stages, limit) in enumerate(asked):
+    for n, (_, stages, limit, profiles) in enumerate(asked):
         params[f"stages{n}"] = stages
         params[f"limit{n}"] = limit
+        params[f"profiles{n}"] = profiles
     candidates: list[tuple[int, Any]] = []
     stamped: dict[int, tuple[int, str]] = {}
     for row in conn.execute(_pg_claim_statement(len(asked), order), params):
@@ -200,6 +207,7 @@ def _claimable(order: ClaimOrder) -> Select:
             STEPS.c.enqueued_at.is_not(None),
             or_(STEPS.c.not_before.is_(None), STEPS.c.not_before <= now),
             STEPS.c.stage.in_(bindparam("stages", expanding=True)),
+            STEPS.c.profile.in_(bindparam("profiles", expanding=True)),
             STEPS.c.stage.not_in(select(PAUSED.c.stage)),
             JOBS.c.status != "cancelled",
             or_(STEPS.c.resource_key.is_(None), ~held_by_another_step),
@@ -237,7 +245,7 @@ def _pg_claim_statement(pools: int, order: ClaimOrder) -> TextClause:
     FROM steps s JOIN jobs j ON j.id = s.job_id
     WHERE s.status = 'pending' AND s.enqueued_at IS NOT NULL
       AND (s.not_before IS NULL OR s.not_before <= :now)
-      AND s.stage = ANY(:stages{n})
+      AND s.stage = ANY(:stages{n}) AND s.profile = ANY(:profiles{n})
       AND s.stage NOT IN (SELECT stage FROM paused_stages)
       AND j.status <> 'cancelled'
       AND (s.resource_key IS NULL OR NOT EXISTS (
@@ -279,6 +287,7 @@ ORDER BY picked.pool, picked.id"""
             bindparam("now", type_=STEPS.c.not_before.type),
             bindparam("expires", type_=STEPS.c.lease_expires_at.type),
             *(bindparam(f"stages{n}", type_=postgresql.ARRAY(String)) for n in range(pools)),
+            *(bindparam(f"profiles{n}", type_=postgresql.ARRAY(String)) for n in range(pools)),
             *(bindparam(f"limit{n}", type_=Integer) for n in range(pools)),
         )
     )

@@ -257,6 +257,7 @@ def submit(
     """
     from podmill.cli import parse_since
     from podmill.feeds.sources import resolve
+    from podmill.pipeline.dag import step_profiles
     from podmill.pipeline.fingerprint import fingerprint
 
     settings = _settings(
@@ -278,7 +279,11 @@ def submit(
         for episode in resolved.episodes:
             payload = {"episode": episode.to_dict(), "settings": job_settings}
             job_id, created = store.submit(
-                episode.episode_key, fp, payload, correlation_id=correlation_id
+                episode.episode_key,
+                fp,
+                payload,
+                correlation_id=correlation_id,
+                profiles=step_profiles(settings.topics.backend),
             )
             if as_json:
                 _print_json(

@@ -20,7 +20,7 @@ import random
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -55,7 +55,7 @@ from podmill.engine.claim import (
     take_lock,
 )
 from podmill.engine.clock import Clock, SystemClock
-from podmill.pipeline.dag import STAGE_NAMES, STAGES, stage, successors
+from podmill.pipeline.dag import PROFILES, STAGE_NAMES, STAGES, stage, successors
 from podmill.storage.db import DEFERRED, make_engine, session_factory
 from podmill.storage.models import STEP_STATUSES, WORKER_STATUSES, WorkerRow
 
@@ -152,20 +152,29 @@ class Store:
         *,
         correlation_id: str | None = None,
         resource_keys: dict[str, str] | None = None,
+        profiles: Mapping[str, str] | None = None,
     ) -> tuple[int, bool]:
         """The job for ``(episode_key, fingerprint)``: ``(job_id, created)``.
 
         A new job gets one step per stage: roots ``pending``, the others ``waiting`` for
         their predecessors. Idempotent, also for concurrent callers (threads or
         processes): the job insert is ``ON CONFLICT DO NOTHING``, then the winner's id is
-        read. ``resource_keys`` maps a stage to the lock its step must hold to run.
+        read. ``resource_keys`` maps a stage to the lock its step must hold to run;
+        ``profiles`` a stage to the profile whose pools run it (default: the stage's own;
+        see :func:`podmill.pipeline.dag.step_profiles`).
         """
         resource_keys = resource_keys or {}
-        for name in resource_keys:
+        profiles = {s.name: s.profile for s in STAGES} | dict(profiles or {})
+        for name in [*resource_keys, *profiles]:
             stage(name)  # unknown stage names fail with the list of stages
+        for name, profile in profiles.items():
+            if profile not in PROFILES:
+                raise ValueError(
+                    f"stage {name}: unknown profile {profile!r}; profiles are {', '.join(PROFILES)}"
+                )
         return self._write(
             lambda tx: self._submit(
-                tx, episode_key, fingerprint, payload, correlation_id, resource_keys
+                tx, episode_key, fingerprint, payload, correlation_id, resource_keys, profiles
             )
         )
 
@@ -177,6 +186,7 @@ class Store:
         payload: dict[str, Any],
         correlation_id: str | None,
         resource_keys: dict[str, str],
+        profiles: dict[str, str],
     ) -> tuple[int, bool]:
         now = self.clock.now()
         job_id = tx.conn.execute(
@@ -208,7 +218,7 @@ class Store:
                     "status": "waiting" if s.after else "pending",
                     "deps_remaining": len(s.after),
                     "enqueued_at": None if s.after else now,
-                    "profile": s.profile,
+                    "profile": profiles[s.name],
                     "max_attempts": s.retry.max_attempts,
                     "resource_key": resource_keys.get(s.name),
                     "attempts": 0,
@@ -235,16 +245,17 @@ class Store:
         its job not cancelled and its resource lock (if any) free or expired.
         ``order="drain"`` prefers later stages.
         """
-        [claimed] = self.claim_pools(worker_id, [(stages, limit)], order=order)
+        [claimed] = self.claim_pools(worker_id, [(stages, limit, PROFILES)], order=order)
         return claimed
 
     def claim_pools(
         self,
         worker_id: str,
-        requests: Collection[tuple[Collection[str], int]],
+        requests: Collection[tuple[Collection[str], int, Collection[str]]],
         order: ClaimOrder = "fifo",
     ) -> list[list[ClaimedStep]]:
-        """:meth:`claim` for several pools, ``(stages, limit)`` each, in one transaction.
+        """:meth:`claim` for several pools, ``(stages, limit, profiles)`` each (steps of
+        those stages whose profile is one of ``profiles``), in one transaction.
 
         A worker fills all its pools' free slots with one commit; the answer lists the
         claimed steps per request, in order (see engine/claim.py).

@@ -33,12 +33,11 @@ from typing import Any, Literal
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from podmill.engine.execute import Outcome, run_claimed
-from podmill.pipeline.dag import STAGE_NAMES, STAGES
+from podmill.pipeline.dag import PROFILES, STAGE_NAMES, STAGES
 from podmill.settings import Settings
 
 log = logging.getLogger(__name__)
 
-PROFILES: tuple[str, ...] = ("io", "asr", "cpu", "llm")
 # The main loop re-checks for a stop request at least this often (signal handlers only
 # set a flag: taking a lock inside a handler could deadlock with the interrupted code).
 _TICK = 0.1
@@ -62,6 +61,7 @@ class Pool:
     name: str
     size: int
     stages: tuple[str, ...]
+    profiles: tuple[str, ...] = PROFILES  # a step's profile must be one of these
     running: set[int] = field(default_factory=set)
 
     @property
@@ -70,9 +70,13 @@ class Pool:
 
 
 def resolve_pools(pools: Mapping[str, int]) -> list[Pool]:
-    """Pools named by profile (every stage of that profile) or by stage (just that stage).
+    """Pools named by profile (the steps of that profile) or by stage (that stage's steps,
+    whatever their profile).
 
-    A stage with a pool of its own is not also served by its profile's pool.
+    A step's profile is its stage's, except that a job whose topics use the LLM runs its
+    tree stages in ``llm`` (:func:`podmill.pipeline.dag.step_profiles`), so the ``llm``
+    pool serves the tree stages' steps of such jobs and the ``cpu`` pool those of the
+    others. A stage with a pool of its own is not also served by a profile's pool.
     """
     known_profiles = set(PROFILES) | {s.profile for s in STAGES}
     own = {name for name in pools if name in STAGE_NAMES}
@@ -80,16 +84,22 @@ def resolve_pools(pools: Mapping[str, int]) -> list[Pool]:
     for name, size in pools.items():
         if size < 1:
             raise ValueError(f"pool {name}={size}: a pool needs at least 1 slot")
+        profiles = PROFILES
         if name in STAGE_NAMES:
             stages: tuple[str, ...] = (name,)
         elif name in known_profiles:
-            stages = tuple(s.name for s in STAGES if s.profile == name and s.name not in own)
+            stages = tuple(
+                s.name
+                for s in STAGES
+                if (s.profile == name or (name == "llm" and s.tree)) and s.name not in own
+            )
+            profiles = (name,)
         else:
             raise ValueError(
                 f"unknown pool {name!r}: name a profile ({', '.join(sorted(known_profiles))}) "
                 f"or a stage ({', '.join(STAGE_NAMES)})"
             )
-        resolved.append(Pool(name, size, stages))
+        resolved.append(Pool(name, size, stages, profiles))
     return resolved
 
 
@@ -302,7 +312,9 @@ class Worker:
             return 0
         try:
             answers = self.store.claim_pools(
-                self.worker_id, [(pool.stages, free) for pool, free in hungry], order=self.order
+                self.worker_id,
+                [(pool.stages, free, pool.profiles) for pool, free in hungry],
+                order=self.order,
             )
         except BaseException:
             with self._lock:

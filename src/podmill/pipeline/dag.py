@@ -31,6 +31,9 @@ class Stage:
     version: str
     retry: RetryPolicy = RetryPolicy()
     join: bool = False
+    # A topic-tree stage: with ``topics.backend = "llm"`` its steps run in the llm
+    # profile (a GPU worker's LLM pool) instead of ``profile``.
+    tree: bool = False
 
 
 STAGES: tuple[Stage, ...] = (
@@ -42,17 +45,41 @@ STAGES: tuple[Stage, ...] = (
         ("transcript.json", "transcript.srt", "transcript.vtt", "transcript.txt"),
         "1",
     ),
-    Stage("segment", ("transcribe",), "cpu", ("sentences.json", "embeddings.npz", "l1.json"), "1"),
-    Stage("decide", ("segment",), "cpu", ("decide.json",), "1"),
-    Stage("subsegment", ("decide",), "cpu", ("l2.json",), "1"),
-    Stage("summarize_l1", ("segment",), "cpu", ("summaries_l1.json",), "1"),
-    Stage("summarize_l2", ("subsegment",), "cpu", ("summaries_l2.json",), "1"),
-    Stage("synthesize", ("summarize_l1", "summarize_l2"), "cpu", ("topics.json",), "1", join=True),
+    Stage(
+        "segment",
+        ("transcribe",),
+        "cpu",
+        ("sentences.json", "embeddings.npz", "l1.json"),
+        "1",
+        tree=True,
+    ),
+    Stage("decide", ("segment",), "cpu", ("decide.json",), "1", tree=True),
+    Stage("subsegment", ("decide",), "cpu", ("l2.json",), "1", tree=True),
+    Stage("summarize_l1", ("segment",), "cpu", ("summaries_l1.json",), "1", tree=True),
+    Stage("summarize_l2", ("subsegment",), "cpu", ("summaries_l2.json",), "1", tree=True),
+    Stage(
+        "synthesize",
+        ("summarize_l1", "summarize_l2"),
+        "cpu",
+        ("topics.json",),
+        "1",
+        join=True,
+        tree=True,
+    ),
     Stage("index", ("synthesize",), "cpu", ("index.npz",), "1"),
     Stage("publish", ("index",), "io", ("summary.md", "manifest.json"), "1"),
 )
 
 STAGE_NAMES: tuple[str, ...] = tuple(s.name for s in STAGES)
+PROFILES: tuple[str, ...] = ("io", "asr", "cpu", "llm")
+
+
+def step_profiles(topics_backend: str) -> dict[str, str]:
+    """The profile (worker pool family) of each stage's step, for a job whose topic tree
+    is built by ``topics_backend``: with ``llm`` the tree stages need the LLM."""
+    return {s.name: "llm" if s.tree and topics_backend == "llm" else s.profile for s in STAGES}
+
+
 _BY_NAME = {s.name: s for s in STAGES}
 
 

@@ -25,7 +25,7 @@ from podmill.engine.store import Store
 from podmill.engine.worker import Worker
 from podmill.errors import StageError
 from podmill.pipeline.context import StageContext
-from podmill.pipeline.dag import STAGE_NAMES, stage_range
+from podmill.pipeline.dag import STAGE_NAMES, stage_range, step_profiles
 from podmill.pipeline.fingerprint import fingerprint
 from podmill.pipeline.stages import ARTIFACT_KINDS, run_stage
 from podmill.settings import Settings
@@ -165,6 +165,7 @@ class Runner:
                 self.fingerprint,
                 job_payload(self.settings, ep),
                 correlation_id=uuid.uuid4().hex,
+                profiles=step_profiles(self.settings.topics.backend),
             )
             if not created and self.store.job(job_id)["status"] in ("failed", "cancelled"):
                 self.store.retry_job(job_id)  # running `podmill run` again retries
