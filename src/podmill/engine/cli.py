@@ -144,6 +144,7 @@ def _when(value: Any) -> str:
 
 
 class ClaimOrder(str, Enum):
+    auto = "auto"
     fifo = "fifo"
     drain = "drain"
 
@@ -188,8 +189,12 @@ def worker(
     ] = None,
     order: Annotated[
         ClaimOrder,
-        typer.Option(help="fifo: oldest ready step first; drain: later stages first"),
-    ] = ClaimOrder.fifo,
+        typer.Option(
+            help="fifo: oldest ready step first; drain: later stages first, and with both "
+            "an asr and an llm pool one model family at a time; auto: drain when the "
+            "worker has both an asr and an llm pool, else fifo"
+        ),
+    ] = ClaimOrder.auto,
     config: ConfigOpt = None,
 ) -> None:
     """Run a worker: claim steps for its pools and run them until SIGTERM/SIGINT."""

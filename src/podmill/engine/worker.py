@@ -54,7 +54,7 @@ def make_worker_id() -> str:
     return f"{socket.gethostname()[:40]}:{os.getpid()}:{secrets.token_hex(3)}"
 
 
-@dataclass
+@dataclass(eq=False)
 class Pool:
     """A bounded set of slots serving some stages."""
 
@@ -202,7 +202,7 @@ class Worker:
         *,
         worker_id: str | None = None,
         max_idle: float | None = None,
-        order: Literal["fifo", "drain"] = "fifo",
+        order: Literal["auto", "fifo", "drain"] = "auto",
         settings_base: Settings | None = None,
     ) -> None:
         self.store = store
@@ -213,7 +213,15 @@ class Worker:
         self.run_step = run_step
         self.worker_id = worker_id or make_worker_id()
         self.max_idle = max_idle
-        self.order = order
+        by_name = {pool.name: pool for pool in self.pools}
+        # One device, two model families: a worker with both an asr and an llm pool
+        # drains (see _claim_round) unless told otherwise.
+        self._device: tuple[Pool, Pool] | None = None
+        if "asr" in by_name and "llm" in by_name and order in ("auto", "drain"):
+            self._device = (by_name["asr"], by_name["llm"])
+        self.order: Literal["fifo", "drain"] = (
+            "drain" if order == "drain" or self._device is not None else "fifo"
+        )
         self.settings_base = settings_base
         self.outcomes: dict[str, int] = {"done": 0, "retry": 0, "dead": 0, "lost": 0}
         self.released = 0
@@ -297,6 +305,13 @@ class Worker:
         that just freed a slot, and pools whose last claim came back full (there may be
         more). With several workers on one database, every wake-up reaches all of them,
         so asking every pool each time would multiply the selects.
+
+        Drain order on a worker with both an asr and an llm pool (one device, two model
+        families): the device runs one family at a time, later stages first. No new
+        audio starts while LLM steps run, and none while LLM steps are waiting: the llm
+        pool is asked first and the asr pool only when that claim came back empty; no
+        LLM step starts while audio is being transcribed. So a job's LLM stages follow
+        its transcription without the models trading places in between.
         """
         if self.stopping:
             return 0
@@ -308,8 +323,39 @@ class Worker:
                 for pool in self.pools
                 if pool.free > 0 and pool.stages and (full or hinted.intersection(pool.stages))
             ]
+            held_back: list[tuple[Pool, int]] = []
+            if self._device is not None:
+                asr, llm = self._device
+                if asr.running:
+                    hungry = [(p, free) for p, free in hungry if p is not llm]
+                elif (
+                    any(p is asr for p, _ in hungry)
+                    and all(p is not llm for p, _ in hungry)
+                    and not llm.running
+                ):
+                    # before new audio, look for LLM work (a wake-up may not have named it)
+                    hungry.append((llm, llm.free))
+                if llm.running or any(p is llm for p, _ in hungry):
+                    held_back = [(p, free) for p, free in hungry if p is asr]
+                    hungry = [(p, free) for p, free in hungry if p is not asr]
+        claimed = self._claim_for(hungry)
+        total = sum(claimed.values())
+        if held_back:
+            llm = self._device[1] if self._device else None
+            with self._lock:
+                # the llm pool was asked (not busy) and found nothing, and is still idle
+                device_free = llm in claimed and claimed[llm] == 0 and not llm.running
+            if device_free:
+                total += sum(self._claim_for(held_back).values())
+            else:
+                self._hint(held_back[0][0].stages)  # ask again when the LLM work is done
+        return total
+
+    def _claim_for(self, hungry: list[tuple[Pool, int]]) -> dict[Pool, int]:
+        """Claim for ``hungry`` pools in one transaction and start the steps; how many
+        each pool got."""
         if not hungry:
-            return 0
+            return {}
         try:
             answers = self.store.claim_pools(
                 self.worker_id,
@@ -320,14 +366,14 @@ class Worker:
             with self._lock:
                 self._full_scan = True  # nothing was claimed: ask everyone next time
             raise
-        total = 0
+        got: dict[Pool, int] = {}
         for (pool, free), claimed in zip(hungry, answers):
             if len(claimed) == free:
                 self._hint(pool.stages)  # it took all it could: there may be more
             for step in claimed:
                 self._start_step(pool, step)
-                total += 1
-        return total
+            got[pool] = len(claimed)
+        return got
 
     def _hint(self, stages: Collection[str]) -> None:
         with self._lock:
