@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, SecretStr, ValidationError
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
@@ -65,7 +65,9 @@ class DiarizationSettings(BaseModel):
 
 
 class TopicSettings(BaseModel):
-    backend: Literal["extractive"] = "extractive"
+    backend: Literal["extractive", "llm"] = Field(
+        "extractive", description="extractive (embeddings, no LLM) or llm (see docs/llm.md)"
+    )
     window_sentences: int = Field(3, description="sentences per embedding window")
     block_windows: int = Field(4, description="windows compared on each side of a gap")
     min_topic_seconds: float = Field(30.0, description="shortest L1 topic")
@@ -77,6 +79,31 @@ class TopicSettings(BaseModel):
     coherence_threshold: float = Field(0.55, description="L1 topics less coherent than this split")
     summary_sentences: int = Field(3, description="sentences per summary")
     key_points: int = Field(4, description="key points per node")
+
+
+class LlmSettings(BaseModel):
+    """The LLM behind ``topics.backend = "llm"`` (docs/llm.md)."""
+
+    backend: Literal["openai", "local"] = Field(
+        "openai", description="openai: any /v1/chat/completions server; local: a GGUF in-process"
+    )
+    base_url: str = Field(
+        "http://127.0.0.1:11434/v1", description="OpenAI-compatible API root (default: Ollama)"
+    )
+    api_key: SecretStr | None = Field(None, description="bearer token, if the server wants one")
+    model: str = Field("qwen2.5:0.5b-instruct", description="model name the server knows")
+    timeout: float = Field(120.0, gt=0, description="seconds per request")
+    max_retries: int = Field(3, ge=0, description="retries on 429, 5xx, timeouts, refused")
+    backoff_seconds: float = Field(1.0, ge=0, description="first retry delay; doubles each try")
+    gguf_path: Path | None = Field(
+        None, description="local backend: GGUF file (default: Qwen2.5 0.5B from llm-local)"
+    )
+    threads: int = Field(0, ge=0, description="local backend: CPU threads (0 = all cores)")
+    temperature: float = Field(0.0, ge=0, description="sampling temperature (0 = greedy)")
+    max_tokens: int = Field(256, gt=0, description="most tokens one reply may have")
+    context_tokens: int = Field(
+        4096, ge=512, description="the model's context; longer inputs are chunked or cut"
+    )
 
 
 class PipelineSettings(BaseModel):
@@ -114,6 +141,7 @@ class Settings(BaseSettings):
     asr: AsrSettings = Field(default_factory=AsrSettings)
     diarization: DiarizationSettings = Field(default_factory=DiarizationSettings)
     topics: TopicSettings = Field(default_factory=TopicSettings)
+    llm: LlmSettings = Field(default_factory=LlmSettings)
     pipeline: PipelineSettings = Field(default_factory=PipelineSettings)
     models: ModelSettings = Field(default_factory=ModelSettings)
 

@@ -38,7 +38,23 @@ def fingerprint_inputs(settings: Settings) -> dict[str, Any]:
         from podmill.ml import diarize
 
         inputs["diarization"] = {"model": diarize.model_identity()}
+    if settings.topics.backend == "llm":
+        inputs["llm"] = llm_inputs(settings)
     return inputs
+
+
+def llm_inputs(settings: Settings) -> dict[str, Any]:
+    """What changes an LLM's outputs: the model, the prompts, the sampling and the
+    budget. Not the server's address, key, timeout or retries: the same model behind
+    another server gives the same results."""
+    from podmill.ml.llm import model_identity
+    from podmill.pipeline.llm_topics import prompts_hash
+
+    return {
+        "model": model_identity(settings.llm),
+        "prompts": prompts_hash(),
+        **settings.llm.model_dump(include={"temperature", "max_tokens", "context_tokens"}),
+    }
 
 
 def fingerprint(settings: Settings) -> str:

@@ -18,7 +18,7 @@ from podmill.domain import TopicNode, Transcript
 from podmill.errors import PodmillError, TranscriptFormatError
 from podmill.feeds import transcripts as feed_transcripts
 from podmill.feeds.download import download, fetch_bytes
-from podmill.pipeline import outline, topics
+from podmill.pipeline import llm_topics, outline, topics
 from podmill.pipeline.context import StageContext
 from podmill.pipeline.sentences import Sentence, sentences_from_dicts, split_sentences
 
@@ -153,6 +153,13 @@ def _embed() -> Callable[[list[str]], np.ndarray]:
     return embed  # holds the model (process arbiter) for each call
 
 
+def _llm(ctx: StageContext, stage: str) -> llm_topics.LlmSession | None:
+    """The stage's LLM session in LLM mode; ``None`` in extractive mode."""
+    if ctx.settings.topics.backend != "llm":
+        return None
+    return llm_topics.LlmSession(ctx, stage)
+
+
 def segment(ctx: StageContext) -> None:
     """Sentences, their embeddings, and the L1 topic boundaries."""
     transcript = load_transcript(ctx)
@@ -162,6 +169,22 @@ def segment(ctx: StageContext) -> None:
     windows = embed(topics.window_texts(sentences, cfg.window_sentences))
     vectors = embed([s.text for s in sentences])
     spans = topics.segment_l1(sentences, windows, vectors, transcript.duration, cfg)
+    llm = _llm(ctx, "segment")
+    if llm is not None:
+        if len(sentences) >= 4:  # as in segment_l1: too short to have topics
+            cuts = llm_topics.boundaries(
+                llm,
+                sentences,
+                begin=0,
+                end=len(sentences),
+                min_seconds=cfg.min_topic_seconds,
+                max_parts=topics.max_topics(transcript.duration, cfg.topic_density),
+                what="L1 boundaries",
+            )
+            if cuts is not None:
+                edges = [0, *cuts, len(sentences)]
+                spans = [topics.Span(a, b) for a, b in zip(edges, edges[1:])]
+        llm.finish()
     buffer = io.BytesIO()
     np.savez(buffer, windows=windows, sentences=vectors)
     ctx.write_bytes("embeddings.npz", buffer.getvalue())
@@ -182,52 +205,96 @@ def _spans(pairs: list[list[int]]) -> list[topics.Span]:
 def decide(ctx: StageContext) -> None:
     """Which L1 topics are long or mixed enough to split into sub-topics."""
     sentences, windows, _ = _load(ctx)
+    llm = _llm(ctx, "decide")
     verdicts = []
     for i, span in enumerate(_spans(ctx.read_json("l1.json"))):
         split, reason = topics.should_split(sentences, windows, span, ctx.settings.topics)
+        if llm is not None and not reason.startswith("too short"):
+            several = llm_topics.wants_split(llm, sentences, span, f"topic {i + 1}")
+            if several is not None:
+                split, reason = several, f"llm: {'several subjects' if several else 'one subject'}"
         verdicts.append({"l1": i, "split": split, "reason": reason})
     ctx.write_json("decide.json", verdicts)
+    if llm is not None:
+        llm.finish()
 
 
 def subsegment(ctx: StageContext) -> None:
     """L2 sub-topics inside the L1 topics that ``decide`` chose."""
     sentences, windows, vectors = _load(ctx)
     l1 = _spans(ctx.read_json("l1.json"))
+    cfg = ctx.settings.topics
+    llm = _llm(ctx, "subsegment")
     result: dict[str, list[list[int]]] = {}
     for verdict in ctx.read_json("decide.json"):
         if verdict["split"]:
-            parts = topics.segment_l2(
-                sentences, windows, vectors, l1[verdict["l1"]], ctx.settings.topics
-            )
+            span = l1[verdict["l1"]]
+            parts = topics.segment_l2(sentences, windows, vectors, span, cfg)
+            if llm is not None:
+                length = sentences[span.last - 1].end - sentences[span.first].start
+                cuts = llm_topics.boundaries(
+                    llm,
+                    sentences,
+                    begin=span.first,
+                    end=span.last,
+                    min_seconds=cfg.min_subtopic_seconds,
+                    max_parts=max(2, min(8, int(length // cfg.min_subtopic_seconds))),
+                    what=f"topic {verdict['l1'] + 1} sub-topics",
+                )
+                if cuts:  # none proposed: decide asked for a split, keep the embedding one
+                    edges = [span.first, *cuts, span.last]
+                    parts = [topics.Span(a, b) for a, b in zip(edges, edges[1:])]
             if len(parts) > 1:
                 result[str(verdict["l1"])] = [[p.first, p.last] for p in parts]
     ctx.write_json("l2.json", result)
+    if llm is not None:
+        llm.finish()
 
 
 def _summaries(
-    ctx: StageContext, spans: list[topics.Span], spans_are_parts: bool = False
+    ctx: StageContext,
+    spans: list[topics.Span],
+    spans_are_parts: bool = False,
+    llm: llm_topics.LlmSession | None = None,
+    label: str = "topic",
 ) -> list[dict[str, Any]]:
     sentences, _, vectors = _load(ctx)
     embed = _embed()
     episode = topics.centroid(vectors) if len(spans) > 1 or spans_are_parts else None
-    return [
-        topics.summarise(
+    texts = []
+    for n, span in enumerate(spans, 1):
+        text = topics.summarise(
             sentences, vectors, span, embed, ctx.settings.topics, background=episode
         ).__dict__
-        for span in spans
-    ]
+        if llm is not None:  # keywords stay extractive: search and the viewer use them
+            better = llm_topics.node_texts(
+                llm, sentences, span, ctx.settings.topics, f"{label}{n} summary"
+            )
+            text.update(better or {})
+        texts.append(text)
+    return texts
 
 
 def summarize_l1(ctx: StageContext) -> None:
-    ctx.write_json("summaries_l1.json", _summaries(ctx, _spans(ctx.read_json("l1.json"))))
+    llm = _llm(ctx, "summarize_l1")
+    spans = _spans(ctx.read_json("l1.json"))
+    ctx.write_json("summaries_l1.json", _summaries(ctx, spans, llm=llm, label="topic "))
+    if llm is not None:
+        llm.finish()
 
 
 def summarize_l2(ctx: StageContext) -> None:
+    llm = _llm(ctx, "summarize_l2")
     l2 = ctx.read_json("l2.json")
     ctx.write_json(
         "summaries_l2.json",
-        {key: _summaries(ctx, _spans(pairs), True) for key, pairs in l2.items()},
+        {
+            key: _summaries(ctx, _spans(pairs), True, llm, f"sub-topic {int(key) + 1}.")
+            for key, pairs in l2.items()
+        },
     )
+    if llm is not None:
+        llm.finish()
 
 
 def synthesize(ctx: StageContext) -> None:
@@ -248,6 +315,16 @@ def synthesize(ctx: StageContext) -> None:
             node.children.append(_node(f"{i + 1}.{j + 1}", 2, subtext, sentences, subs, j, node))
         root.children.append(node)
     _fill_root(ctx, root, sentences, vectors)
+    llm = _llm(ctx, "synthesize")
+    if llm is not None:
+        if sentences and root.children:
+            better = llm_topics.episode_texts(llm, root.children, sentences, ctx.settings.topics)
+            if better is not None:
+                if not ctx.episode.feed_key:  # a feed's own title stays, as in extractive mode
+                    root.title = better["title"]
+                root.summary, root.key_points = better["summary"], better["key_points"]
+        llm.finish()
+        llm_topics.merge_usage(ctx, LLM_STAGES)
     ctx.write_json(
         "topics.json",
         {
@@ -366,6 +443,8 @@ def publish(ctx: StageContext) -> None:
                 kind = ARTIFACT_KINDS.get(artifact.name, artifact.name)
                 repo.record_artifact(session, ctx.key, ctx.fingerprint, artifact, kind)
 
+
+LLM_STAGES = ("segment", "decide", "subsegment", "summarize_l1", "summarize_l2", "synthesize")
 
 STAGE_FUNCTIONS: dict[str, Callable[[StageContext], None]] = {
     "fetch": fetch,

