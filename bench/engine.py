@@ -7,7 +7,7 @@ procrastinate (and Celery with RabbitMQ when it is installed) from
 ``bench/baselines.py``. Prints steps/s, enqueue→start latency p50/p99, and our/their
 ratios.
 
-    python bench/engine.py [--jobs 200] [--workers 1 2 4] [--no-baselines]
+    python bench/engine.py [--jobs 300] [--workers 1 2 4] [--pool-slots 32] [--no-baselines]
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from podmill.storage import db
 
 # Slots per pool of each podmill worker (--pool-slots): the claim batch is bounded by
 # the free slots, and the batch size is what sets throughput (bench/engine_sql_ceiling.py).
-POOL_SLOTS = 4
+POOL_SLOTS = 32
 PG_ADMIN = os.environ.get("PODMILL_BENCH_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 
@@ -145,7 +145,7 @@ def _merge(burst: dict[str, Any], paced: dict[str, Any]) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--jobs", type=int, default=200, help="jobs in the throughput run")
+    parser.add_argument("--jobs", type=int, default=300, help="jobs in the throughput run")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
     parser.add_argument(
         "--rate", type=float, default=10.0, help="jobs/s submitted in the latency run"
@@ -158,7 +158,7 @@ def main() -> None:
         help="which to run (default all)",
     )
     parser.add_argument("--no-baselines", action="store_true", help="only podmill")
-    parser.add_argument("--pool-slots", type=int, default=4, help="slots per pool of each worker")
+    parser.add_argument("--pool-slots", type=int, default=32, help="slots per pool of each worker")
     args = parser.parse_args()
     global POOL_SLOTS
     POOL_SLOTS = args.pool_slots
