@@ -63,6 +63,8 @@ class ArbiterStats:
     unloads: int = 0
     evictions: int = 0  # unloads to make room
     over_budget: int = 0  # loads that went ahead without room
+    loads_by_model: dict[str, int] = field(default_factory=dict)
+    wait_seconds: float = 0.0  # spent waiting for room (models in use)
 
 
 class Arbiter:
@@ -90,6 +92,11 @@ class Arbiter:
         """Make ``spec`` acquirable; registering the same name again is a no-op."""
         with self._lock:
             self._specs.setdefault(spec.name, spec)
+
+    def estimate(self, name: str) -> int:
+        """The estimated resident bytes of the registered model ``name``."""
+        with self._lock:
+            return self._specs[name].nbytes
 
     def is_registered(self, name: str) -> bool:
         with self._lock:
@@ -192,6 +199,7 @@ class Arbiter:
             entry.loaded = True
             entry.last_used = self.clock()
             self.stats.loads += 1
+            self.stats.loads_by_model[name] = self.stats.loads_by_model.get(name, 0) + 1
             self._changed.notify_all()
         return entry
 
@@ -228,7 +236,9 @@ class Arbiter:
                     self._used(spec.device) >> 20,
                 )
                 break
+            waited = self.clock()
             self._changed.wait(min(remaining, 1.0))
+            self.stats.wait_seconds += self.clock() - waited
         return evicted
 
     def _used(self, device: str) -> int:

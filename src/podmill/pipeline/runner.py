@@ -17,7 +17,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from podmill.domain import Episode
 from podmill.engine.execute import execute_step
@@ -101,8 +101,15 @@ def job_payload(settings: Settings, episode: Episode) -> dict[str, Any]:
 class Runner:
     """Submits episodes to the engine and runs an in-process worker until they finish."""
 
-    def __init__(self, settings: Settings, reporter: Reporter | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        reporter: Reporter | None = None,
+        *,
+        order: Literal["auto", "fifo", "drain"] = "auto",
+    ) -> None:
         self.settings = settings
+        self.order = order  # the worker's claim order (docs/engine.md: drain order)
         self.reporter = reporter or NullReporter()
         self.artifacts = ArtifactStore(settings.data_dir)
         settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -122,6 +129,7 @@ class Runner:
             grace=5.0,
             poll_interval=0.05,
             run_step=self._run_step,
+            order=self.order,
         )
         thread = threading.Thread(target=worker.run, name="podmill-embedded-worker", daemon=True)
         for ep in episodes:
