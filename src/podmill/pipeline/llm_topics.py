@@ -35,6 +35,7 @@ USAGE_FILE = "llm_usage.json"
 CHARS_PER_TOKEN = 3.5  # English text, Qwen/Llama-style tokenisers; a budget, not a count
 PROMPT_OVERHEAD_TOKENS = 160  # the template, the chat markup
 SENTENCE_WORDS = 30  # sentences are shortened to this many words in boundary prompts
+MAX_KEY_POINTS = 3  # per node in LLM mode: each costs ~20 generated tokens
 
 BOUNDARY_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -49,14 +50,17 @@ DECIDE_SCHEMA: dict[str, Any] = {
 
 
 def node_schema(key_points: int) -> dict[str, Any]:
+    """Title, summary, key points. The length limits matter: llama.cpp turns them into
+    its grammar, so a small model cannot ramble until ``max_tokens`` cuts the JSON off
+    (about 130 tokens at most in all)."""
     return {
         "type": "object",
         "properties": {
-            "title": {"type": "string", "minLength": 1, "maxLength": 80},
-            "summary": {"type": "string", "minLength": 1},
+            "title": {"type": "string", "minLength": 1, "maxLength": 60},
+            "summary": {"type": "string", "minLength": 1, "maxLength": 240},
             "key_points": {
                 "type": "array",
-                "items": {"type": "string", "minLength": 1},
+                "items": {"type": "string", "minLength": 1, "maxLength": 70},
                 "minItems": 1,
                 "maxItems": max(1, key_points),
             },
@@ -425,8 +429,8 @@ def node_texts(
     part = sentences[span.first : span.last]
     answer = session.ask(
         what,
-        render("summary", text=text, key_points=cfg.key_points),
-        node_schema(cfg.key_points),
+        render("summary", text=text, key_points=_points(cfg)),
+        node_schema(_points(cfg)),
         check=lambda obj: _text_problem(obj, part),
     )
     return None if answer is None else _clean(answer)
@@ -443,8 +447,8 @@ def episode_texts(
         listing = "\n".join(_shorten(line, 30) for line in lines)[:budget]
     answer = session.ask(
         "episode",
-        render("episode", topics=listing, key_points=cfg.key_points),
-        node_schema(cfg.key_points),
+        render("episode", topics=listing, key_points=_points(cfg)),
+        node_schema(_points(cfg)),
         check=lambda obj: _text_problem(obj, sentences),
     )
     return None if answer is None else _clean(answer)
@@ -465,6 +469,10 @@ def node_text(sentences: Sequence[Sentence], span: topics.Span, budget: int) -> 
             return picked
         keep -= 1
     return texts[0][:budget]
+
+
+def _points(cfg: TopicSettings) -> int:
+    return max(1, min(MAX_KEY_POINTS, cfg.key_points))
 
 
 def _text_problem(obj: dict[str, Any], sentences: Sequence[Sentence]) -> str:

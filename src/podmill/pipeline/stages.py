@@ -209,7 +209,8 @@ def decide(ctx: StageContext) -> None:
     verdicts = []
     for i, span in enumerate(_spans(ctx.read_json("l1.json"))):
         split, reason = topics.should_split(sentences, windows, span, ctx.settings.topics)
-        if llm is not None and not reason.startswith("too short"):
+        if llm is not None and not reason.startswith(("too short", "long")):
+            # the model replaces the coherence test; length rules stay rules
             several = llm_topics.wants_split(llm, sentences, span, f"topic {i + 1}")
             if several is not None:
                 split, reason = several, f"llm: {'several subjects' if several else 'one subject'}"
