@@ -25,6 +25,7 @@ from podmill.pipeline.stages import run_stage
 from podmill.settings import LlmSettings, Settings
 from podmill.storage.artifacts import ArtifactStore
 
+from support.cli import run_cli
 from support.llmserver import (
     QwenServer,
     Scripted,
@@ -304,3 +305,47 @@ def test_local_backend_in_process() -> None:
     assert isinstance(json.loads(reply.text)["title"], str)
     assert reply.prompt_tokens > 0 and 0 < reply.completion_tokens <= 24
     assert reply.model.endswith(".gguf")
+
+
+# ------------------------------------------------------------- through the CLI
+
+
+def _cli_env(server: ScriptedChatServer) -> dict[str, str]:
+    return {
+        "PODMILL_TOPICS__BACKEND": "llm",
+        "PODMILL_LLM__BASE_URL": server.base_url,
+        "PODMILL_LLM__API_KEY": "sk-test-secret",
+        "PODMILL_LLM__MAX_RETRIES": "1",
+        "PODMILL_LLM__BACKOFF_SECONDS": "0.01",
+    }
+
+
+@pytest.mark.slow
+def test_cli_run_with_a_failing_server_finishes_on_the_fallback(tmp_path: Path) -> None:
+    server = ScriptedChatServer(Scripted(502, b"bad gateway"))
+    with server.running():
+        result = run_cli(
+            "run", DEMO / "jfk.flac", "--data-dir", tmp_path / "d", "--json", env=_cli_env(server)
+        )
+    assert result.code == 0, result.stderr
+    (line,) = result.json_lines()
+    assert line["status"] == "done"
+    topics = Path(line["artifacts"]["topics"])
+    usage = json.loads((topics.parent / "llm_usage.json").read_text())
+    assert usage["total"]["calls"] == 0 and usage["total"]["fallbacks"] >= 1
+    assert server.requests and all(r["path"] == "/v1/chat/completions" for r in server.requests)
+
+
+@pytest.mark.slow
+def test_cli_run_with_a_refused_key_says_so_in_one_line(tmp_path: Path) -> None:
+    server = ScriptedChatServer(Scripted(401, {"error": {"message": "Invalid API Key"}}))
+    with server.running():
+        result = run_cli(
+            "run", DEMO / "jfk.flac", "--data-dir", tmp_path / "d", "--json", env=_cli_env(server)
+        )
+    assert result.code != 0
+    assert "refused the API key (HTTP 401): set llm.api_key (PODMILL_LLM__API_KEY)" in (
+        result.stdout + result.stderr
+    )
+    assert "sk-test-secret" not in result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
