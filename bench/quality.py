@@ -6,8 +6,9 @@
 2. **Pk and WindowDiff** of podmill's ``segment`` stage (run through ``run_stage``, as
    the pipeline does) on ten synthetic multi-topic episodes built from
    ``bench/data/topics/``, read as word-timed transcripts; for each topic backend, beside
-   two baselines that need no model (one topic; even split into the true number).
-   Optionally some of them spoken by espeak-ng and transcribed first.
+   two baselines that need no model (one topic; even split into the true number). The
+   same episodes also spoken by espeak-ng and put through the transcribe stage first
+   (``--spoken N``: the first N; 0: none).
 3. **Seconds per minute** of audio (ASR) or of episode (segmentation), models loaded.
 
     python bench/quality.py [--models tiny.en base] [--skip-llm] [--spoken N] [--out FILE]
@@ -424,7 +425,9 @@ def baseline_rows(scripts: Sequence[EpisodeScript]) -> list[SegRow]:
     return [one, even]
 
 
-def llm_rows(scripts: Sequence[EpisodeScript], data_dir: Path) -> list[SegRow]:
+def llm_rows(scripts: Sequence[EpisodeScript], data_dir: Path, extractive: SegRow) -> list[SegRow]:
+    """The LLM backend's segment stage, and its score on the episodes where the model's
+    boundaries were used (beside the extractive score on those same episodes)."""
     settings = Settings(
         data_dir=data_dir,
         topics=TopicSettings(backend="llm"),
@@ -441,12 +444,13 @@ def llm_rows(scripts: Sequence[EpisodeScript], data_dir: Path) -> list[SegRow]:
     row = segmentation_row(scripts, settings, "llm")
     row.system = "llm (local Qwen2.5 0.5B)"
     row.note += f"; model load {load:.1f} s, not counted"
-    answered = SegRow(
-        "llm, only episodes where its answer was used",
-        "text",
-        [s for s in row.scores if not s.fell_back],
-    )
-    return [row, answered] if answered.scores else [row]
+    used = [i for i, s in enumerate(row.scores) if not s.fell_back]
+    if not used:
+        return [row]
+    answered = SegRow("llm, only where its answer was used", "text", [row.scores[i] for i in used])
+    same = SegRow("", "", [extractive.scores[i] for i in used])
+    answered.note = f"extractive on the same episodes: Pk {same.mean('pk'):.3f}"
+    return [row, answered]
 
 
 # ------------------------------------------------------------------------- output
@@ -478,7 +482,8 @@ def commit() -> str:
 def render(asr_table: list[AsrRow], seg_table: list[SegRow], notes: list[str]) -> str:
     now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
-        f"Run of {now} on {machine()}, podmill {commit()}.",
+        f"Run of {now} on {machine()}, podmill {commit()}, load average "
+        f"{os.getloadavg()[2]:.1f} over the last 15 minutes.",
         "",
         "| model | clip | ref words | WER | s per audio-minute |",
         "|---|---|---|---|---|",
@@ -530,13 +535,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp)
         seg_table = [*baseline_rows(scripts)]
-        seg_table.append(segmentation_row(scripts, Settings(data_dir=data), "extractive"))
+        extractive = segmentation_row(scripts, Settings(data_dir=data), "extractive")
+        seg_table.append(extractive)
         if args.spoken:
             seg_table.append(spoken_row(scripts[: args.spoken], Settings(data_dir=data)))
         if args.skip_llm:
             seg_table.append(SegRow("llm", "text", note="not measured (--skip-llm)"))
         else:
-            seg_table.extend(llm_rows(scripts, data))
+            seg_table.extend(llm_rows(scripts, data, extractive))
     notes.append(f"Whole run: {time.perf_counter() - started:.0f} s.")
     table = render(asr_table, seg_table, notes)
     print(table, end="")
