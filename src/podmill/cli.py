@@ -21,6 +21,7 @@ from rich.table import Table
 from rich.text import Text
 
 from podmill import __version__
+from podmill.api import cli as api_cli
 from podmill.domain import Episode
 from podmill.engine import cli as engine_cli
 from podmill.errors import PodmillError
@@ -349,6 +350,13 @@ app.command()(engine_cli.submit)
 app.add_typer(engine_cli.jobs_app, name="jobs")
 app.add_typer(engine_cli.dead_app, name="dead")
 app.add_typer(engine_cli.queues_app, name="queues")
+
+# ------------------------------------------------------------------------- platform
+
+app.command()(api_cli.serve)
+app.command()(api_cli.scheduler)
+app.add_typer(api_cli.tenants_app, name="tenants")
+app.add_typer(api_cli.keys_app, name="keys")
 
 
 def main() -> None:

@@ -121,6 +121,29 @@ class ModelSettings(BaseModel):
     )
 
 
+class ServerSettings(BaseModel):
+    """``podmill serve`` and ``podmill scheduler`` (docs/api.md)."""
+
+    max_upload_bytes: int = Field(
+        200 * 1024**2, gt=0, description="largest audio file POST /jobs accepts (bytes)"
+    )
+    poll_interval_seconds: int = Field(
+        1800, ge=1, description="how often a subscribed feed is polled (per-feed default)"
+    )
+    poll_error_backoff_seconds: float = Field(
+        60.0, gt=0, description="first retry delay of a failing feed; doubles per failure"
+    )
+    poll_max_backoff_seconds: float = Field(
+        6 * 3600.0, gt=0, description="longest wait between polls of a failing feed"
+    )
+    poll_check_seconds: float = Field(
+        5.0, gt=0, description="how often the poller looks for feeds that are due"
+    )
+    backfill: int = Field(
+        3, ge=0, description="on subscribe, process the newest N episodes (0: only new ones)"
+    )
+
+
 class Settings(BaseSettings):
     """Effective configuration. Build with :func:`load_settings` to honour every layer."""
 
@@ -144,6 +167,7 @@ class Settings(BaseSettings):
     llm: LlmSettings = Field(default_factory=LlmSettings)
     pipeline: PipelineSettings = Field(default_factory=PipelineSettings)
     models: ModelSettings = Field(default_factory=ModelSettings)
+    server: ServerSettings = Field(default_factory=ServerSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -31,6 +31,7 @@ from sqlalchemy import (
     Float,
     Integer,
     Row,
+    and_,
     bindparam,
     case,
     delete,
@@ -824,9 +825,15 @@ class Store:
         found = self._job_views(JOBS.c.id == job_id, limit=1)
         return found[0] if found else None
 
-    def jobs(self, status: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
-        """The newest ``limit`` jobs, those with ``status`` only if given."""
-        return self._job_views(JOBS.c.status == status if status else None, limit=limit)
+    def jobs(
+        self, status: str | None = None, limit: int = 100, *, job_ids: Any = None
+    ) -> list[dict[str, Any]]:
+        """The newest ``limit`` jobs, those with ``status`` only if given, and only those
+        among ``job_ids`` (ids, or a select of ids) if given."""
+        where = [JOBS.c.status == status] if status else []
+        if job_ids is not None:
+            where.append(JOBS.c.id.in_(job_ids))
+        return self._job_views(and_(*where) if where else None, limit=limit)
 
     def _job_views(self, where: Any, *, limit: int) -> list[dict[str, Any]]:
         query = select(JOBS).order_by(JOBS.c.id.desc()).limit(limit)

@@ -28,7 +28,7 @@ import random
 import secrets
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -156,6 +156,55 @@ def fetch_bytes(
             content_type = response.headers.get("content-type")
             _stream(response, _Body(buffer, cap, str(response.url), content_type))
             return buffer.getvalue(), content_type, str(response.url)
+
+    with _client(client, settings) as http:
+        return _retrying(settings, sleep, lambda: attempt(http))
+
+
+@dataclass(frozen=True)
+class FeedFetch:
+    """A conditional GET of a feed: ``body`` is ``None`` when the server said 304."""
+
+    body: bytes | None
+    etag: str | None
+    last_modified: str | None
+    final_url: str
+
+
+def fetch_feed(
+    url: str,
+    settings: Settings,
+    *,
+    etag: str | None = None,
+    last_modified: str | None = None,
+    client: httpx.Client | None = None,
+    sleep: Sleep = time.sleep,
+) -> FeedFetch:
+    """Fetch a feed like :func:`fetch_bytes`, sending ``If-None-Match`` /
+    ``If-Modified-Since`` when validators from an earlier fetch are given."""
+    cap = _Cap(min(FETCH_MAX_BYTES, settings.download.max_bytes), _SETTING_HINT)
+    conditional = {"If-None-Match": etag} if etag else {}
+    if last_modified:
+        conditional["If-Modified-Since"] = last_modified
+
+    def attempt(http: httpx.Client) -> FeedFetch:
+        with _open_response(
+            http,
+            url,
+            settings,
+            accept="application/rss+xml, application/atom+xml, application/xml;q=0.9, */*;q=0.5",
+            identity=False,
+            check="check the feed URL",
+            conditional=conditional or None,
+        ) as response:
+            new_etag = response.headers.get("etag") or etag
+            new_modified = response.headers.get("last-modified") or last_modified
+            if response.status_code == 304:
+                return FeedFetch(None, new_etag, new_modified, str(response.url))
+            buffer = io.BytesIO()
+            content_type = response.headers.get("content-type")
+            _stream(response, _Body(buffer, cap, str(response.url), content_type))
+            return FeedFetch(buffer.getvalue(), new_etag, new_modified, str(response.url))
 
     with _client(client, settings) as http:
         return _retrying(settings, sleep, lambda: attempt(http))
@@ -408,10 +457,12 @@ def _open_response(
     accept: str,
     identity: bool,
     check: str,
+    conditional: Mapping[str, str] | None = None,
 ) -> Iterator[httpx.Response]:
     """GET ``url`` following redirects by hand, checking every hop; yield the final
-    2xx response, still streaming."""
+    2xx response, still streaming (or a 304 when ``conditional`` validators were sent)."""
     headers = {"User-Agent": settings.download.user_agent, "Accept": accept}
+    headers.update(conditional or {})
     if identity:  # the stored bytes, their size and hash are the server's file
         headers["Accept-Encoding"] = "identity"
     current = url
@@ -441,7 +492,8 @@ def _open_response(
             if response.is_redirect:
                 current = urljoin(current, response.headers["location"])
                 continue
-            _raise_for_status(response, current, check)
+            if not (conditional and response.status_code == 304):
+                _raise_for_status(response, current, check)
             yield response
             return
         finally:

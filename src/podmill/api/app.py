@@ -1,0 +1,89 @@
+"""The app factory: ``create_app(settings)`` → a FastAPI app (OpenAPI at ``/docs``).
+
+No import-time side effects: the database, the poller thread and the local tenant
+(``auth=False``) are set up when the app starts (its lifespan), from the settings given.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
+from sqlalchemy import text
+
+from podmill import __version__
+from podmill.api import admin, catalog, episodes, errors, jobs
+from podmill.api.auth import LOCAL_TENANT
+from podmill.api.platform import Platform
+from podmill.settings import Settings
+
+DESCRIPTION = """\
+podmill as a service: tenants subscribe to a shared catalog of feeds; each episode is
+processed once per fingerprint and served to every tenant entitled to it.
+
+Authenticate with `Authorization: Bearer KEY` (`podmill keys create TENANT`). Errors are
+JSON `{"error": CODE, "detail": MESSAGE}`. See docs/api.md.
+"""
+
+
+def create_app(settings: Settings, *, auth: bool = True, poller: bool = False) -> FastAPI:
+    """The API over ``settings.database_url`` (migrated: ``podmill db upgrade``).
+
+    ``auth=False`` serves every request as the admin tenant ``local`` (``podmill serve
+    --no-auth``; the command refuses it on a non-loopback address). ``poller=True`` runs
+    the feed poller in a thread while the app is up.
+    """
+    service = Platform(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if not auth:
+            app.state.local_tenant = await run_in_threadpool(
+                service.ensure_tenant, LOCAL_TENANT, admin=True
+            )
+        stop = threading.Event()
+        thread = None
+        if poller:
+            from podmill.api.poller import Poller
+
+            thread = threading.Thread(
+                target=Poller(service).run, args=(stop,), name="podmill-poller", daemon=True
+            )
+            thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            if thread is not None:
+                thread.join(timeout=30)
+            service.close()
+
+    app = FastAPI(
+        title="podmill",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.platform = service
+    app.state.local_tenant = None
+    errors.install(app)
+    app.include_router(jobs.router)
+    app.include_router(episodes.router)
+    app.include_router(catalog.router)
+    app.include_router(admin.router)
+
+    @app.get("/health", tags=["health"])
+    def health(request: Request) -> dict[str, Any]:
+        """``healthy`` when the database answers, else ``unhealthy`` (no key needed)."""
+        try:
+            with request.app.state.platform.reader.connect() as conn:
+                conn.execute(text("SELECT 1"))
+        except Exception as exc:
+            return {"status": "unhealthy", "detail": str(exc).splitlines()[0]}
+        return {"status": "healthy"}
+
+    return app

@@ -1,0 +1,53 @@
+"""Bearer API keys and roles. A key names a tenant; a tenant is an admin or a member.
+
+``podmill serve --no-auth`` (loopback only) serves every request as the built-in admin
+tenant ``local``: for a single user on their own machine.
+"""
+
+from __future__ import annotations
+
+from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from podmill.api.platform import Platform, Problem, Tenant
+
+LOCAL_TENANT = "local"
+
+bearer = HTTPBearer(
+    auto_error=False,
+    description="an API key: `podmill keys create TENANT` prints one",
+)
+
+
+def platform(request: Request) -> Platform:
+    return request.app.state.platform
+
+
+async def current_tenant(
+    request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(bearer)
+) -> Tenant:
+    """The tenant of the request's key; 401 when it is missing, unknown or revoked."""
+    local: Tenant | None = request.app.state.local_tenant
+    if local is not None:
+        return local
+    if credentials is None or not credentials.credentials:
+        raise Problem(
+            401,
+            "unauthorized",
+            "missing API key: send 'Authorization: Bearer KEY' "
+            "(an admin creates keys with `podmill keys create TENANT`)",
+        )
+    tenant = await run_in_threadpool(platform(request).authenticate, credentials.credentials)
+    if tenant is None:
+        raise Problem(401, "unauthorized", "unknown or revoked API key: ask an admin for a new one")
+    return tenant
+
+
+async def admin_tenant(tenant: Tenant = Depends(current_tenant)) -> Tenant:
+    """The tenant, if it is an admin; 403 for members."""
+    if not tenant.is_admin:
+        raise Problem(
+            403, "forbidden", f"tenant {tenant.name!r} is a member; this route is for admins"
+        )
+    return tenant

@@ -1,0 +1,199 @@
+"""Platform commands: ``serve``, ``scheduler``, ``tenants`` and ``keys``.
+
+Registered on the main app in :mod:`podmill.cli`. Every command takes ``--db`` (or the
+``db`` setting / ``PODMILL_DB``; default the SQLite file in the data directory).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import signal
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from podmill.engine.cli import ConfigOpt, DbOpt, JsonOpt, _print_json, _settings, err, out
+from podmill.errors import PodmillError
+
+if TYPE_CHECKING:
+    from podmill.api.platform import Platform
+    from podmill.settings import Settings
+
+tenants_app = typer.Typer(help="Tenants of a shared install: create, list.", no_args_is_help=True)
+keys_app = typer.Typer(help="API keys: create (printed once), list, revoke.", no_args_is_help=True)
+DataDirOpt = Annotated[Path | None, typer.Option("--data-dir", help="where artifacts live")]
+
+
+def _platform(settings: Settings) -> Platform:
+    from podmill.api.platform import Platform
+    from podmill.storage import db as storage_db
+
+    storage_db.upgrade(settings.database_url)
+    return Platform(settings)
+
+
+def is_loopback(host: str) -> bool:
+    """``localhost`` or a loopback address (127.0.0.0/8, ::1)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def serve(
+    host: Annotated[str, typer.Option(help="address to bind")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port")] = 8000,
+    db: DbOpt = None,
+    data_dir: DataDirOpt = None,
+    no_auth: Annotated[
+        bool,
+        typer.Option(
+            "--no-auth",
+            help="no API keys: every request is the admin tenant 'local' (loopback addresses only)",
+        ),
+    ] = False,
+    poller: Annotated[
+        bool, typer.Option(help="poll subscribed feeds in this process (else: podmill scheduler)")
+    ] = True,
+    config: ConfigOpt = None,
+) -> None:
+    """Serve the REST API (OpenAPI docs at /docs) and poll subscribed feeds."""
+    from podmill.errors import require
+
+    uvicorn = require("uvicorn", "server", "podmill serve")
+    require("fastapi", "server", "podmill serve")
+    require("multipart", "server", "podmill serve")
+    from podmill.api.app import create_app
+    from podmill.storage import db as storage_db
+
+    if no_auth and not is_loopback(host):
+        raise PodmillError(
+            f"--no-auth on {host}: without API keys anyone who reaches the port controls the "
+            "server; bind 127.0.0.1 (the default), or drop --no-auth and create keys with "
+            "`podmill keys create TENANT`"
+        )
+    settings = _settings(config, db=db, data_dir=data_dir)
+    storage_db.upgrade(settings.database_url)
+    app = create_app(settings, auth=not no_auth, poller=poller)
+    err.print(
+        f"podmill API on http://{host}:{port} (docs at /docs), database "
+        f"{_display(settings.database_url)}{', no auth' if no_auth else ''}",
+        markup=False,
+    )
+    uvicorn.run(app, host=host, port=port, log_level=settings.log_level.lower())
+
+
+def scheduler(db: DbOpt = None, data_dir: DataDirOpt = None, config: ConfigOpt = None) -> None:
+    """Poll subscribed feeds and queue new episodes, until SIGTERM/SIGINT."""
+    from podmill.api.poller import Poller
+
+    settings = _settings(config, db=db, data_dir=data_dir)
+    service = _platform(settings)
+    stop = threading.Event()
+
+    def on_signal(_signum: int, _frame: Any) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    err.print(f"scheduler polling feeds in {_display(settings.database_url)}", markup=False)
+    try:
+        Poller(service).run(stop)
+    finally:
+        service.close()
+
+
+def _display(url: str) -> str:
+    from sqlalchemy import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+@tenants_app.command("create")
+def tenants_create(
+    name: Annotated[str, typer.Argument(help="tenant name")],
+    admin: Annotated[bool, typer.Option("--admin", help="may use /feeds and /admin")] = False,
+    db: DbOpt = None,
+    data_dir: DataDirOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Create a tenant (a member, or an admin with --admin)."""
+    service = _platform(_settings(config, db=db, data_dir=data_dir))
+    tenant = service.create_tenant(name, admin=admin)
+    err.print(f"tenant {tenant.name} ({'admin' if admin else 'member'}) created", markup=False)
+
+
+@tenants_app.command("list")
+def tenants_list(
+    db: DbOpt = None,
+    data_dir: DataDirOpt = None,
+    as_json: JsonOpt = False,
+    config: ConfigOpt = None,
+) -> None:
+    from sqlalchemy import select
+
+    from podmill.api.platform import TENANTS
+
+    service = _platform(_settings(config, db=db, data_dir=data_dir))
+    with service.reader.connect() as conn:
+        rows = conn.execute(select(TENANTS).order_by(TENANTS.c.id)).all()
+    for row in rows:
+        if as_json:
+            _print_json(dict(row._mapping))
+        else:
+            out.print(
+                f"{row.id}\t{row.name}\t{'admin' if row.is_admin else 'member'}", markup=False
+            )
+
+
+@keys_app.command("create")
+def keys_create(
+    tenant: Annotated[str, typer.Argument(help="tenant name")],
+    db: DbOpt = None,
+    data_dir: DataDirOpt = None,
+    as_json: JsonOpt = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Create an API key for a tenant. The key is printed once; only its hash is kept."""
+    service = _platform(_settings(config, db=db, data_dir=data_dir))
+    key_id, key = service.create_key(tenant)
+    if as_json:
+        _print_json({"id": key_id, "tenant": tenant, "key": key})
+        return
+    typer.echo(key)
+    err.print(f"key {key_id} for {tenant}: store it now, it is not shown again", markup=False)
+
+
+@keys_app.command("list")
+def keys_list(
+    db: DbOpt = None,
+    data_dir: DataDirOpt = None,
+    as_json: JsonOpt = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Keys with their tenant, prefix and whether they are revoked (never the key)."""
+    service = _platform(_settings(config, db=db, data_dir=data_dir))
+    for row in service.list_keys():
+        if as_json:
+            _print_json(row)
+        else:
+            state = "revoked" if row["revoked_at"] else "live"
+            out.print(f"{row['id']}\t{row['tenant']}\t{row['prefix']}…\t{state}", markup=False)
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key_id: Annotated[int, typer.Argument(help="key id (podmill keys list)")],
+    db: DbOpt = None,
+    data_dir: DataDirOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Revoke a key: requests with it get 401 from now on."""
+    service = _platform(_settings(config, db=db, data_dir=data_dir))
+    if not service.revoke_key(key_id):
+        raise PodmillError(f"no live key {key_id} (see `podmill keys list`)")
+    err.print(f"key {key_id} revoked")

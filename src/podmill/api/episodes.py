@@ -1,0 +1,67 @@
+"""``/episodes``: the episodes of a tenant's subscriptions and requested jobs, their
+topic trees and transcripts. Another tenant's episode is a 404."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import FileResponse
+
+from podmill.api.auth import current_tenant, platform
+from podmill.api.errors import ERROR_SCHEMA
+from podmill.api.platform import Tenant
+
+router = APIRouter(tags=["episodes"], responses={401: ERROR_SCHEMA, 404: ERROR_SCHEMA})
+
+EpisodeStatus = Literal["new", "pending", "running", "done", "failed", "cancelled"]
+TranscriptFormat = Literal["json", "srt", "vtt", "txt"]
+MEDIA_TYPES = {
+    "json": "application/json",
+    "srt": "application/x-subrip",
+    "vtt": "text/vtt; charset=utf-8",
+    "txt": "text/plain; charset=utf-8",
+}
+
+
+@router.get("/episodes")
+def list_episodes(
+    request: Request,
+    feed: int | None = Query(None, description="a feed id (GET /subscriptions shows them)"),
+    since: datetime | None = Query(None, description="published at or after (ISO 8601)"),
+    status: EpisodeStatus | None = Query(None, description="new = no job yet"),
+    limit: int = Query(50, ge=1, le=500),
+    offset: int = Query(0, ge=0, le=1_000_000),
+    tenant: Tenant = Depends(current_tenant),
+) -> list[dict[str, Any]]:
+    """This tenant's episodes, newest first, with their job status."""
+    if since is not None and since.tzinfo is None:
+        since = since.replace(tzinfo=UTC)
+    return platform(request).episodes(
+        tenant, feed_id=feed, since=since, status=status, limit=limit, offset=offset
+    )
+
+
+@router.get("/episodes/{episode_key}")
+def get_episode(
+    request: Request, episode_key: str, tenant: Tenant = Depends(current_tenant)
+) -> dict[str, Any]:
+    """One episode: catalog metadata, job status, topic tree (``topics``, once done)."""
+    return platform(request).episode(tenant, episode_key)
+
+
+@router.get(
+    "/episodes/{episode_key}/transcript",
+    response_class=FileResponse,
+    responses={200: {"content": {t: {} for t in MEDIA_TYPES.values()}}},
+)
+def get_transcript(
+    request: Request,
+    episode_key: str,
+    format: TranscriptFormat = "json",
+    tenant: Tenant = Depends(current_tenant),
+) -> FileResponse:
+    """The word-timed transcript as JSON, SRT, WebVTT or plain text."""
+    path = platform(request).transcript(tenant, episode_key, format)
+    return FileResponse(path, media_type=MEDIA_TYPES[format])

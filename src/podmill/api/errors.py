@@ -1,0 +1,83 @@
+"""Every error answer is JSON ``{"error": CODE, "detail": MESSAGE}``; the message says
+what was wrong and what to do. Routes raise :class:`~podmill.api.platform.Problem`."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import InterfaceError, OperationalError
+from starlette.exceptions import HTTPException
+
+from podmill.api.platform import Problem
+
+log = logging.getLogger(__name__)
+
+ERROR_SCHEMA = {
+    "description": "error",
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "properties": {"error": {"type": "string"}, "detail": {"type": "string"}},
+                "required": ["error", "detail"],
+            }
+        }
+    },
+}
+
+
+def error_response(
+    status: int, error: str, detail: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse({"error": error, "detail": detail}, status_code=status, headers=headers)
+
+
+def install(app: FastAPI) -> None:
+    """Register the handlers that turn every failure into the JSON error shape."""
+
+    @app.exception_handler(Problem)
+    async def problem(_request: Request, exc: Problem) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        return error_response(exc.status, exc.error, exc.detail, headers)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        if exc.status_code == 404:
+            detail = f"no route {request.method} {request.url.path}; the routes are at /docs"
+        elif exc.status_code == 405:
+            detail = f"{request.method} is not allowed on {request.url.path}; see /docs"
+        else:
+            detail = str(exc.detail)
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return error_response(exc.status_code, code, detail, getattr(exc, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = list(exc.errors())
+        if any(e.get("type") == "json_invalid" for e in errors):
+            return error_response(400, "invalid_json", "the request body is not valid JSON")
+        return error_response(422, "invalid_request", describe_errors(errors))
+
+    @app.exception_handler(OperationalError)
+    @app.exception_handler(InterfaceError)
+    async def database_down(_request: Request, exc: Exception) -> JSONResponse:
+        log.warning("database unavailable: %s", exc)
+        return error_response(
+            503,
+            "unavailable",
+            "the database is unavailable; try again shortly",
+            {"Retry-After": "5"},
+        )
+
+
+def describe_errors(errors: list[Any]) -> str:
+    """``body.url: Field required; query.limit: Input should be …`` (pydantic errors)."""
+    parts = []
+    for e in errors:
+        where = ".".join(str(p) for p in e.get("loc", ()))
+        parts.append(f"{where}: {e.get('msg', 'invalid')}" if where else str(e.get("msg")))
+    return "; ".join(parts) or "invalid request"

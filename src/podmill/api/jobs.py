@@ -1,0 +1,233 @@
+"""``/jobs``: submit an audio URL, a feed item's audio URL or an upload; read, cancel,
+retry. A tenant sees only the jobs it requested (others' are 404)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+from pathlib import Path
+from typing import Any, Literal
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.datastructures import UploadFile
+
+from podmill.api.auth import current_tenant, platform
+from podmill.api.errors import ERROR_SCHEMA, describe_errors
+from podmill.api.platform import Platform, Problem, Tenant
+from podmill.audio import describe_non_audio, sniff_audio
+from podmill.domain import Episode
+from podmill.feeds.identity import file_episode_key
+
+router = APIRouter(tags=["jobs"], responses={401: ERROR_SCHEMA, 404: ERROR_SCHEMA})
+
+JobStatus = Literal["pending", "running", "done", "failed", "cancelled"]
+# Multipart framing around the file: a body this much over the cap is refused unread.
+_MULTIPART_SLACK = 64 * 1024
+_CHUNK = 1 << 20
+
+
+class JobCreate(BaseModel):
+    """Exactly one of ``url`` (audio, or a catalog feed item's audio) and
+    ``episode_key`` (an episode of this tenant's subscriptions)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str | None = Field(None, min_length=1, max_length=4000)
+    episode_key: str | None = Field(None, min_length=1, max_length=32)
+
+
+_UPLOAD_SCHEMA = {
+    "type": "object",
+    "properties": {"file": {"type": "string", "format": "binary"}},
+    "required": ["file"],
+}
+_CREATE_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": JobCreate.model_json_schema()},
+            "multipart/form-data": {"schema": _UPLOAD_SCHEMA},
+        },
+    }
+}
+
+
+@router.post(
+    "/jobs",
+    status_code=202,
+    openapi_extra=_CREATE_BODY,
+    responses={400: ERROR_SCHEMA, 413: ERROR_SCHEMA, 415: ERROR_SCHEMA, 422: ERROR_SCHEMA},
+)
+async def create_job(request: Request, tenant: Tenant = Depends(current_tenant)) -> JSONResponse:
+    """Queue an episode: JSON ``{"url": …}`` / ``{"episode_key": …}``, or a multipart
+    upload (field ``file``, at most ``server.max_upload_bytes``). The same episode with
+    the same settings is one job whoever asks: ``created`` says whether this request
+    made it. 202 with ``Location: /jobs/{id}``."""
+    service = platform(request)
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    feed_id = None
+    if content_type == "multipart/form-data":
+        episode = await receive_upload(request, service)
+    elif content_type in ("application/json", ""):
+        body = await _json_body(request)
+        if body.url is not None:
+            episode, feed_id = await run_in_threadpool(service.episode_for_submission, body.url)
+        else:
+            assert body.episode_key is not None
+            episode, feed_id = await run_in_threadpool(
+                service.episode_by_key, tenant, body.episode_key
+            )
+    else:
+        raise Problem(
+            415,
+            "unsupported_media_type",
+            f'Content-Type {content_type!r}: send JSON {{"url": …}} or a multipart/form-data '
+            "upload with a 'file' field",
+        )
+    job_id, created = await run_in_threadpool(
+        service.request_episode, [tenant.id], episode, feed_id=feed_id
+    )
+    job = await run_in_threadpool(service.job, tenant, job_id)
+    return JSONResponse(
+        jsonable_encoder({"job": job, "created": created}),
+        status_code=202,
+        headers={"Location": f"/jobs/{job_id}"},
+    )
+
+
+async def _json_body(request: Request) -> JobCreate:
+    import json
+
+    raw = await request.body()
+    try:
+        data: Any = json.loads(raw) if raw.strip() else None
+    except (ValueError, UnicodeDecodeError):
+        raise Problem(400, "invalid_json", "the request body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise Problem(
+            422, "invalid_request", 'send a JSON object: {"url": AUDIO_URL} or {"episode_key": KEY}'
+        )
+    try:
+        body = JobCreate.model_validate(data)
+    except ValidationError as exc:
+        raise Problem(422, "invalid_request", describe_errors(exc.errors())) from None
+    if (body.url is None) == (body.episode_key is None):
+        raise Problem(422, "invalid_request", 'give exactly one of "url" and "episode_key"')
+    return body
+
+
+async def receive_upload(request: Request, service: Platform) -> Episode:
+    """Store an uploaded audio file under ``DATA_DIR/uploads/<sha256>.<format>``.
+
+    Refused (and nothing kept) when it is too large (413), empty (422) or not audio
+    (415). The body is streamed to a temp file in that directory and renamed into place
+    only when it passed every check.
+    """
+    cap = service.settings.server.max_upload_bytes
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > cap + _MULTIPART_SLACK:
+        raise _too_large(cap)
+    try:
+        form = await request.form(max_files=1, max_fields=5)
+    except Exception as exc:  # starlette's MultiPartException and parser errors
+        raise Problem(400, "invalid_upload", f"malformed multipart body: {exc}") from None
+    try:
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile):
+            raise Problem(
+                422, "invalid_upload", "a multipart upload needs a 'file' field with the audio"
+            )
+        return await _store_upload(upload, service, cap)
+    finally:
+        await form.close()
+
+
+async def _store_upload(upload: UploadFile, service: Platform, cap: int) -> Episode:
+    folder = service.settings.data_dir / "uploads"
+    folder.mkdir(parents=True, exist_ok=True)
+    temp = folder / f".upload-{secrets.token_hex(8)}"
+    digest = hashlib.sha256()
+    head = b""
+    size = 0
+    try:
+        with temp.open("wb") as out:
+            while chunk := await upload.read(_CHUNK):
+                size += len(chunk)
+                if size > cap:
+                    raise _too_large(cap)
+                if len(head) < 4096:
+                    head += chunk[: 4096 - len(head)]
+                digest.update(chunk)
+                out.write(chunk)
+        name = upload.filename or "upload"
+        if size == 0:
+            raise Problem(422, "empty_upload", f"{name} is empty (0 bytes): upload an audio file")
+        audio_format = sniff_audio(head)
+        if audio_format is None:
+            raise Problem(
+                415,
+                "not_audio",
+                f"{name} is not audio: it is {describe_non_audio(head)}; upload an audio "
+                "file (mp3, m4a, ogg, opus, wav, flac)",
+            )
+        sha = digest.hexdigest()
+        final = folder / f"{sha}.{audio_format}"
+        os.replace(temp, final)
+    finally:
+        temp.unlink(missing_ok=True)
+    return Episode(
+        episode_key=file_episode_key(sha),
+        title=Path(name).stem or sha[:12],
+        audio_url=final.resolve().as_uri(),
+        allow_file_urls=True,
+    )
+
+
+def _too_large(cap: int) -> Problem:
+    return Problem(
+        413,
+        "too_large",
+        f"the upload is larger than {cap} bytes (server.max_upload_bytes); "
+        "give a URL instead or raise the limit",
+    )
+
+
+@router.get("/jobs")
+def list_jobs(
+    request: Request,
+    status: JobStatus | None = None,
+    limit: int = Query(100, ge=1, le=1000),
+    tenant: Tenant = Depends(current_tenant),
+) -> list[dict[str, Any]]:
+    """This tenant's jobs, newest first, optionally only those with ``status``."""
+    return platform(request).jobs(tenant, status, limit)
+
+
+@router.get("/jobs/{job_id}")
+def get_job(
+    request: Request, job_id: int, tenant: Tenant = Depends(current_tenant)
+) -> dict[str, Any]:
+    """A job with each stage's status, attempts, worker, timings and error."""
+    return platform(request).job(tenant, job_id)
+
+
+@router.post("/jobs/{job_id}/cancel", responses={409: ERROR_SCHEMA})
+def cancel_job(
+    request: Request, job_id: int, tenant: Tenant = Depends(current_tenant)
+) -> dict[str, Any]:
+    """Withdraw this tenant's request; the job stops (queued steps cancelled, running
+    ones finish) once no other tenant still wants it."""
+    return platform(request).cancel(tenant, job_id)
+
+
+@router.post("/jobs/{job_id}/retry", responses={409: ERROR_SCHEMA})
+def retry_job(
+    request: Request, job_id: int, tenant: Tenant = Depends(current_tenant)
+) -> dict[str, Any]:
+    """Queue a job's failed, dead and cancelled steps again (attempts reset)."""
+    return platform(request).retry(tenant, job_id)

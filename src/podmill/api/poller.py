@@ -1,0 +1,161 @@
+"""The feed poller: polls catalog feeds that have subscribers and enqueues new items.
+
+Runs as a thread inside ``podmill serve`` or on its own as ``podmill scheduler``; any
+number may run against one database:
+
+- a feed is **claimed** for one poll by moving its ``next_poll_at`` forward with a
+  compare-and-set ``UPDATE … WHERE next_poll_at = <what we read>``, so two pollers never
+  poll the same feed at once;
+- the request is a **conditional GET** (``If-None-Match`` / ``If-Modified-Since`` from
+  the last answer); a 304 costs nothing more;
+- the **cursor** is the ``feed_items`` table: an item is enqueued only by the poll that
+  inserted its row, so a restarted poller (or a second one) never enqueues it again;
+- a failing feed **backs off**: the next poll waits ``poll_error_backoff_seconds`` ×
+  2^(errors − 1), at most ``poll_max_backoff_seconds``; a success resets it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select, update
+
+from podmill.api.platform import FEEDS, POLLS, Platform
+from podmill.engine.clock import Clock, SystemClock
+from podmill.errors import PodmillError
+from podmill.feeds.download import fetch_feed
+from podmill.feeds.parse import parse_feed
+from podmill.storage import repo
+
+log = logging.getLogger(__name__)
+
+# How long a claimed poll may take before another poller may take the feed over.
+CLAIM_SECONDS = 300
+
+
+@dataclass
+class PollOutcome:
+    feed_id: int
+    status: str  # "new" | "not_modified" | "error"
+    enqueued: list[int]
+    error: str | None = None
+
+
+class Poller:
+    """Polls due feeds; :meth:`poll_due` is one pass, :meth:`run` loops until stopped."""
+
+    def __init__(self, platform: Platform, *, clock: Clock | None = None) -> None:
+        self.platform = platform
+        self.settings = platform.settings.server
+        self.clock: Clock = clock or SystemClock()
+
+    def run(self, stop: threading.Event) -> None:
+        """Poll until ``stop`` is set; errors are logged, never fatal."""
+        while not stop.is_set():
+            try:
+                self.poll_due()
+            except Exception:  # the database restarting, a bug: try again next round
+                log.exception("feed poller pass failed")
+            stop.wait(self.settings.poll_check_seconds)
+
+    def poll_due(self) -> list[PollOutcome]:
+        """Poll every due feed that has subscribers, once each."""
+        now = self.clock.now()
+        with self.platform.reader.connect() as conn:
+            due = conn.execute(
+                select(POLLS.c.feed_id, POLLS.c.next_poll_at)
+                .where(POLLS.c.next_poll_at <= now, self.platform.has_subscribers())
+                .order_by(POLLS.c.next_poll_at)
+            ).all()
+        outcomes = []
+        for feed_id, next_poll_at in due:
+            if self._claim(feed_id, next_poll_at, now):
+                outcomes.append(self.poll(feed_id))
+        return outcomes
+
+    def _claim(self, feed_id: int, seen_next: datetime, now: datetime) -> bool:
+        with self.platform.engine.begin() as conn:
+            claimed = conn.execute(
+                update(POLLS)
+                .where(POLLS.c.feed_id == feed_id, POLLS.c.next_poll_at == seen_next)
+                .values(next_poll_at=now + timedelta(seconds=CLAIM_SECONDS))
+            ).rowcount
+        return claimed == 1
+
+    def poll(self, feed_id: int) -> PollOutcome:
+        """Fetch one feed (conditionally), record new items, enqueue them."""
+        platform = self.platform
+        with platform.reader.connect() as conn:
+            row = conn.execute(
+                select(FEEDS.c.url, POLLS)
+                .join(POLLS, POLLS.c.feed_id == FEEDS.c.id)
+                .where(FEEDS.c.id == feed_id)
+            ).first()
+        if row is None:
+            return PollOutcome(feed_id, "error", [], "feed left the catalog")
+        try:
+            fetched = fetch_feed(
+                row.url, platform.settings, etag=row.etag, last_modified=row.last_modified
+            )
+            parsed = None if fetched.body is None else parse_feed(fetched.body, fetched.final_url)
+        except PodmillError as exc:
+            return self._failed(feed_id, row.error_count + 1, str(exc))
+        enqueued: list[int] = []
+        if parsed is not None:
+            with platform.store.sessions.begin() as session:
+                repo.upsert_feed(
+                    session,
+                    feed_key=parsed.feed_key,
+                    url=row.url,
+                    title=parsed.title,
+                    podcast_guid=parsed.podcast_guid,
+                )
+                conn = session.connection()
+                fresh = platform.mark_seen(conn, feed_id, [e.episode_key for e in parsed.episodes])
+                subscribers = platform.subscribers(conn, feed_id)
+            for episode in parsed.episodes:
+                if episode.episode_key in fresh and subscribers:
+                    job_id, _ = platform.request_episode(subscribers, episode, feed_id=feed_id)
+                    enqueued.append(job_id)
+        now = self.clock.now()
+        with platform.engine.begin() as conn:
+            conn.execute(
+                update(POLLS)
+                .where(POLLS.c.feed_id == feed_id)
+                .values(
+                    etag=fetched.etag,
+                    last_modified=fetched.last_modified,
+                    last_polled_at=now,
+                    next_poll_at=now + timedelta(seconds=row.interval_seconds),
+                    error_count=0,
+                    last_error=None,
+                )
+            )
+        if enqueued:
+            log.info("feed %s: %d new item(s) enqueued", feed_id, len(enqueued))
+        return PollOutcome(feed_id, "not_modified" if parsed is None else "new", enqueued)
+
+    def _failed(self, feed_id: int, errors: int, reason: str) -> PollOutcome:
+        delay = min(
+            self.settings.poll_error_backoff_seconds * 2 ** (errors - 1),
+            self.settings.poll_max_backoff_seconds,
+        )
+        now = self.clock.now()
+        with self.platform.engine.begin() as conn:
+            conn.execute(
+                update(POLLS)
+                .where(POLLS.c.feed_id == feed_id)
+                .values(
+                    last_polled_at=now,
+                    next_poll_at=now + timedelta(seconds=delay),
+                    error_count=errors,
+                    last_error=reason[:2000],
+                )
+            )
+        log.warning(
+            "feed %s poll failed (%d in a row, next in %.0f s): %s", feed_id, errors, delay, reason
+        )
+        return PollOutcome(feed_id, "error", [], reason)
