@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Request
 
 from podmill.api.auth import admin_tenant, platform
 from podmill.api.errors import ERROR_SCHEMA
+from podmill.api.params import RowId
 from podmill.api.platform import Problem
 from podmill.pipeline.dag import STAGE_NAMES
 
@@ -55,7 +56,7 @@ def dead(request: Request) -> list[dict[str, Any]]:
 
 
 @router.post("/dead/{step_id}/retry")
-def retry_dead(request: Request, step_id: int) -> dict[str, Any]:
+def retry_dead(request: Request, step_id: RowId) -> dict[str, Any]:
     """Queue a dead step again with its attempts reset."""
     if not platform(request).store.retry_dead(step_id):
         raise Problem(404, "not_found", f"no dead step {step_id} (GET /admin/dead lists them)")

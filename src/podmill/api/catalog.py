@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from podmill.api.auth import admin_tenant, current_tenant, platform
 from podmill.api.errors import ERROR_SCHEMA
+from podmill.api.params import RowId
 from podmill.api.platform import Tenant
 
 router = APIRouter(
@@ -58,13 +59,15 @@ def list_feeds(request: Request, _admin: Tenant = Depends(admin_tenant)) -> list
 
 @router.get("/feeds/{feed_id}", tags=["catalog"])
 def get_feed(
-    request: Request, feed_id: int, _admin: Tenant = Depends(admin_tenant)
+    request: Request, feed_id: RowId, _admin: Tenant = Depends(admin_tenant)
 ) -> dict[str, Any]:
     return platform(request).feed(feed_id)
 
 
 @router.delete("/feeds/{feed_id}", tags=["catalog"], status_code=204)
-def delete_feed(request: Request, feed_id: int, _admin: Tenant = Depends(admin_tenant)) -> Response:
+def delete_feed(
+    request: Request, feed_id: RowId, _admin: Tenant = Depends(admin_tenant)
+) -> Response:
     """Remove a feed from the catalog (and every subscription to it); its episodes,
     jobs and artifacts stay."""
     platform(request).delete_feed(feed_id)
@@ -95,14 +98,14 @@ def list_subscriptions(
 
 @router.get("/subscriptions/{subscription_id}", tags=["subscriptions"])
 def get_subscription(
-    request: Request, subscription_id: int, tenant: Tenant = Depends(current_tenant)
+    request: Request, subscription_id: RowId, tenant: Tenant = Depends(current_tenant)
 ) -> dict[str, Any]:
     return platform(request).subscription(tenant, subscription_id=subscription_id)
 
 
 @router.delete("/subscriptions/{subscription_id}", tags=["subscriptions"], status_code=204)
 def unsubscribe(
-    request: Request, subscription_id: int, tenant: Tenant = Depends(current_tenant)
+    request: Request, subscription_id: RowId, tenant: Tenant = Depends(current_tenant)
 ) -> Response:
     platform(request).unsubscribe(tenant, subscription_id)
     return Response(status_code=204)

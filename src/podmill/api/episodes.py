@@ -11,6 +11,7 @@ from fastapi.responses import FileResponse
 
 from podmill.api.auth import current_tenant, platform
 from podmill.api.errors import ERROR_SCHEMA
+from podmill.api.params import MAX_ID, EpisodeKey
 from podmill.api.platform import Tenant
 
 router = APIRouter(tags=["episodes"], responses={401: ERROR_SCHEMA, 404: ERROR_SCHEMA})
@@ -28,7 +29,9 @@ MEDIA_TYPES = {
 @router.get("/episodes")
 def list_episodes(
     request: Request,
-    feed: int | None = Query(None, description="a feed id (GET /subscriptions shows them)"),
+    feed: int | None = Query(
+        None, ge=1, le=MAX_ID, description="a feed id (GET /subscriptions shows them)"
+    ),
     since: datetime | None = Query(None, description="published at or after (ISO 8601)"),
     status: EpisodeStatus | None = Query(None, description="new = no job yet"),
     limit: int = Query(50, ge=1, le=500),
@@ -45,7 +48,7 @@ def list_episodes(
 
 @router.get("/episodes/{episode_key}")
 def get_episode(
-    request: Request, episode_key: str, tenant: Tenant = Depends(current_tenant)
+    request: Request, episode_key: EpisodeKey, tenant: Tenant = Depends(current_tenant)
 ) -> dict[str, Any]:
     """One episode: catalog metadata, job status, topic tree (``topics``, once done)."""
     return platform(request).episode(tenant, episode_key)
@@ -58,7 +61,7 @@ def get_episode(
 )
 def get_transcript(
     request: Request,
-    episode_key: str,
+    episode_key: EpisodeKey,
     format: TranscriptFormat = "json",
     tenant: Tenant = Depends(current_tenant),
 ) -> FileResponse:

@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import DataError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException
 
 from podmill.api.platform import Problem
@@ -61,6 +61,11 @@ def install(app: FastAPI) -> None:
         if any(e.get("type") == "json_invalid" for e in errors):
             return error_response(400, "invalid_json", "the request body is not valid JSON")
         return error_response(422, "invalid_request", describe_errors(errors))
+
+    @app.exception_handler(DataError)
+    async def bad_value(_request: Request, exc: DataError) -> JSONResponse:
+        reason = str(exc.orig or exc).strip().splitlines()[0]
+        return error_response(422, "invalid_request", f"a value cannot be stored: {reason}")
 
     @app.exception_handler(OperationalError)
     @app.exception_handler(InterfaceError)

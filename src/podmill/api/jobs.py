@@ -18,6 +18,7 @@ from starlette.datastructures import UploadFile
 
 from podmill.api.auth import current_tenant, platform
 from podmill.api.errors import ERROR_SCHEMA, describe_errors
+from podmill.api.params import RowId
 from podmill.api.platform import Platform, Problem, Tenant
 from podmill.audio import describe_non_audio, sniff_audio
 from podmill.domain import Episode
@@ -210,7 +211,7 @@ def list_jobs(
 
 @router.get("/jobs/{job_id}")
 def get_job(
-    request: Request, job_id: int, tenant: Tenant = Depends(current_tenant)
+    request: Request, job_id: RowId, tenant: Tenant = Depends(current_tenant)
 ) -> dict[str, Any]:
     """A job with each stage's status, attempts, worker, timings and error."""
     return platform(request).job(tenant, job_id)
@@ -218,7 +219,7 @@ def get_job(
 
 @router.post("/jobs/{job_id}/cancel", responses={409: ERROR_SCHEMA})
 def cancel_job(
-    request: Request, job_id: int, tenant: Tenant = Depends(current_tenant)
+    request: Request, job_id: RowId, tenant: Tenant = Depends(current_tenant)
 ) -> dict[str, Any]:
     """Withdraw this tenant's request; the job stops (queued steps cancelled, running
     ones finish) once no other tenant still wants it."""
@@ -227,7 +228,7 @@ def cancel_job(
 
 @router.post("/jobs/{job_id}/retry", responses={409: ERROR_SCHEMA})
 def retry_job(
-    request: Request, job_id: int, tenant: Tenant = Depends(current_tenant)
+    request: Request, job_id: RowId, tenant: Tenant = Depends(current_tenant)
 ) -> dict[str, Any]:
     """Queue a job's failed, dead and cancelled steps again (attempts reset)."""
     return platform(request).retry(tenant, job_id)

@@ -489,11 +489,13 @@ def _open_response(
         except httpx.TransportError as exc:
             raise _Retry(f"cannot connect to {current}: {exc}") from exc
         try:
+            if conditional and response.status_code == 304:
+                yield response  # not modified since the validators we sent
+                return
             if response.is_redirect:
                 current = urljoin(current, response.headers["location"])
                 continue
-            if not (conditional and response.status_code == 304):
-                _raise_for_status(response, current, check)
+            _raise_for_status(response, current, check)
             yield response
             return
         finally:
