@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import socket
+import subprocess
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+import httpx
 
 from support.feeds import item, rss
 from support.httpserver import RequestHandler, TestHTTPServer
 from support.paths import DEMO
+from support.workers import wait_for
 
 
 def assert_error(response: Any, status: int, error: str | None = None) -> dict[str, Any]:
@@ -78,3 +87,83 @@ class LiveFeed:
             req.send_body(b"", None, status=304, headers={"ETag": self.etag})
         else:
             req.send_body(rss(self.items), "application/rss+xml", headers={"ETag": self.etag})
+
+
+# --------------------------------------------------------------- a real server process
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class ServerProcess:
+    """``podmill serve`` in a subprocess; ``url`` is its base URL."""
+
+    proc: subprocess.Popen[bytes]
+    url: str
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def client(self, key: str | None = None) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=30)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+
+
+def start_server(
+    db_url: str, data_dir: Path, log_path: Path, env: dict[str, str] | None = None
+) -> ServerProcess:
+    """Start ``podmill serve`` on a free loopback port and wait until /health answers."""
+    port = free_port()
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("PODMILL_")}
+    full_env.update(
+        {
+            "PODMILL_ALLOW_PRIVATE_NETWORKS": "true",
+            "PODMILL_SERVER__POLL_CHECK_SECONDS": "0.1",
+            "PODMILL_LOG_LEVEL": "INFO",
+            "COLUMNS": "200",
+        }
+    )
+    full_env.update(env or {})
+    with log_path.open("wb") as log_file:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "podmill",
+                "serve",
+                "--port",
+                str(port),
+                "--db",
+                db_url,
+                "--data-dir",
+                str(data_dir),
+            ],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            env=full_env,
+        )
+    server = ServerProcess(proc, f"http://127.0.0.1:{port}", log_path)
+
+    def healthy() -> bool:
+        assert proc.poll() is None, f"podmill serve exited:\n{server.log()}"
+        try:
+            return httpx.get(server.url + "/health", timeout=2).json()["status"] == "healthy"
+        except httpx.HTTPError:
+            return False
+
+    wait_for(healthy, 60, "podmill serve to answer /health", detail=server.log)
+    return server
