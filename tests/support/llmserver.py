@@ -64,6 +64,7 @@ def start_qwen_server(api_key: str, context_tokens: int = 4096) -> QwenServer:
     params.cpuparams_batch.n_threads = 2
     params.endpoint_metrics = True
     params.api_keys = [api_key]
+    params.verbosity = -1
     return QwenServer(xllamacpp.Server(params), api_key)
 
 

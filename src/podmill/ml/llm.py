@@ -302,6 +302,7 @@ class _LocalServer:
         # xllamacpp also opens an HTTP listener on 127.0.0.1; a random key keeps other
         # local processes off it (in-process calls do not go through it).
         params.api_keys = [os.urandom(16).hex()]
+        params.verbosity = -1  # llama.cpp's per-token log lines would drown podmill's own
         self.server = xllamacpp.Server(params)
         self.lock = threading.Lock()
 

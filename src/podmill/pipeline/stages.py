@@ -32,6 +32,7 @@ ARTIFACT_KINDS = {
     "summary.md": "summary_md",
     "manifest.json": "manifest",
     "index.npz": "index",
+    "llm_usage.json": "llm_usage",  # LLM mode only (docs/llm.md)
 }
 
 
