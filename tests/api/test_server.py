@@ -16,7 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from podmill.api.platform import Platform
 from podmill.engine.store import Store
+from podmill.settings import Settings
 
 from support.api import LiveFeed, ServerProcess, start_server
 from support.cli import run_cli
@@ -32,6 +34,15 @@ class Served:
     url: str
 
     def key(self, tenant: str, *, admin: bool = False) -> str:
+        """Create a tenant and a key in the database (quicker than the commands)."""
+        service = Platform(Settings(db=self.url, data_dir=self.db.data_dir))
+        try:
+            service.create_tenant(tenant, admin=admin)
+            return service.create_key(tenant)[1]
+        finally:
+            service.close()
+
+    def key_by_cli(self, tenant: str, *, admin: bool = False) -> str:
         """Create a tenant and a key with the real commands, as an operator would."""
         flags = ["--admin"] if admin else []
         created = run_cli("tenants", "create", tenant, *flags, "--db", self.url)
@@ -65,7 +76,7 @@ def served(db_url: str, tmp_path: Path) -> Iterator[Served]:
 
 
 def test_end_to_end_tenants_feed_poll_workers_episodes(served: Served, live_feed: LiveFeed) -> None:
-    admin = served.server.client(served.key("root", admin=True))
+    admin = served.server.client(served.key_by_cli("root", admin=True))
     alice = served.server.client(served.key("alice"))
     bob = served.server.client(served.key("bob"))
 
