@@ -25,6 +25,7 @@ import os
 import platform
 import random
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -35,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from podmill.domain import Episode, Segment, Transcript, Word
+from podmill.errors import PodmillError
 from podmill.ml import asr
 from podmill.pipeline.context import StageContext
 from podmill.pipeline.stages import run_stage, write_transcript
@@ -530,14 +532,21 @@ def main() -> None:
     notes = []
     if not (AMI / "ami_mixture.wav").is_file():
         notes.append(f"AMI excerpt skipped: {AMI / 'ami_mixture.wav'} is absent.")
-    asr_table = [row for model in args.models for row in asr_rows(model)]
+    asr_table = []
+    for model in args.models:
+        try:
+            asr_table.extend(asr_rows(model))
+        except PodmillError as exc:  # e.g. the whisper-base extra is not installed
+            notes.append(f"{model}: not measured ({exc}).")
     scripts = episode_scripts()
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp)
         seg_table = [*baseline_rows(scripts)]
         extractive = segmentation_row(scripts, Settings(data_dir=data), "extractive")
         seg_table.append(extractive)
-        if args.spoken:
+        if args.spoken and shutil.which("espeak-ng") is None:
+            notes.append("Spoken episodes not measured: espeak-ng is not on PATH.")
+        elif args.spoken:
             seg_table.append(spoken_row(scripts[: args.spoken], Settings(data_dir=data)))
         if args.skip_llm:
             seg_table.append(SegRow("llm", "text", note="not measured (--skip-llm)"))
