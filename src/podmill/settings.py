@@ -142,6 +142,13 @@ class ServerSettings(BaseModel):
     backfill: int = Field(
         3, ge=0, description="on subscribe, process the newest N episodes (0: only new ones)"
     )
+    webhook_attempts: int = Field(
+        8, ge=1, description="tries to deliver a reply_to webhook before giving up"
+    )
+    webhook_backoff_seconds: float = Field(
+        5.0, gt=0, description="first retry delay of a webhook; doubles per failure"
+    )
+    webhook_timeout_seconds: float = Field(10.0, gt=0, description="seconds per webhook call")
 
 
 class Settings(BaseSettings):

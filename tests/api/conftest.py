@@ -20,7 +20,7 @@ from podmill.api.platform import Platform
 from podmill.settings import Settings
 from podmill.storage.db import upgrade
 
-from support.api import Caller, LiveFeed
+from support.api import Caller, LiveFeed, make_caller, make_settings
 from support.httpserver import TestHTTPServer
 
 pytest.importorskip("fastapi", reason="pip install 'podmill[server]'")
@@ -69,23 +69,6 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return url
 
 
-def make_settings(tmp_path: Path, db_url: str, **server: object) -> Settings:
-    """Hermetic settings: local servers allowed, quick retries, small upload cap."""
-    return Settings(
-        data_dir=tmp_path / "data",
-        db=db_url,
-        allow_private_networks=True,
-        download={"max_attempts": 2, "backoff_seconds": 0.01, "read_timeout": 2},
-        server={
-            "max_upload_bytes": 2 * 1024 * 1024,
-            "poll_interval_seconds": 600,
-            "poll_error_backoff_seconds": 60,
-            "backfill": 1,
-            **server,
-        },
-    )
-
-
 @pytest.fixture
 def api_settings(tmp_path: Path, db_url: str) -> Settings:
     return make_settings(tmp_path, db_url)
@@ -104,12 +87,6 @@ def platform(api_settings: Settings) -> Iterator[Platform]:
 def client(api_settings: Settings) -> Iterator[TestClient]:
     with TestClient(create_app(api_settings)) as test_client:
         yield test_client
-
-
-def make_caller(platform: Platform, client: TestClient, name: str, admin: bool = False) -> Caller:
-    platform.create_tenant(name, admin=admin)
-    _key_id, key = platform.create_key(name)
-    return Caller(name, key, client)
 
 
 @pytest.fixture

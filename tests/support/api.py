@@ -13,6 +13,9 @@ from typing import Any
 
 import httpx
 
+from podmill.api.platform import Platform
+from podmill.settings import Settings
+
 from support.feeds import item, rss
 from support.httpserver import RequestHandler, TestHTTPServer
 from support.paths import DEMO
@@ -87,6 +90,29 @@ class LiveFeed:
             req.send_body(b"", None, status=304, headers={"ETag": self.etag})
         else:
             req.send_body(rss(self.items), "application/rss+xml", headers={"ETag": self.etag})
+
+
+def make_settings(tmp_path: Path, db_url: str, **server: object) -> Settings:
+    """Hermetic settings: local servers allowed, quick retries, small upload cap."""
+    return Settings(
+        data_dir=tmp_path / "data",
+        db=db_url,
+        allow_private_networks=True,
+        download={"max_attempts": 2, "backoff_seconds": 0.01, "read_timeout": 2},
+        server={
+            "max_upload_bytes": 2 * 1024 * 1024,
+            "poll_interval_seconds": 600,
+            "poll_error_backoff_seconds": 60,
+            "backfill": 1,
+            **server,
+        },
+    )
+
+
+def make_caller(platform: Platform, client: Any, name: str, admin: bool = False) -> Caller:
+    platform.create_tenant(name, admin=admin)
+    _key_id, key = platform.create_key(name)
+    return Caller(name, key, client)
 
 
 # --------------------------------------------------------------- a real server process

@@ -11,14 +11,15 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import text
 
 from podmill import __version__
 from podmill.api import admin, catalog, episodes, errors, jobs
-from podmill.api.auth import LOCAL_TENANT
-from podmill.api.platform import Platform
+from podmill.api.auth import LOCAL_TENANT, current_tenant
+from podmill.api.background import background_threads
+from podmill.api.platform import Platform, Tenant
 from podmill.settings import Settings
 
 DESCRIPTION = """\
@@ -30,12 +31,12 @@ JSON `{"error": CODE, "detail": MESSAGE}`. See docs/api.md.
 """
 
 
-def create_app(settings: Settings, *, auth: bool = True, poller: bool = False) -> FastAPI:
+def create_app(settings: Settings, *, auth: bool = True, background: bool = False) -> FastAPI:
     """The API over ``settings.database_url`` (migrated: ``podmill db upgrade``).
 
     ``auth=False`` serves every request as the admin tenant ``local`` (``podmill serve
-    --no-auth``; the command refuses it on a non-loopback address). ``poller=True`` runs
-    the feed poller in a thread while the app is up.
+    --no-auth``; the command refuses it on a non-loopback address). ``background=True``
+    runs the feed poller and the webhook notifier in threads while the app is up.
     """
     service = Platform(settings)
 
@@ -46,19 +47,14 @@ def create_app(settings: Settings, *, auth: bool = True, poller: bool = False) -
                 service.ensure_tenant, LOCAL_TENANT, admin=True
             )
         stop = threading.Event()
-        thread = None
-        if poller:
-            from podmill.api.poller import Poller
-
-            thread = threading.Thread(
-                target=Poller(service).run, args=(stop,), name="podmill-poller", daemon=True
-            )
+        threads = background_threads(service, stop) if background else []
+        for thread in threads:
             thread.start()
         try:
             yield
         finally:
             stop.set()
-            if thread is not None:
+            for thread in threads:
                 thread.join(timeout=30)
             service.close()
 
@@ -75,6 +71,11 @@ def create_app(settings: Settings, *, auth: bool = True, poller: bool = False) -
     app.include_router(episodes.router)
     app.include_router(catalog.router)
     app.include_router(admin.router)
+
+    @app.get("/me", tags=["health"], responses={401: errors.ERROR_SCHEMA})
+    def me(request: Request, tenant: Tenant = Depends(current_tenant)) -> dict[str, Any]:
+        """The caller's tenant, role, and the secret that signs its webhooks."""
+        return request.app.state.platform.me(tenant)
 
     @app.get("/health", tags=["health"])
     def health(request: Request) -> dict[str, Any]:

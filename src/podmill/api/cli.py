@@ -56,8 +56,12 @@ def serve(
             help="no API keys: every request is the admin tenant 'local' (loopback addresses only)",
         ),
     ] = False,
-    poller: Annotated[
-        bool, typer.Option(help="poll subscribed feeds in this process (else: podmill scheduler)")
+    background: Annotated[
+        bool,
+        typer.Option(
+            help="poll subscribed feeds and send webhooks in this process "
+            "(--no-background: run `podmill scheduler` instead)"
+        ),
     ] = True,
     config: ConfigOpt = None,
 ) -> None:
@@ -78,7 +82,7 @@ def serve(
         )
     settings = _settings(config, db=db, data_dir=data_dir)
     storage_db.upgrade(settings.database_url)
-    app = create_app(settings, auth=not no_auth, poller=poller)
+    app = create_app(settings, auth=not no_auth, background=background)
     err.print(
         f"podmill API on http://{host}:{port} (docs at /docs), database "
         f"{_display(settings.database_url)}{', no auth' if no_auth else ''}",
@@ -88,8 +92,8 @@ def serve(
 
 
 def scheduler(db: DbOpt = None, data_dir: DataDirOpt = None, config: ConfigOpt = None) -> None:
-    """Poll subscribed feeds and queue new episodes, until SIGTERM/SIGINT."""
-    from podmill.api.poller import Poller
+    """Poll subscribed feeds, queue new episodes and send webhooks, until SIGTERM/SIGINT."""
+    from podmill.api.background import background_threads
 
     settings = _settings(config, db=db, data_dir=data_dir)
     service = _platform(settings)
@@ -101,9 +105,16 @@ def scheduler(db: DbOpt = None, data_dir: DataDirOpt = None, config: ConfigOpt =
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     err.print(f"scheduler polling feeds in {_display(settings.database_url)}", markup=False)
+    threads = background_threads(service, stop)
+    for thread in threads:
+        thread.start()
     try:
-        Poller(service).run(stop)
+        while not stop.wait(0.5):
+            pass
     finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=30)
         service.close()
 
 

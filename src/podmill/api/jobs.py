@@ -40,11 +40,20 @@ class JobCreate(BaseModel):
 
     url: str | None = Field(None, min_length=1, max_length=4000)
     episode_key: str | None = Field(None, min_length=1, max_length=32)
+    reply_to: str | None = Field(
+        None,
+        min_length=1,
+        max_length=4000,
+        description="webhook called (HMAC-signed) when the job finishes; see docs/api.md",
+    )
 
 
 _UPLOAD_SCHEMA = {
     "type": "object",
-    "properties": {"file": {"type": "string", "format": "binary"}},
+    "properties": {
+        "file": {"type": "string", "format": "binary"},
+        "reply_to": {"type": "string", "maxLength": 4000},
+    },
     "required": ["file"],
 }
 _CREATE_BODY = {
@@ -72,10 +81,12 @@ async def create_job(request: Request, tenant: Tenant = Depends(current_tenant))
     service = platform(request)
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     feed_id = None
+    reply_to = None
     if content_type == "multipart/form-data":
-        episode = await receive_upload(request, service)
+        episode, reply_to = await receive_upload(request, service)
     elif content_type in ("application/json", ""):
         body = await _json_body(request)
+        reply_to = body.reply_to
         if body.url is not None:
             episode, feed_id = await run_in_threadpool(service.episode_for_submission, body.url)
         else:
@@ -90,8 +101,10 @@ async def create_job(request: Request, tenant: Tenant = Depends(current_tenant))
             f'Content-Type {content_type!r}: send JSON {{"url": …}} or a multipart/form-data '
             "upload with a 'file' field",
         )
+    if reply_to is not None:
+        await run_in_threadpool(service.check_reply_to, reply_to)
     job_id, created = await run_in_threadpool(
-        service.request_episode, [tenant.id], episode, feed_id=feed_id
+        service.request_episode, [tenant.id], episode, feed_id=feed_id, reply_to=reply_to
     )
     job = await run_in_threadpool(service.job, tenant, job_id)
     return JSONResponse(
@@ -122,8 +135,9 @@ async def _json_body(request: Request) -> JobCreate:
     return body
 
 
-async def receive_upload(request: Request, service: Platform) -> Episode:
-    """Store an uploaded audio file under ``DATA_DIR/uploads/<sha256>.<format>``.
+async def receive_upload(request: Request, service: Platform) -> tuple[Episode, str | None]:
+    """Store an uploaded audio file under ``DATA_DIR/uploads/<sha256>.<format>``;
+    returns its episode and the form's ``reply_to``, if any.
 
     Refused (and nothing kept) when it is too large (413), empty (422) or not audio
     (415). The body is streamed to a temp file in that directory and renamed into place
@@ -143,7 +157,10 @@ async def receive_upload(request: Request, service: Platform) -> Episode:
             raise Problem(
                 422, "invalid_upload", "a multipart upload needs a 'file' field with the audio"
             )
-        return await _store_upload(upload, service, cap)
+        reply_to = form.get("reply_to")
+        if reply_to is not None and not isinstance(reply_to, str):
+            raise Problem(422, "invalid_upload", "reply_to must be a text field with a URL")
+        return await _store_upload(upload, service, cap), reply_to
     finally:
         await form.close()
 

@@ -136,7 +136,12 @@ class Platform:
             if conn.execute(select(TENANTS.c.id).where(TENANTS.c.name == name)).first():
                 raise PodmillError(f"tenant {name!r} exists already")
             tenant_id = conn.execute(
-                TENANTS.insert().values(name=name, is_admin=admin, created_at=utcnow())
+                TENANTS.insert().values(
+                    name=name,
+                    is_admin=admin,
+                    webhook_secret=secrets.token_hex(32),
+                    created_at=utcnow(),
+                )
             ).inserted_primary_key[0]
         return Tenant(tenant_id, name, admin)
 
@@ -144,6 +149,15 @@ class Platform:
         with self.reader.connect() as conn:
             row = conn.execute(select(TENANTS).where(TENANTS.c.name == name)).first()
         return Tenant(row.id, row.name, row.is_admin) if row else None
+
+    def me(self, tenant: Tenant) -> dict[str, Any]:
+        """The tenant's name, role and webhook signing secret."""
+        with self.reader.connect() as conn:
+            secret = conn.execute(
+                select(TENANTS.c.webhook_secret).where(TENANTS.c.id == tenant.id)
+            ).scalar_one()
+        role = "admin" if tenant.is_admin else "member"
+        return {"tenant": tenant.name, "role": role, "webhook_secret": secret}
 
     def ensure_tenant(self, name: str, *, admin: bool) -> Tenant:
         return self.tenant(name) or self.create_tenant(name, admin=admin)
@@ -263,6 +277,16 @@ class Platform:
             raise not_found(f"no job {job_id} among this tenant's jobs (GET /jobs lists them)")
         return job
 
+    def check_reply_to(self, url: str) -> str:
+        """A webhook URL podmill may call (http(s); public unless allow_private_networks)."""
+        from podmill.feeds.download import check_url
+
+        try:
+            check_url(url, self.settings)
+        except PodmillError as exc:
+            raise Problem(422, "invalid_reply_to", f"reply_to: {exc}") from None
+        return url
+
     def jobs(self, tenant: Tenant, status: str | None, limit: int) -> list[dict[str, Any]]:
         return self.store.jobs(status, limit=limit, job_ids=self._requested(tenant))
 
@@ -342,6 +366,12 @@ class Platform:
         if self.store.retry_job(job_id) == 0:
             raise Problem(
                 409, "conflict", f"job {job_id} has no failed, dead or cancelled steps to retry"
+            )
+        with self.engine.begin() as conn:  # the job will finish again: notify again
+            conn.execute(
+                update(REQUESTS)
+                .where(REQUESTS.c.job_id == job_id, REQUESTS.c.reply_to.is_not(None))
+                .values(replied_at=None, reply_attempts=0, reply_next_at=None, reply_error=None)
             )
         return self.job(tenant, job_id)
 

@@ -577,6 +577,13 @@ def _retry_after(response: httpx.Response) -> float | None:
 # ----------------------------------------------------------------------- SSRF guard
 
 
+def check_url(url: str, settings: Settings) -> None:
+    """Raise :class:`DownloadError` unless podmill may send a request to ``url``: http(s)
+    only, and a public host unless ``allow_private_networks`` (for URLs a user gives
+    podmill to call, such as webhooks)."""
+    _check_url(url, settings, origin=url)
+
+
 def _check_url(url: str, settings: Settings, *, origin: str) -> None:
     """Refuse schemes other than http(s) and, unless allowed, non-public hosts."""
     parts = _split(url)

@@ -263,6 +263,8 @@ class TenantRow(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(100), unique=True)
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # signs this tenant's reply_to webhooks (HMAC-SHA256); shown by GET /me
+    webhook_secret: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = _created_at()
 
 
@@ -291,7 +293,12 @@ class JobRequestRow(Base):
     job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
     created_at: Mapped[datetime] = _created_at()
     cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # the webhook called when the job finishes, and its delivery state
     reply_to: Mapped[str | None] = mapped_column(Text)
+    reply_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    reply_next_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    replied_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    reply_error: Mapped[str | None] = mapped_column(Text)
 
 
 class SubscriptionRow(Base):

@@ -1,0 +1,189 @@
+"""``reply_to`` webhooks: a POST to the URL a tenant gave with its job, once the job
+finishes (done, failed or cancelled), signed with the tenant's secret and retried with
+backoff. Delivery is at least once: receivers should ignore a repeated delivery id.
+
+The request::
+
+    POST <reply_to>
+    Content-Type: application/json
+    X-Podmill-Delivery: <job_request id>.<attempt>
+    X-Podmill-Timestamp: <unix seconds>
+    X-Podmill-Signature: sha256=<hex HMAC-SHA256(secret, "<timestamp>." + body)>
+
+    {"event": "job.finished", "tenant": …, "job": {"id", "episode_key", "status", …}}
+
+A 2xx answer is a delivery; anything else (or no answer) is retried after
+``webhook_backoff_seconds`` × 2^(attempt − 1), up to ``webhook_attempts`` tries; the
+last error is kept in ``job_requests.reply_error``. Redirects are not followed, and the
+URL must pass the download SSRF guard (``allow_private_networks``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import threading
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import httpx
+from sqlalchemy import Row, select, update
+
+from podmill.api.platform import JOBS, REQUESTS, TENANTS, Platform
+from podmill.engine.clock import Clock, SystemClock
+from podmill.errors import PodmillError
+from podmill.feeds.download import check_url
+
+log = logging.getLogger(__name__)
+
+FINISHED = ("done", "failed", "cancelled")
+# How long a claimed delivery may take before another notifier may take it over.
+CLAIM_SECONDS = 120
+
+
+def sign(secret: str, timestamp: str, body: bytes) -> str:
+    """The ``X-Podmill-Signature`` value for ``body`` sent at ``timestamp``."""
+    mac = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
+    return "sha256=" + mac.hexdigest()
+
+
+@dataclass
+class Delivery:
+    request_id: int
+    job_id: int
+    attempt: int
+    delivered: bool
+    error: str | None = None
+
+
+class Notifier:
+    """Delivers due webhooks; :meth:`deliver_due` is one pass, :meth:`run` loops."""
+
+    def __init__(
+        self,
+        platform: Platform,
+        *,
+        clock: Clock | None = None,
+        client: httpx.Client | None = None,
+    ) -> None:
+        self.platform = platform
+        self.settings = platform.settings.server
+        self.clock: Clock = clock or SystemClock()
+        self.client = client or httpx.Client(
+            timeout=self.settings.webhook_timeout_seconds, follow_redirects=False
+        )
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                self.deliver_due()
+            except Exception:  # the database restarting, a bug: try again next round
+                log.exception("webhook pass failed")
+            stop.wait(self.settings.poll_check_seconds)
+
+    def deliver_due(self) -> list[Delivery]:
+        now = self.clock.now()
+        with self.platform.reader.connect() as conn:
+            due = conn.execute(
+                select(
+                    REQUESTS.c.id,
+                    REQUESTS.c.reply_to,
+                    REQUESTS.c.reply_attempts,
+                    REQUESTS.c.reply_next_at,
+                    TENANTS.c.name,
+                    TENANTS.c.webhook_secret,
+                    JOBS.c.id.label("job_id"),
+                    JOBS.c.episode_key,
+                    JOBS.c.fingerprint,
+                    JOBS.c.status,
+                    JOBS.c.error,
+                    JOBS.c.finished_at,
+                )
+                .join(JOBS, JOBS.c.id == REQUESTS.c.job_id)
+                .join(TENANTS, TENANTS.c.id == REQUESTS.c.tenant_id)
+                .where(
+                    REQUESTS.c.reply_to.is_not(None),
+                    REQUESTS.c.replied_at.is_(None),
+                    REQUESTS.c.reply_error.is_(None),
+                    REQUESTS.c.cancelled_at.is_(None),
+                    JOBS.c.status.in_(FINISHED),
+                    (REQUESTS.c.reply_next_at.is_(None)) | (REQUESTS.c.reply_next_at <= now),
+                )
+                .order_by(REQUESTS.c.id)
+            ).all()
+        return [self._deliver(row) for row in due if self._claim(row)]
+
+    def _claim(self, row: Row[Any]) -> bool:
+        now = self.clock.now()
+        with self.platform.engine.begin() as conn:
+            return (
+                conn.execute(
+                    update(REQUESTS)
+                    .where(
+                        REQUESTS.c.id == row.id,
+                        REQUESTS.c.reply_attempts == row.reply_attempts,
+                        REQUESTS.c.replied_at.is_(None),
+                    )
+                    .values(reply_next_at=now + timedelta(seconds=CLAIM_SECONDS))
+                ).rowcount
+                == 1
+            )
+
+    def _deliver(self, r: Row[Any]) -> Delivery:
+        attempt = r.reply_attempts + 1
+        body = json.dumps(
+            {
+                "event": "job.finished",
+                "tenant": r.name,
+                "job": {
+                    "id": r.job_id,
+                    "episode_key": r.episode_key,
+                    "fingerprint": r.fingerprint,
+                    "status": r.status,
+                    "error": r.error,
+                    "finished_at": r.finished_at.isoformat() if r.finished_at else None,
+                    "url": f"/jobs/{r.job_id}",
+                },
+            }
+        ).encode()
+        timestamp = str(int(self.clock.now().timestamp()))
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": self.platform.settings.download.user_agent,
+            "X-Podmill-Delivery": f"{r.id}.{attempt}",
+            "X-Podmill-Timestamp": timestamp,
+            "X-Podmill-Signature": sign(r.webhook_secret or "", timestamp, body),
+        }
+        error = None
+        try:
+            check_url(r.reply_to, self.platform.settings)
+            response = self.client.post(r.reply_to, content=body, headers=headers)
+            if not response.is_success:
+                error = f"HTTP {response.status_code} from {r.reply_to}"
+        except (httpx.HTTPError, PodmillError) as exc:
+            error = f"{type(exc).__name__}: {exc}"
+        self._record(r.id, attempt, error)
+        return Delivery(r.id, r.job_id, attempt, error is None, error)
+
+    def _record(self, request_id: int, attempt: int, error: str | None) -> None:
+        now = self.clock.now()
+        if error is None:
+            values: dict[str, object] = {"reply_attempts": attempt, "replied_at": now}
+        elif attempt >= self.settings.webhook_attempts:
+            values = {"reply_attempts": attempt, "reply_error": f"gave up: {error}"[:2000]}
+            log.warning("webhook %s: gave up after %d attempts: %s", request_id, attempt, error)
+        else:
+            delay = self.settings.webhook_backoff_seconds * 2 ** (attempt - 1)
+            values = {"reply_attempts": attempt, "reply_next_at": now + timedelta(seconds=delay)}
+            log.info(
+                "webhook %s attempt %d failed (%s); retry in %.0f s",
+                request_id,
+                attempt,
+                error,
+                delay,
+            )
+        with self.platform.engine.begin() as conn:
+            conn.execute(update(REQUESTS).where(REQUESTS.c.id == request_id).values(**values))
