@@ -7,6 +7,9 @@ at the end processes real audio.
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -20,7 +23,7 @@ from podmill.api.platform import Platform
 from podmill.engine.store import Store
 from podmill.settings import Settings
 
-from support.api import LiveFeed, ServerProcess, start_server
+from support.api import LiveFeed, ServerProcess, podmill_env, start_server
 from support.cli import run_cli
 from support.paths import DEMO, FIXTURES
 from support.workers import EngineDB, Workers, wait_for
@@ -54,9 +57,9 @@ class Served:
 
 
 @contextmanager
-def serve(db_url: str, tmp_path: Path, **env: str) -> Iterator[Served]:
+def serve(db_url: str, tmp_path: Path, *args: str, **env: str) -> Iterator[Served]:
     data_dir = tmp_path / "data"
-    server = start_server(db_url, data_dir, tmp_path / "server.log", env)
+    server = start_server(db_url, data_dir, tmp_path / "server.log", env, args)
     store = Store(db_url)
     db = EngineDB(db_url, data_dir, tmp_path / "runs.log", store)
     workers = Workers(db, tmp_path)
@@ -202,3 +205,55 @@ def test_real_audio_with_the_tiny_model(sqlite_url: str, tmp_path: Path, http_se
         episode = alice.get(f"/episodes/{key}").json()
         assert episode["status"] == "done" and episode["topics"]["root"]["title"]
         assert set(episode["transcript_formats"]) == {"json", "srt", "vtt", "txt"}
+
+
+def test_a_restarted_scheduler_enqueues_each_item_once(
+    db_url: str, tmp_path: Path, live_feed: LiveFeed
+) -> None:
+    """The poller as its own process: killed (-9) and started again, it re-reads the
+    feed and enqueues only the item that is new."""
+    with serve(db_url, tmp_path, "--no-background", PODMILL_SERVER__BACKFILL="0") as served:
+        admin = served.server.client(served.key("root", admin=True))
+        alice = served.server.client(served.key("alice"))
+        admin.post("/feeds", json={"url": live_feed.url, "interval_seconds": 1})
+        alice.post("/subscriptions", json={"url": live_feed.url})
+        polls = live_feed.server.count
+
+        def scheduler(n: int) -> subprocess.Popen[bytes]:
+            log = (tmp_path / f"scheduler-{n}.log").open("wb")
+            return subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "podmill",
+                    "scheduler",
+                    "--db",
+                    db_url,
+                    "--data-dir",
+                    str(served.db.data_dir),
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=podmill_env(),
+            )
+
+        first = scheduler(1)
+        try:
+            live_feed.add_item(3)
+            wait_for(lambda: len(alice.get("/jobs").json()) == 1, 30, "item 3 to be enqueued")
+        finally:
+            first.kill()
+            first.wait(10)
+        live_feed.touch()  # same items, new ETag: the restarted poller re-reads them all
+        seen = polls(live_feed.path)
+        second = scheduler(2)
+        try:
+            wait_for(lambda: polls(live_feed.path) >= seen + 2, 30, "two polls after restart")
+            assert len(alice.get("/jobs").json()) == 1
+            live_feed.add_item(4)
+            wait_for(lambda: len(alice.get("/jobs").json()) == 2, 30, "item 4 to be enqueued")
+            wait_for(lambda: polls(live_feed.path) >= seen + 5, 30, "more polls")
+            assert len(alice.get("/jobs").json()) == 2
+        finally:
+            second.send_signal(signal.SIGTERM)
+            assert second.wait(20) == 0

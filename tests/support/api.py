@@ -68,6 +68,7 @@ class LiveFeed:
         self.items: list[str] = []
         self.failing = False
         self.not_modified = 0
+        self.version = 0
         self.audio_url = server.add_file(f"{path}.audio/ep.mp3", DEMO / "sonnet001.mp3")
         self.url = server.add_route(path, self._serve)
 
@@ -80,7 +81,11 @@ class LiveFeed:
 
     @property
     def etag(self) -> str:
-        return f'"v{len(self.items)}"'
+        return f'"v{len(self.items)}.{self.version}"'
+
+    def touch(self) -> None:
+        """A new ETag for the same items: the next poll reads the whole feed again."""
+        self.version += 1
 
     def _serve(self, req: RequestHandler) -> None:
         if self.failing:
@@ -149,11 +154,8 @@ class ServerProcess:
                 self.proc.wait(timeout=10)
 
 
-def start_server(
-    db_url: str, data_dir: Path, log_path: Path, env: dict[str, str] | None = None
-) -> ServerProcess:
-    """Start ``podmill serve`` on a free loopback port and wait until /health answers."""
-    port = free_port()
+def podmill_env(env: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of a test's podmill process: local feeds allowed, quick polls."""
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("PODMILL_")}
     full_env.update(
         {
@@ -164,6 +166,18 @@ def start_server(
         }
     )
     full_env.update(env or {})
+    return full_env
+
+
+def start_server(
+    db_url: str,
+    data_dir: Path,
+    log_path: Path,
+    env: dict[str, str] | None = None,
+    args: tuple[str, ...] = (),
+) -> ServerProcess:
+    """Start ``podmill serve`` on a free loopback port and wait until /health answers."""
+    port = free_port()
     with log_path.open("wb") as log_file:
         proc = subprocess.Popen(
             [
@@ -177,10 +191,11 @@ def start_server(
                 db_url,
                 "--data-dir",
                 str(data_dir),
+                *args,
             ],
             stdout=log_file,
             stderr=subprocess.STDOUT,
-            env=full_env,
+            env=podmill_env(env),
         )
     server = ServerProcess(proc, f"http://127.0.0.1:{port}", log_path)
 
