@@ -5,10 +5,11 @@ invalid JSON) — each step falls back or stops as docs/llm.md says."""
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import time
 import wave
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ import pytest
 from podmill.domain import Episode, TranscriptLink
 from podmill.errors import StageError
 from podmill.ml import llm
+from podmill.pipeline import llm_topics
 from podmill.pipeline.context import StageContext
 from podmill.pipeline.dag import stage_range
 from podmill.pipeline.fingerprint import fingerprint
@@ -165,6 +167,86 @@ def test_unreachable_server_is_retried_then_reported() -> None:
     )
     with pytest.raises(llm.LLMError, match="failed 2 times; last: cannot connect"):
         client.chat([{"role": "user", "content": "hi"}])
+
+
+# -------------------------------------------- the tree stages when it answers well
+
+
+def _obedient(first_of_topic_2: int) -> Callable[[dict[str, Any]], Scripted]:
+    """A model that answers every prompt well: topic 2 where the script has it, each
+    topic split in the middle, numbered titles."""
+    count = iter(range(1, 100))
+
+    def answer(body: dict[str, Any]) -> Scripted:
+        prompt = body["messages"][-1]["content"]
+        numbers = [int(n) for n in re.findall(r"^\[(\d+)\]", prompt, re.MULTILINE)]
+        if numbers and numbers[0] == 0 and numbers[-1] >= first_of_topic_2:  # L1
+            return completion(json.dumps({"starts": [first_of_topic_2]}))
+        if numbers:
+            return completion(json.dumps({"starts": [(numbers[0] + numbers[-1] + 1) // 2]}))
+        if '"several"' in prompt:
+            return completion('{"several": true}')
+        n = next(count)
+        node = {"title": f"Subject {n}", "summary": f"Summary {n}.", "key_points": [f"P{n}"]}
+        return completion("```json\n" + json.dumps(node) + "\n```")  # fenced: repaired
+
+    return answer
+
+
+def test_a_good_model_shapes_the_whole_tree(tmp_path: Path) -> None:
+    truth = json.loads((DEMO / "three-topics.json").read_text())
+    first_of_topic_2 = len(truth["topics"][0]["sentences"])
+    server = ScriptedChatServer(responder=_obedient(first_of_topic_2))
+    with server.running():
+        ctx, tree = _run_tree(_settings(tmp_path, base_url=server.base_url), _srt_episode(tmp_path))
+    root = tree["root"]
+    assert_tree_contract(root, 0.0, root["end"])
+    l1 = root["children"]
+    assert len(l1) == 2
+    assert l1[1]["start"] == pytest.approx(truth["topics"][1]["sentences"][0]["start"], abs=0.01)
+    assert [len(t["children"]) for t in l1] == [2, 2]  # decide said split, subsegment halved
+    titles = [n["title"] for n in walk(root)]
+    assert all(t.startswith("Subject ") for t in titles) and len(set(titles)) == 7
+    assert root["key_points"] and root["summary"].startswith("Summary ")
+    assert all(n["keywords"] for n in walk(root) if n["level"])  # keyphrases stay
+    decide = ctx.read_json("decide.json")
+    assert [v["reason"] for v in decide] == ["llm: several subjects"] * 2
+    usage = ctx.read_json("llm_usage.json")
+    assert usage["total"]["calls"] == len(server.requests) == 1 + 2 + 2 + 2 + 4 + 1
+    assert usage["total"]["fallbacks"] == 0 and usage["total"]["retries"] == 0
+    assert usage["total"]["prompt_tokens"] == 11 * len(server.requests)
+    assert not [n for n in ctx.notes if "extractive fallback" in n]
+
+
+def test_a_long_transcript_is_asked_in_chunks_that_fit_the_context(tmp_path: Path) -> None:
+    node = {"title": "A subject", "summary": "It is about things.", "key_points": ["One"]}
+
+    def answer(body: dict[str, Any]) -> Scripted:
+        prompt = body["messages"][-1]["content"]
+        if "starts" in prompt:
+            return completion('{"starts": []}')
+        if '"several"' in prompt:
+            return completion('{"several": false}')
+        return completion(json.dumps(node))
+
+    server = ScriptedChatServer(responder=answer)
+    settings = _settings(tmp_path, base_url=server.base_url, context_tokens=512, max_tokens=100)
+    with server.running():
+        ctx, tree = _run_tree(settings, _srt_episode(tmp_path))
+    n = len(ctx.read_json("sentences.json"))
+    asked = [
+        [int(x) for x in re.findall(r"^\[(\d+)\]", r["body"]["messages"][-1]["content"], re.M)]
+        for r in server.requests
+        if "starts" in r["body"]["messages"][-1]["content"]
+    ]
+    assert len(asked) > 1  # it did not fit in one prompt
+    assert [i for chunk in asked for i in chunk] == list(range(n))  # each sentence once
+    budget = llm_topics.input_budget_chars(settings.llm)
+    for r in server.requests:
+        text = r["body"]["messages"][-1]["content"]
+        assert len(text) < budget + 400  # transcript within budget, plus the template
+    assert len(tree["root"]["children"]) == 1  # "no new subject" is a valid answer
+    assert_tree_contract(tree["root"], 0.0, tree["root"]["end"])
 
 
 # ------------------------------------------------- the tree stages when it fails

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -92,11 +92,14 @@ def completion(content: str, prompt_tokens: int = 11, completion_tokens: int = 7
 
 
 class ScriptedChatServer:
-    """``POST /v1/chat/completions`` answers from a script, in order; the last answer
-    repeats. Records every request body."""
+    """``POST /v1/chat/completions`` answers from a script, in order (the last answer
+    repeats), or from ``responder(request_body)``. Records every request body."""
 
-    def __init__(self, *script: Scripted) -> None:
+    def __init__(
+        self, *script: Scripted, responder: Callable[[dict[str, Any]], Scripted] | None = None
+    ) -> None:
         self.script = list(script)
+        self.responder = responder
         self.requests: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         outer = self
@@ -107,7 +110,12 @@ class ScriptedChatServer:
                 body = json.loads(self.rfile.read(length) or b"{}")
                 with outer._lock:
                     outer.requests.append({"path": self.path, "body": body})
-                    answer = outer.script.pop(0) if len(outer.script) > 1 else outer.script[0]
+                    if outer.responder is not None:
+                        answer = outer.responder(body)
+                    elif len(outer.script) > 1:
+                        answer = outer.script.pop(0)
+                    else:
+                        answer = outer.script[0]
                 data = answer.body
                 raw = json.dumps(data).encode() if isinstance(data, dict) else data
                 self.send_response(answer.status)

@@ -19,7 +19,7 @@ import json
 import math
 import re
 import string
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
@@ -276,7 +276,11 @@ class LlmSession:
         return self.ctx.settings.llm
 
     def ask(
-        self, what: str, messages: list[dict[str, str]], schema: dict[str, Any], check: Any = None
+        self,
+        what: str,
+        messages: list[dict[str, str]],
+        schema: dict[str, Any],
+        check: Callable[[dict[str, Any]], str] | None = None,
     ) -> dict[str, Any] | None:
         """The model's JSON answer for ``what`` (a node or step name, for notes), checked
         against ``schema`` and by ``check(obj) -> problem``; ``None`` = fall back."""
@@ -382,10 +386,13 @@ def boundaries(
     budget = input_budget_chars(session.settings)
     lines = [f"[{i}] {_shorten(sentences[i].text, SENTENCE_WORDS)}" for i in range(begin, end)]
     chunks: list[list[str]] = [[]]
+    size = 0
     for line in lines:
-        if chunks[-1] and sum(len(x) + 1 for x in chunks[-1]) + len(line) > budget:
+        if chunks[-1] and size + len(line) > budget:
             chunks.append([])
+            size = 0
         chunks[-1].append(line)
+        size += len(line) + 1
     starts: list[int] = []
     for n, chunk in enumerate(chunks):
         share = max(1, math.ceil((max_parts - 1) * len(chunk) / max(1, end - begin)))
