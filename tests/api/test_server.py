@@ -154,6 +154,16 @@ def test_fifty_concurrent_submissions(served: Served) -> None:
     assert len(transcribed) == 25 and set(transcribed.values()) == {1}
 
 
+def test_several_server_processes(db_url: str, tmp_path: Path) -> None:
+    with serve(db_url, tmp_path, "--workers", "2", "--no-background") as served:
+        alice = served.server.client(served.key("alice"))
+        assert {alice.get("/me").json()["tenant"] for _ in range(20)} == {"alice"}
+        response = alice.post("/jobs", json={"url": "http://127.0.0.1:9/a.mp3"})
+        assert response.status_code == 202, response.text
+        assert served.server.client().get("/me").status_code == 401
+        assert "Started parent process" in served.server.log()
+
+
 def test_serve_refuses_no_auth_on_a_public_address(db_url: str) -> None:
     result = run_cli("serve", "--host", "0.0.0.0", "--no-auth", "--db", db_url)
     assert result.code == 1

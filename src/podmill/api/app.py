@@ -88,3 +88,19 @@ def create_app(settings: Settings, *, auth: bool = True, background: bool = Fals
         return {"status": "healthy"}
 
     return app
+
+
+def app_from_environment() -> FastAPI:
+    """The app of one ``podmill serve --workers N`` process: the command's options are
+    in ``_PODMILL_SERVE_OPTIONS``; settings are loaded the way the command loaded them."""
+    import json
+    import os
+    from pathlib import Path
+
+    from podmill.api.cli import SERVE_OPTIONS
+    from podmill.settings import load_settings
+
+    options = json.loads(os.environ[SERVE_OPTIONS])
+    config = Path(options["config"]) if options["config"] else None
+    settings, _ = load_settings(options["cli"], config)
+    return create_app(settings, auth=options["auth"], background=options["background"])

@@ -7,6 +7,8 @@ Registered on the main app in :mod:`podmill.cli`. Every command takes ``--db`` (
 from __future__ import annotations
 
 import ipaddress
+import json
+import os
 import signal
 import threading
 from pathlib import Path
@@ -16,6 +18,8 @@ import typer
 
 from podmill.engine.cli import ConfigOpt, DbOpt, JsonOpt, _print_json, _settings, err, out
 from podmill.errors import PodmillError
+
+SERVE_OPTIONS = "_PODMILL_SERVE_OPTIONS"  # serve --workers N → each worker process
 
 if TYPE_CHECKING:
     from podmill.api.platform import Platform
@@ -63,6 +67,9 @@ def serve(
             "(--no-background: run `podmill scheduler` instead)"
         ),
     ] = True,
+    workers: Annotated[
+        int, typer.Option(min=1, help="server processes (each answers requests; share nothing)")
+    ] = 1,
     config: ConfigOpt = None,
 ) -> None:
     """Serve the REST API (OpenAPI docs at /docs) and poll subscribed feeds."""
@@ -82,13 +89,35 @@ def serve(
         )
     settings = _settings(config, db=db, data_dir=data_dir)
     storage_db.upgrade(settings.database_url)
-    app = create_app(settings, auth=not no_auth, background=background)
     err.print(
         f"podmill API on http://{host}:{port} (docs at /docs), database "
         f"{_display(settings.database_url)}{', no auth' if no_auth else ''}",
         markup=False,
     )
-    uvicorn.run(app, host=host, port=port, log_level=settings.log_level.lower())
+    log_level = settings.log_level.lower()
+    if workers == 1:
+        app = create_app(settings, auth=not no_auth, background=background)
+        uvicorn.run(app, host=host, port=port, log_level=log_level)
+        return
+    # Each worker process builds the app from the same options (and inherits the
+    # environment, so it reads the same settings); the poller's and the webhooks'
+    # claims make it safe for every process to run them.
+    os.environ[SERVE_OPTIONS] = json.dumps(
+        {
+            "cli": {"db": db, "data_dir": str(data_dir) if data_dir else None},
+            "config": str(config) if config else None,
+            "auth": not no_auth,
+            "background": background,
+        }
+    )
+    uvicorn.run(
+        "podmill.api.app:app_from_environment",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=log_level,
+    )
 
 
 def scheduler(db: DbOpt = None, data_dir: DataDirOpt = None, config: ConfigOpt = None) -> None:

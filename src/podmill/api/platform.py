@@ -399,6 +399,22 @@ class Platform:
     ) -> list[dict[str, Any]]:
         """The tenant's episodes, newest first, with the status of this server's job."""
         job = JOBS.alias("job")
+        ours = and_(
+            job.c.episode_key == EPISODES.c.episode_key, job.c.fingerprint == self.fingerprint
+        )
+        newest_first = (EPISODES.c.published_at.desc().nulls_last(), EPISODES.c.id.desc())
+        # The page is chosen first and only its rows are joined to their jobs, so the
+        # cost does not grow with the number of episodes a tenant can see.
+        page = select(EPISODES.c.id).where(self._visible(tenant))
+        if feed_id is not None:
+            page = page.where(EPISODES.c.feed_id == feed_id)
+        if since is not None:
+            page = page.where(EPISODES.c.published_at >= since)
+        if status == "new":
+            page = page.where(~exists().where(ours))
+        elif status is not None:
+            page = page.join(job, ours).where(job.c.status == status)
+        chosen = page.order_by(*newest_first).limit(limit).offset(offset).subquery()
         query = (
             select(
                 EPISODES.c.episode_key,
@@ -410,26 +426,10 @@ class Platform:
                 job.c.id.label("job_id"),
                 func.coalesce(job.c.status, "new").label("status"),
             )
-            .outerjoin(
-                job,
-                and_(
-                    job.c.episode_key == EPISODES.c.episode_key,
-                    job.c.fingerprint == self.fingerprint,
-                ),
-            )
-            .where(self._visible(tenant))
-            .order_by(EPISODES.c.published_at.desc().nulls_last(), EPISODES.c.id.desc())
-            .limit(limit)
-            .offset(offset)
+            .join(chosen, chosen.c.id == EPISODES.c.id)
+            .outerjoin(job, ours)
+            .order_by(*newest_first)
         )
-        if feed_id is not None:
-            query = query.where(EPISODES.c.feed_id == feed_id)
-        if since is not None:
-            query = query.where(EPISODES.c.published_at >= since)
-        if status == "new":
-            query = query.where(job.c.id.is_(None))
-        elif status is not None:
-            query = query.where(job.c.status == status)
         with self.reader.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(query).all()]
 
