@@ -10,6 +10,7 @@ A tenant sees the jobs it requested and the episodes of its subscriptions and jo
 from __future__ import annotations
 
 import hashlib
+import json
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -450,8 +451,6 @@ class Platform:
         folder = self._artifact_dir(key)
         tree = None
         if folder is not None and (folder / "topics.json").is_file():
-            import json
-
             tree = json.loads((folder / "topics.json").read_text())
         episode.update(
             job_id=current.id if current else None,
