@@ -326,7 +326,7 @@ def synthesize(ctx: StageContext) -> None:
                     root.title = better["title"]
                 root.summary, root.key_points = better["summary"], better["key_points"]
         llm.finish()
-        llm_topics.merge_usage(ctx, LLM_STAGES)
+        llm_topics.merge_usage(ctx, _tree_stages())
     ctx.write_json(
         "topics.json",
         {
@@ -446,7 +446,11 @@ def publish(ctx: StageContext) -> None:
                 repo.record_artifact(session, ctx.key, ctx.fingerprint, artifact, kind)
 
 
-LLM_STAGES = ("segment", "decide", "subsegment", "summarize_l1", "summarize_l2", "synthesize")
+def _tree_stages() -> tuple[str, ...]:
+    from podmill.pipeline.dag import STAGES
+
+    return tuple(s.name for s in STAGES if s.tree)  # the stages that ask the LLM
+
 
 STAGE_FUNCTIONS: dict[str, Callable[[StageContext], None]] = {
     "fetch": fetch,
