@@ -7,6 +7,7 @@ at the end processes real audio.
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -20,10 +21,11 @@ from pathlib import Path
 import pytest
 
 from podmill.api.platform import Platform
+from podmill.api.webhooks import sign
 from podmill.engine.store import Store
 from podmill.settings import Settings
 
-from support.api import LiveFeed, ServerProcess, podmill_env, start_server
+from support.api import LiveFeed, Receiver, ServerProcess, podmill_env, start_server
 from support.cli import run_cli
 from support.paths import DEMO, FIXTURES
 from support.workers import EngineDB, Workers, wait_for
@@ -74,7 +76,10 @@ def serve(db_url: str, tmp_path: Path, *args: str, **env: str) -> Iterator[Serve
 
 @pytest.fixture
 def served(db_url: str, tmp_path: Path) -> Iterator[Served]:
-    with serve(db_url, tmp_path, PODMILL_SERVER__BACKFILL="1") as handle:
+    # webhooks retried after 1 s, so the retry test is quick
+    with serve(
+        db_url, tmp_path, PODMILL_SERVER__BACKFILL="1", PODMILL_SERVER__WEBHOOK_BACKOFF_SECONDS="1"
+    ) as handle:
         yield handle
 
 
@@ -118,6 +123,28 @@ def test_end_to_end_tenants_feed_poll_workers_episodes(served: Served, live_feed
     [worker] = admin.get("/admin/workers").json()
     assert worker["status"] == "running" and worker["heartbeat_age_seconds"] < 30
     assert alice.get("/admin/workers").status_code == 403
+
+
+def test_reply_to_webhook_from_the_server_process(served: Served) -> None:
+    """The server's background thread signs and delivers the webhook once the job is done."""
+    hook = Receiver([503])  # the first call fails: retried after 1 s
+    try:
+        alice = served.server.client(served.key("alice"))
+        job = alice.post(
+            "/jobs", json={"url": "http://127.0.0.1:9/a.mp3", "reply_to": hook.url}
+        ).json()["job"]
+        served.workers.start("--poll", "0.1")
+        wait_for(lambda: len(hook.calls) == 2, 60, "the webhook to be retried and delivered")
+        headers, body = hook.calls[-1]
+        secret = alice.get("/me").json()["webhook_secret"]
+        assert headers["X-Podmill-Signature"] == sign(secret, headers["X-Podmill-Timestamp"], body)
+        assert json.loads(body)["job"] == {
+            **json.loads(body)["job"],
+            "id": job["id"],
+            "status": "done",
+        }
+    finally:
+        hook.close()
 
 
 def test_fifty_concurrent_submissions(served: Served) -> None:

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -18,37 +16,7 @@ from podmill.engine.clock import ManualClock
 from podmill.pipeline.dag import STAGE_NAMES
 from podmill.settings import Settings
 
-from support.api import Caller, assert_error, make_caller, make_settings
-
-
-class Receiver:
-    """A webhook endpoint: records each POST, answers the next status in ``answers``
-    (200 once they run out)."""
-
-    def __init__(self, answers: list[int]) -> None:
-        self.answers = list(answers)
-        self.calls: list[tuple[dict[str, str], bytes]] = []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                receiver.calls.append((dict(self.headers.items()), body))
-                status = receiver.answers.pop(0) if receiver.answers else 200
-                self.send_response(status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+from support.api import Caller, Receiver, assert_error, make_caller, make_settings
 
 
 @pytest.fixture
