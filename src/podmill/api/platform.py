@@ -267,16 +267,13 @@ class Platform:
 
     def job(self, tenant: Tenant, job_id: int) -> dict[str, Any]:
         """Job ``job_id`` if ``tenant`` requested it, else 404 (never another's data)."""
-        with self.reader.connect() as conn:
-            mine = conn.execute(
-                select(REQUESTS.c.id).where(
-                    REQUESTS.c.tenant_id == tenant.id, REQUESTS.c.job_id == job_id
-                )
-            ).first()
-        job = self.store.job(job_id) if mine else None
-        if job is None:
+        mine = select(REQUESTS.c.job_id).where(
+            REQUESTS.c.tenant_id == tenant.id, REQUESTS.c.job_id == job_id
+        )
+        found = self.store.jobs(limit=1, job_ids=mine)
+        if not found:
             raise not_found(f"no job {job_id} among this tenant's jobs (GET /jobs lists them)")
-        return job
+        return found[0]
 
     def check_reply_to(self, url: str) -> str:
         """A webhook URL podmill may call (http(s); public unless allow_private_networks)."""
