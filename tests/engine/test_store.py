@@ -423,6 +423,24 @@ def test_complete_many_fences_each_step_and_joins_once_when_both_branches_share_
     assert store.counters["lease_lost"] == 2
 
 
+def test_notes_are_kept_with_the_step_and_fenced_like_a_completion(store: Store) -> None:
+    from podmill.engine.execute import run_claimed
+
+    job_id = _submit(store)
+    fetch = _one(store, "w1", "fetch")
+
+    outcome = run_claimed(store, fetch, run_step=lambda step: ["fell back to ASR: 404"])
+
+    assert outcome == "done"
+    assert _step(store, job_id, "fetch")["notes"] == ["fell back to ASR: 404"]
+    assert _step(store, job_id, "transcribe")["notes"] == []
+    # a worker that lost its lease keeps no notes
+    transcribe = _one(store, "w1", "transcribe")
+    assert store.release(transcribe.step_id, transcribe.lease_token)
+    assert not store.record_notes(transcribe.step_id, transcribe.lease_token, ["late"])
+    assert _step(store, job_id, "transcribe")["notes"] == []
+
+
 def test_complete_many_finishes_jobs_whose_last_step_is_in_the_batch(store: Store) -> None:
     jobs = [_submit(store, key=f"ep-{i}") for i in range(4)]
     _run_through(store, STAGE_NAMES[:-1])

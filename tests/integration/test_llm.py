@@ -417,6 +417,13 @@ def test_cli_run_with_a_failing_server_finishes_on_the_fallback(tmp_path: Path) 
     usage = json.loads(Path(line["artifacts"]["llm_usage"]).read_text())
     assert usage["total"]["calls"] == 0 and usage["total"]["fallbacks"] >= 1
     assert server.requests and all(r["path"] == "/v1/chat/completions" for r in server.requests)
+    # the fallbacks are kept on the steps, where `podmill jobs show` finds them
+    db = f"sqlite:///{tmp_path / 'd' / 'podmill.db'}"
+    shown = run_cli("jobs", "show", str(line["job_id"]), "--db", db, "--json")
+    assert shown.code == 0, shown.stderr
+    (job,) = shown.json_lines()
+    noted = [n for step in job["steps"].values() for n in step["notes"]]
+    assert any("fallback" in n or "unavailable" in n for n in noted), noted
 
 
 @pytest.mark.slow

@@ -349,7 +349,7 @@ def jobs_show(
     as_json: JsonOpt = False,
     config: ConfigOpt = None,
 ) -> None:
-    """One job and its steps: status, attempts, worker, timings and errors."""
+    """One job and its steps: status, attempts, worker, timings, errors and notes."""
     store, url = _read_store(db, config)
     with database_errors(url):
         job = store.job(job_id)
@@ -362,9 +362,10 @@ def jobs_show(
     table.add_column("stage", no_wrap=True)
     for column in ("status", "attempts", "worker", "started", "seconds"):
         table.add_column(column)
-    table.add_column("error", overflow="fold")
+    table.add_column("error / notes", overflow="fold")
     for name, step in job["steps"].items():
         seconds = step.get("duration_seconds")
+        remarks = [step.get("error") or "", *step.get("notes", [])]
         table.add_row(
             name,
             _status_text(step["status"]),
@@ -372,7 +373,7 @@ def jobs_show(
             escape(step.get("worker_id") or ""),
             _when(step.get("started_at")),
             f"{seconds:.2f}" if isinstance(seconds, int | float) else "",
-            escape(step.get("error") or ""),
+            escape("\n".join(r for r in remarks if r)),
         )
     out.print(table)
 

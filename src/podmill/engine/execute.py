@@ -43,7 +43,8 @@ from podmill.storage.artifacts import ArtifactStore
 log = logging.getLogger(__name__)
 
 Outcome = Literal["done", "retry", "dead", "lost"]
-StepRunner = Callable[[Any], None]
+# Runs one claimed step; raises on failure; may return the stage's notes to keep.
+StepRunner = Callable[[Any], "list[str] | None"]
 
 # How long a finished step keeps trying to record its outcome while the database is
 # unreachable (e.g. a Postgres restart). Past this, the lease has long expired and the
@@ -72,14 +73,14 @@ def run_claimed(
     """
     if run_step is None:
 
-        def run_step(step: Any) -> None:
-            execute_step(
+        def run_step(step: Any) -> list[str]:
+            return execute_step(
                 step, settings_base, worker_id=worker_id, sessions=getattr(store, "sessions", None)
             )
 
     started = time.monotonic()
     try:
-        run_step(claimed)
+        notes = run_step(claimed)
     except Exception as exc:
         duration = time.monotonic() - started
         retryable = is_retryable(exc)
@@ -107,6 +108,8 @@ def run_claimed(
             )
     else:
         duration = time.monotonic() - started
+        if notes:
+            _until_recorded(lambda: store.record_notes(claimed.step_id, claimed.lease_token, notes))
         record = complete or store.complete
         recorded = _until_recorded(
             lambda: record(claimed.step_id, claimed.lease_token, duration=duration)
@@ -138,8 +141,9 @@ def execute_step(
     worker_id: str = "",
     on_audio_progress: Callable[[float], None] | None = None,
     sessions: Any = None,
-) -> None:
-    """Run the stage of ``claimed`` in this process; raises on failure.
+) -> list[str]:
+    """Run the stage of ``claimed`` in this process; raises on failure. Returns the
+    notes the stage recorded (``StageContext.notes``), which the worker keeps on the step.
 
     ``on_audio_progress`` and ``sessions`` let the embedded runner draw progress and
     record artifact rows; distributed workers leave them unset.
@@ -173,6 +177,7 @@ def execute_step(
             os.write(fd, line.encode())
         finally:
             os.close(fd)
+    return ctx.notes
 
 
 def job_settings(

@@ -385,6 +385,20 @@ class Store:
         ).all()
         tx.ready.update(row.stage for row in ready if row.status == "pending")
 
+    def record_notes(self, step_id: int, lease_token: str, notes: Collection[str]) -> bool:
+        """Keep ``notes`` (facts the stage recorded, e.g. a fallback it took) on the step,
+        fenced like a completion: ``False`` and nothing written if the lease was lost.
+        A worker records them just before it completes the step."""
+        notes = [str(note) for note in notes]
+        return self._write(
+            lambda tx: (
+                tx.conn.execute(
+                    update(STEPS).where(*_fenced(step_id, lease_token)).values(notes=notes)
+                ).rowcount
+                == 1
+            )
+        )
+
     def fail(
         self,
         step_id: int,
@@ -1114,6 +1128,7 @@ def _job_view(job: Row[Any], steps: dict[str, Row[Any]]) -> dict[str, Any]:
                 "duration_seconds": step.duration_seconds,
                 "error": step.error,
                 "not_before": step.not_before,
+                "notes": list(step.notes or []),
             }
             for name in STAGE_NAMES
             if (step := steps.get(name)) is not None

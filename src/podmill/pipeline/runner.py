@@ -180,9 +180,9 @@ class Runner:
             jobs[job_id] = ep
         return jobs
 
-    def _run_step(self, claimed: Any) -> None:
+    def _run_step(self, claimed: Any) -> list[str]:
         episode = Episode.from_dict(claimed.payload["episode"])
-        execute_step(
+        return execute_step(
             claimed,
             self.settings,
             on_audio_progress=lambda pos: self.reporter.audio_progress(episode, pos),

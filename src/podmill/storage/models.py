@@ -194,6 +194,8 @@ class StepRow(Base):
     resource_key: Mapped[str | None] = mapped_column(String(200))
     enqueued_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # last became pending
     released_count: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    # facts the stage recorded (e.g. "fell back to extractive: …"), migration 0005
+    notes: Mapped[list[str] | None] = mapped_column(JSON)
 
     job: Mapped[JobRow] = relationship(back_populates="steps")
 
