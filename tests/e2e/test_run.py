@@ -12,25 +12,10 @@ import pytest
 from support.cli import run_cli
 from support.feeds import item, rss
 from support.paths import DEMO, FIXTURES
+from support.tree import assert_tree_contract
 from support.wer import wer
 
 pytestmark = pytest.mark.slow
-
-
-def _tree_contract(node: dict, lo: float, hi: float) -> None:
-    """Times nested inside the parent, children tiling it without overlap."""
-    assert lo - 1e-6 <= node["start"] <= node["end"] <= hi + 1e-6
-    children = node["children"]
-    if children:
-        assert children[0]["start"] == pytest.approx(node["start"])
-        assert children[-1]["end"] == pytest.approx(node["end"])
-        for a, b in zip(children, children[1:]):
-            assert a["end"] == pytest.approx(b["start"])
-            assert a["word_end"] == b["word_start"]
-        for child in children:
-            assert child["level"] == node["level"] + 1
-            assert child["title"] and child["summary"]
-            _tree_contract(child, node["start"], node["end"])
 
 
 def test_feed_over_http_gives_transcripts_and_trees(http_server, tmp_path: Path) -> None:
@@ -74,7 +59,7 @@ def test_feed_over_http_gives_transcripts_and_trees(http_server, tmp_path: Path)
         root = tree["root"]
         assert root["title"] == title  # a feed's own title names the episode
         assert root["end"] == pytest.approx(transcript["duration"], abs=0.5)
-        _tree_contract(root, 0.0, root["end"])
+        assert_tree_contract(root, 0.0, root["end"])
 
     shown = run_cli(
         "show", lines["Inaugural"]["episode_key"], "--data-dir", data, "--format", "srt"
@@ -136,7 +121,7 @@ def test_feed_transcript_is_used_instead_of_asr(http_server, tmp_path: Path) -> 
     assert http_server.count("/missing.mp3") == 0
     tree = json.loads(Path(line["artifacts"]["topics"]).read_text())
     assert len(tree["root"]["children"]) >= 3  # a real 12-minute talk has several topics
-    _tree_contract(tree["root"], 0.0, tree["root"]["end"])
+    assert_tree_contract(tree["root"], 0.0, tree["root"]["end"])
 
 
 def test_three_topic_boundaries(tmp_path: Path) -> None:

@@ -107,9 +107,11 @@ class Runner:
         reporter: Reporter | None = None,
         *,
         order: Literal["auto", "fifo", "drain"] = "auto",
+        pools: dict[str, int] | None = None,
     ) -> None:
         self.settings = settings
         self.order = order  # the worker's claim order (docs/engine.md: drain order)
+        self.pools = pools or EMBEDDED_POOLS
         self.reporter = reporter or NullReporter()
         self.artifacts = ArtifactStore(settings.data_dir)
         settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -125,7 +127,7 @@ class Runner:
         by_key = {ep.episode_key: ep for ep in episodes}
         worker = Worker(
             self.store,
-            pools=EMBEDDED_POOLS,
+            pools=self.pools,
             grace=5.0,
             poll_interval=0.05,
             run_step=self._run_step,
