@@ -22,9 +22,10 @@ PAYLOAD = {"episode": {"episode_key": "x", "title": "x"}, "settings": {}}
 LLM_STAGES = {s.name for s in STAGES if s.tree}
 
 
-def _run(url: str, order: str) -> list[tuple[float, float, int, str]]:
-    """Submit JOBS llm-mode jobs at once; run them on one worker with asr=1 llm=1 (and
-    io/cpu pools for the rest); return every step's (start, end, job, stage)."""
+def _run(url: str, order: str, asr_slots: int = 1) -> list[tuple[float, float, int, str]]:
+    """Submit JOBS llm-mode jobs at once; run them on one worker with ``asr_slots`` asr
+    slots and llm=1 (and io/cpu pools for the rest); return every step's (start, end,
+    job, stage)."""
     runs: list[tuple[float, float, int, str]] = []
     lock = threading.Lock()
 
@@ -39,7 +40,7 @@ def _run(url: str, order: str) -> list[tuple[float, float, int, str]]:
             store.submit(f"job-{i}", "fp", PAYLOAD, profiles=step_profiles("llm"))
         worker = Worker(
             store,
-            {"io": 2, "asr": 1, "cpu": 1, "llm": 1},
+            {"io": 2, "asr": asr_slots, "cpu": 1, "llm": 1},
             poll_interval=0.02,
             run_step=run_step,
             order=order,  # type: ignore[arg-type]
@@ -65,6 +66,21 @@ def _overlaps(runs: list[tuple[float, float, int, str]]) -> int:
     return sum(1 for a0, a1 in asr for l0, l1 in llm if a0 < l1 and l0 < a1)
 
 
+def _finished_before_new_audio(runs: list[tuple[float, float, int, str]]) -> None:
+    """When a transcription starts, every job whose audio was already transcribed has
+    finished its LLM stages: jobs finish before new audio starts."""
+    for start, _, _, stage in runs:
+        if stage != "transcribe":
+            continue
+        transcribed = {job for _, end, job, s in runs if s == "transcribe" and end <= start}
+        pending_llm = [
+            (job, s)
+            for s0, _, job, s in runs
+            if job in transcribed and s in LLM_STAGES and s0 > start
+        ]
+        assert pending_llm == [], f"audio started at {start:.3f} before {pending_llm}"
+
+
 @pytest.mark.parametrize("order", ["auto", "drain"])
 def test_one_model_family_at_a_time_and_each_job_finishes_its_llm_stages_first(
     db_url: str, order: str
@@ -72,15 +88,18 @@ def test_one_model_family_at_a_time_and_each_job_finishes_its_llm_stages_first(
     runs = _run(db_url, order)
 
     assert _overlaps(runs) == 0
-    # The device's sequence of families: each job's audio, then that job's LLM stages,
-    # before the next job's audio starts.
-    families = [(job, _family(stage)) for _, _, job, stage in runs if _family(stage)]
-    switches = sum(1 for a, b in zip(families, families[1:]) if a[1] != b[1])
+    _finished_before_new_audio(runs)
+    # one slot of audio: each job's audio, then its LLM stages, then the next job's audio
+    families = [_family(stage) for _, _, _, stage in runs if _family(stage)]
+    switches = sum(1 for a, b in zip(families, families[1:]) if a != b)
     assert switches == 2 * JOBS - 1
-    transcribed = [job for job, family in families if family == "asr"]
-    for job in transcribed[:-1]:
-        next_audio = families.index((transcribed[transcribed.index(job) + 1], "asr"))
-        assert all(j != job for j, family in families[next_audio:] if family == "llm")
+
+
+def test_with_two_audio_slots_no_new_audio_starts_while_llm_work_waits(db_url: str) -> None:
+    runs = _run(db_url, "auto", asr_slots=2)
+
+    assert _overlaps(runs) == 0
+    _finished_before_new_audio(runs)
 
 
 def test_fifo_lets_audio_and_llm_steps_share_the_device(db_url: str) -> None:

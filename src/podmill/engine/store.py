@@ -37,6 +37,7 @@ from sqlalchemy import (
     delete,
     func,
     make_url,
+    or_,
     select,
     text,
     tuple_,
@@ -271,6 +272,28 @@ class Store:
                 lease=self.lease,
             )
         )
+
+    def has_ready(self, stages: Collection[str], profiles: Collection[str]) -> bool:
+        """Whether some step of ``stages`` with one of ``profiles`` could be claimed now
+        (resource locks aside); reads only, takes no lock. For a worker deciding whether
+        to start more audio while LLM work waits (drain order)."""
+        now = self.clock.now()
+        query = (
+            select(STEPS.c.id)
+            .join(JOBS, JOBS.c.id == STEPS.c.job_id)
+            .where(
+                STEPS.c.status == "pending",
+                STEPS.c.enqueued_at.is_not(None),
+                or_(STEPS.c.not_before.is_(None), STEPS.c.not_before <= now),
+                STEPS.c.stage.in_(sorted(stages)),
+                STEPS.c.profile.in_(sorted(profiles)),
+                STEPS.c.stage.not_in(select(PAUSED.c.stage)),
+                JOBS.c.status != "cancelled",
+            )
+            .limit(1)
+        )
+        with self._read() as conn:
+            return conn.execute(query).first() is not None
 
     # ----------------------------------------------------- fenced step results
 

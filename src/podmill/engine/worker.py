@@ -338,6 +338,16 @@ class Worker:
                 if llm.running or any(p is llm for p, _ in hungry):
                     held_back = [(p, free) for p, free in hungry if p is asr]
                     hungry = [(p, free) for p, free in hungry if p is not asr]
+        if (
+            self._device is not None
+            and any(p is self._device[0] for p, _ in hungry)
+            and self._device[0].running
+        ):
+            # Audio is being transcribed and the asr pool has a free slot: start more
+            # audio only if no LLM work is waiting (it goes first once the audio is done).
+            asr, llm = self._device
+            if self.store.has_ready(llm.stages, llm.profiles):
+                hungry = [(p, free) for p, free in hungry if p is not asr]
         claimed = self._claim_for(hungry)
         total = sum(claimed.values())
         if held_back:
