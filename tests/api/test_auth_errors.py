@@ -91,3 +91,17 @@ def test_health_needs_no_key(client: TestClient) -> None:
     assert client.get("/health").json() == {"status": "healthy"}
     assert client.get("/openapi.json").status_code == 200
     assert client.get("/docs").status_code == 200
+
+
+def test_the_api_docs_work_offline(client: TestClient) -> None:
+    page = client.get("/docs")
+    assert page.status_code == 200
+    assert "cdn" not in page.text.lower()  # Swagger UI comes from the package
+    script = next(
+        line.split('src="')[1].split('"')[0]
+        for line in page.text.splitlines()
+        if "swagger-ui-bundle.js" in line
+    )
+    assert script.startswith("/")
+    assert client.get(script).status_code == 200
+    assert client.get("/openapi.json").json()["info"]["title"] == "podmill"

@@ -13,6 +13,7 @@ from typing import Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
+from fastapi_offline import FastAPIOffline
 from sqlalchemy import text
 
 from podmill import __version__
@@ -58,7 +59,9 @@ def create_app(settings: Settings, *, auth: bool = True, background: bool = Fals
                 thread.join(timeout=30)
             service.close()
 
-    app = FastAPI(
+    # /docs and /redoc with Swagger UI and ReDoc served from the package (fastapi-offline,
+    # MIT), not a CDN: a self-hosted install may have no internet.
+    app = FastAPIOffline(
         title="podmill",
         version=__version__,
         description=DESCRIPTION,
