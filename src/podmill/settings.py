@@ -62,6 +62,11 @@ class DiarizationSettings(BaseModel):
     device: Literal["auto", "cpu", "cuda"] = Field(
         "auto", description="auto: CUDA when PyTorch sees a GPU, else CPU"
     )
+    channels: Literal["auto", "mix", "split"] = Field(
+        "auto",
+        description="two-channel audio: split = one speaker per channel; mix = downmix and "
+        "separate voices; auto = split when the channels carry different signals",
+    )
 
 
 class TopicSettings(BaseModel):

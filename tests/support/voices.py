@@ -154,3 +154,36 @@ def attributed_share(
         right = sum(1 for i in speech if any(mapping[h] in ref[i] for h in hyp[i]))
         best = max(best, right)
     return best / len(speech) if speech else 1.0
+
+
+def speaker_recall(
+    reference: list[Turn], hypothesis: list[tuple[float, float, str]], step: float = 0.01
+) -> dict[str, float]:
+    """Per reference speaker: the share of their speech time during which the hypothesis
+    label mapped to them (best one-to-one assignment) is active. Strict where voices
+    overlap: each speaker must be found in their own right."""
+    import itertools
+
+    end = max(t.end for t in reference)
+    frames = int(end / step) + 1
+
+    def active(spans: list[tuple[float, float, str]]) -> dict[str, set[int]]:
+        found: dict[str, set[int]] = {}
+        for start, stop, label in spans:
+            found.setdefault(label, set()).update(
+                range(int(start / step), min(frames, int(stop / step)))
+            )
+        return found
+
+    ref = active([(t.start, t.end, t.speaker) for t in reference])
+    hyp = active(hypothesis)
+    labels = sorted(hyp) + [None] * max(0, len(ref) - len(hyp))
+    best: dict[str, float] = {}
+    for perm in itertools.permutations(labels, len(ref)):
+        recall = {
+            speaker: len(ref[speaker] & hyp.get(label, set())) / len(ref[speaker])
+            for speaker, label in zip(sorted(ref), perm)
+        }
+        if sum(recall.values()) > sum(best.values()):
+            best = recall
+    return best

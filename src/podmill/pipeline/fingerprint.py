@@ -37,7 +37,10 @@ def fingerprint_inputs(settings: Settings) -> dict[str, Any]:
         # the device, like ASR's, is not an output.
         from podmill.ml import diarize
 
-        inputs["diarization"] = {"model": diarize.model_identity()}
+        inputs["diarization"] = {
+            "model": diarize.model_identity(),
+            "channels": settings.diarization.channels,
+        }
     if settings.topics.backend == "llm":
         inputs["llm"] = llm_inputs(settings)
     return inputs
