@@ -89,8 +89,13 @@ def run_one(
         episodes.extend(resolve(path, settings).episodes)
     started = time.perf_counter()
     pools = {"io": 2, "asr": asr_slots, "cpu": 1, "llm": 1}
-    results = Runner(settings, order=order, pools=pools).run_many(episodes)  # type: ignore[arg-type]
+    runner = Runner(settings, order=order, pools=pools)  # type: ignore[arg-type]
+    results = runner.run_many(episodes)
     seconds = time.perf_counter() - started
+    jobs = [runner.store.job(r.job_id) for r in results if r.job_id is not None]
+    done_after = sorted(
+        (job["finished_at"] - job["created_at"]).total_seconds() for job in jobs if job
+    )
     failed = [r.status for r in results if r.status != "done"]
     if failed:
         raise SystemExit(f"{order}: {len(failed)} episode(s) did not finish: {failed}")
@@ -111,6 +116,8 @@ def run_one(
         "swaps": swaps,
         "swaps_per_job": swaps / len(results),
         "seconds": seconds,
+        "first_done_s": done_after[0],
+        "mean_done_s": sum(done_after) / len(done_after),
     }
 
 
@@ -157,13 +164,17 @@ def main() -> None:
         "topics by the local LLM; "
         f"cpu budget {first['budget_mb']} MB, model estimates {first['sizes_mb']} MB"
     )
-    header = ("order", "whisper", "llm", "minilm", "evict", "over", "waited s", "swaps/job", "s")
-    print("".join(f"{h:>10}" for h in header))
+    header = (
+        *("order", "whisper", "llm", "minilm", "evict", "over", "waited s", "swaps/job"),
+        *("1st done", "mean done", "total s"),
+    )
+    print("".join(f"{h:>11}" for h in header))
     for r in rows:
         print(
-            f"{r['order']:>10}{r['whisper_loads']:>10}{r['llm_loads']:>10}{r['minilm_loads']:>10}"
-            f"{r['evictions']:>10}{r['over_budget']:>10}{r['waited_s']:>10}"
-            f"{r['swaps_per_job']:>10.2f}{r['seconds']:>10.1f}"
+            f"{r['order']:>11}{r['whisper_loads']:>11}{r['llm_loads']:>11}{r['minilm_loads']:>11}"
+            f"{r['evictions']:>11}{r['over_budget']:>11}{r['waited_s']:>11}"
+            f"{r['swaps_per_job']:>11.2f}{r['first_done_s']:>11.1f}{r['mean_done_s']:>11.1f}"
+            f"{r['seconds']:>11.1f}"
         )
 
 
