@@ -7,9 +7,7 @@ and concurrent runs never see each other's tables.
 
 from __future__ import annotations
 
-import os
 import threading
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -17,7 +15,7 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Engine, create_engine, func, inspect, make_url, select, text
+from sqlalchemy import Engine, func, inspect, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from podmill.domain import Chapter, Episode, Person, TranscriptLink
@@ -34,45 +32,13 @@ from podmill.storage.db import (
 )
 from podmill.storage.models import ArtifactRow, Base, StepRow
 
-PG_URL = os.environ.get(
-    "PODMILL_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
 TABLES = {"feeds", "episodes", "jobs", "steps", "artifacts"}
-
-
-def _postgres_admin() -> Engine:
-    try:
-        import psycopg  # noqa: F401
-    except ImportError:
-        pytest.skip("psycopg is not installed: pip install 'psycopg[binary]>=3.1'")
-    engine = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with engine.connect():
-            pass
-    except Exception as exc:
-        engine.dispose()
-        pytest.skip(f"Postgres unreachable at {PG_URL}: {str(exc).splitlines()[0]}")
-    return engine
-
-
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
-    """A URL whose ``search_path`` is a new, empty schema, dropped after the test."""
-    admin = _postgres_admin()
-    schema = f"podmill_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-    try:
-        url = make_url(PG_URL).update_query_dict({"options": f"-csearch_path={schema}"})
-        yield url.render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        admin.dispose()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Not migrated (these tests migrate); SQLite in a directory that does not exist yet.
+    ``postgres_url`` is tests/conftest.py's."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'nested' / 'dir' / 'podmill.db'}"
     return request.getfixturevalue("postgres_url")
