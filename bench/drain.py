@@ -75,7 +75,7 @@ def run_one(
     arbiter = process_arbiter()
     whisper = asr.model_name(asr.resolve_model(asr_model), settings.asr)
     minilm = embed.model_name()
-    qwen = llm._local_model_name(llm.gguf_path(settings.llm), settings.llm)
+    qwen = llm.local_model_name(llm.gguf_path(settings.llm), settings.llm)
     size = {name: arbiter.estimate(name) for name in (whisper, minilm, qwen)}
     fits = max(size[qwen] + size[minilm], size[whisper] + size[minilm])
     too_much = size[whisper] + size[qwen]

@@ -259,7 +259,9 @@ class _LocalServer:
             return self.server.handle_chat_completions(body)
 
 
-def _local_model_name(path: Path, settings: LlmSettings) -> str:
+def local_model_name(path: Path, settings: LlmSettings) -> str:
+    """Register the GGUF at ``path`` with these settings in the process arbiter; returns
+    its name (as ``asr.model_name`` does for Whisper)."""
     threads = settings.threads or (os.cpu_count() or 1)
     name = f"llm:{path}:{settings.context_tokens}:{threads}"
     arbiter = process_arbiter()
@@ -291,7 +293,7 @@ class LocalLLM:
     ) -> LLMReply:
         path = gguf_path(self.settings)
         body = _request_body(self.settings, messages, json_schema, max_tokens)
-        with process_arbiter().acquire(_local_model_name(path, self.settings)) as server:
+        with process_arbiter().acquire(local_model_name(path, self.settings)) as server:
             data = server.complete(body)
         if isinstance(data, dict) and "error" in data and "choices" not in data:
             raise LLMError(f"the local LLM ({path.name}) failed: {data['error']}")
