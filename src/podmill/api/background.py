@@ -4,9 +4,13 @@ scheduler runs without the server extra."""
 
 from __future__ import annotations
 
+import logging
 import threading
+from collections.abc import Callable
 
 from podmill.api.platform import Platform
+
+log = logging.getLogger(__name__)
 
 
 def background_threads(service: Platform, stop: threading.Event) -> list[threading.Thread]:
@@ -15,11 +19,21 @@ def background_threads(service: Platform, stop: threading.Event) -> list[threadi
     from podmill.api.poller import Poller
     from podmill.api.webhooks import Notifier
 
+    seconds = service.settings.server.poll_check_seconds
+    passes = {"poller": Poller(service).poll_due, "webhooks": Notifier(service).deliver_due}
     return [
         threading.Thread(
-            target=Poller(service).run, args=(stop,), name="podmill-poller", daemon=True
-        ),
-        threading.Thread(
-            target=Notifier(service).run, args=(stop,), name="podmill-webhooks", daemon=True
-        ),
+            target=_every, args=(stop, work, seconds, name), name=f"podmill-{name}", daemon=True
+        )
+        for name, work in passes.items()
     ]
+
+
+def _every(stop: threading.Event, work: Callable[[], object], seconds: float, name: str) -> None:
+    """Run ``work`` every ``seconds`` until ``stop`` is set; errors are logged, never fatal."""
+    while not stop.is_set():
+        try:
+            work()
+        except Exception:  # the database restarting, a bug: try again next round
+            log.exception("%s pass failed", name)
+        stop.wait(seconds)

@@ -17,7 +17,6 @@ number may run against one database:
 from __future__ import annotations
 
 import logging
-import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -51,15 +50,6 @@ class Poller:
         self.platform = platform
         self.settings = platform.settings.server
         self.clock: Clock = clock or SystemClock()
-
-    def run(self, stop: threading.Event) -> None:
-        """Poll until ``stop`` is set; errors are logged, never fatal."""
-        while not stop.is_set():
-            try:
-                self.poll_due()
-            except Exception:  # the database restarting, a bug: try again next round
-                log.exception("feed poller pass failed")
-            stop.wait(self.settings.poll_check_seconds)
 
     def poll_due(self) -> list[PollOutcome]:
         """Poll every due feed that has subscribers, once each."""

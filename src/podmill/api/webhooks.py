@@ -24,7 +24,6 @@ import hashlib
 import hmac
 import json
 import logging
-import threading
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -75,14 +74,6 @@ class Notifier:
         self.client = client or httpx.Client(
             timeout=self.settings.webhook_timeout_seconds, follow_redirects=False
         )
-
-    def run(self, stop: threading.Event) -> None:
-        while not stop.is_set():
-            try:
-                self.deliver_due()
-            except Exception:  # the database restarting, a bug: try again next round
-                log.exception("webhook pass failed")
-            stop.wait(self.settings.poll_check_seconds)
 
     def deliver_due(self) -> list[Delivery]:
         now = self.clock.now()
