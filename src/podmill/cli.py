@@ -22,11 +22,14 @@ from rich.text import Text
 
 from podmill import __version__
 from podmill.api import cli as api_cli
+from podmill.digest import cli as digest_cli
 from podmill.domain import Episode
 from podmill.engine import cli as engine_cli
 from podmill.errors import PodmillError
 from podmill.ml.arbiter import configure_process_arbiter
+from podmill.search import cli as search_cli
 from podmill.settings import Settings, effective_values, load_settings
+from podmill.stress import cli as stress_cli
 
 app = typer.Typer(
     help="podmill: podcast and audio intelligence, self-hosted and offline.",
@@ -357,6 +360,16 @@ app.command()(api_cli.serve)
 app.command()(api_cli.scheduler)
 app.add_typer(api_cli.tenants_app, name="tenants")
 app.add_typer(api_cli.keys_app, name="keys")
+
+# --------------------------------------------------------------------------- corpus
+
+app.command()(search_cli.search)
+app.add_typer(search_cli.index_app, name="index")
+app.command()(digest_cli.digest)
+
+# ------------------------------------------------------------------------- operate
+
+app.add_typer(stress_cli.stress_app, name="stress")
 
 
 def main() -> None:

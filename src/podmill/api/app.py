@@ -17,7 +17,7 @@ from fastapi_offline import FastAPIOffline
 from sqlalchemy import text
 
 from podmill import __version__
-from podmill.api import admin, catalog, episodes, errors, jobs
+from podmill.api import admin, catalog, digests, episodes, errors, jobs, search
 from podmill.api.auth import LOCAL_TENANT, current_tenant
 from podmill.api.background import background_threads
 from podmill.api.platform import Platform, Tenant
@@ -74,6 +74,8 @@ def create_app(settings: Settings, *, auth: bool = True, background: bool = Fals
     app.include_router(episodes.router)
     app.include_router(catalog.router)
     app.include_router(admin.router)
+    app.include_router(search.router)
+    app.include_router(digests.router)
 
     @app.get("/me", tags=["health"], responses={401: errors.ERROR_SCHEMA})
     def me(request: Request, tenant: Tenant = Depends(current_tenant)) -> dict[str, Any]:

@@ -1,0 +1,1 @@
+"""Cross-feed digests: new episodes, story clusters and a time-budgeted topic list."""

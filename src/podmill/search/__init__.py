@@ -1,0 +1,1 @@
+"""Corpus search: the index of nodes and passages, keyword + vector search fused with RRF."""
