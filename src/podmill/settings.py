@@ -156,6 +156,23 @@ class ServerSettings(BaseModel):
     webhook_timeout_seconds: float = Field(10.0, gt=0, description="seconds per webhook call")
 
 
+class HealthSettings(BaseModel):
+    """When ``GET /health`` says ``degraded`` or ``unhealthy`` (docs/observability.md)."""
+
+    backlog_threshold: int = Field(
+        100, ge=0, description="steps ready to run above which the queue is degraded"
+    )
+    worker_stale_seconds: float = Field(
+        60.0, gt=0, description="a worker whose heartbeat is older than this is not alive"
+    )
+    disk_low_bytes: int = Field(
+        1024**3, ge=0, description="free bytes in data_dir below which health is degraded"
+    )
+    disk_critical_bytes: int = Field(
+        100 * 1024**2, ge=0, description="free bytes in data_dir below which it is unhealthy"
+    )
+
+
 class Settings(BaseSettings):
     """Effective configuration. Build with :func:`load_settings` to honour every layer."""
 
@@ -172,6 +189,9 @@ class Settings(BaseSettings):
         True, description="use a feed's podcast:transcript instead of running ASR"
     )
     log_level: str = "WARNING"
+    log_format: Literal["text", "json"] = Field(
+        "text", description="log lines: text, or JSON lines with correlation ids"
+    )
     download: DownloadSettings = Field(default_factory=DownloadSettings)
     asr: AsrSettings = Field(default_factory=AsrSettings)
     diarization: DiarizationSettings = Field(default_factory=DiarizationSettings)
@@ -180,6 +200,7 @@ class Settings(BaseSettings):
     pipeline: PipelineSettings = Field(default_factory=PipelineSettings)
     models: ModelSettings = Field(default_factory=ModelSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
+    health: HealthSettings = Field(default_factory=HealthSettings)
 
     @classmethod
     def settings_customise_sources(

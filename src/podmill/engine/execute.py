@@ -36,7 +36,10 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 
 from podmill.domain import Episode
 from podmill.errors import DownloadError, PodmillError
+from podmill.obs.logging import step_context
+from podmill.obs.metrics import recorder
 from podmill.pipeline.context import StageContext
+from podmill.pipeline.dag import successors
 from podmill.settings import Settings
 from podmill.storage.artifacts import ArtifactStore
 
@@ -78,6 +81,42 @@ def run_claimed(
                 step, settings_base, worker_id=worker_id, sessions=getattr(store, "sessions", None)
             )
 
+    # Every log line of this step, from podmill or a library, in this thread or in one
+    # started with podmill.obs.logging.propagating, carries these fields.
+    with step_context(
+        correlation_id=claimed.correlation_id,
+        job_id=claimed.job_id,
+        worker_id=worker_id or None,
+        stage=claimed.stage,
+    ):
+        metrics = recorder()
+        metrics.step_started(claimed.stage)
+        log.info("step %s (%s) attempt %s started", claimed.step_id, claimed.stage, claimed.attempt)
+        started = time.monotonic()
+        outcome: Outcome | None = None
+        try:
+            outcome = _run_and_record(store, claimed, run_step, complete)
+        finally:
+            seconds = time.monotonic() - started
+            metrics.step_finished(claimed.stage, seconds, outcome or "lost")
+            if outcome == "done" and not successors(claimed.stage):
+                metrics.job_completed("done")  # the last stage: the job is done
+            elif outcome == "dead":
+                metrics.job_completed("failed")
+        log.info(
+            "step %s (%s) attempt %s ended: %s in %.2fs",
+            claimed.step_id,
+            claimed.stage,
+            claimed.attempt,
+            outcome,
+            seconds,
+        )
+    return outcome
+
+
+def _run_and_record(
+    store: Any, claimed: Any, run_step: StepRunner, complete: Callable[..., bool] | None
+) -> Outcome:
     started = time.monotonic()
     try:
         notes = run_step(claimed)

@@ -33,6 +33,7 @@ from typing import Any, Literal
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from podmill.engine.execute import Outcome, run_claimed
+from podmill.obs.metrics import recorder
 from podmill.pipeline.dag import PROFILES, STAGE_NAMES, STAGES
 from podmill.settings import Settings
 
@@ -225,6 +226,7 @@ class Worker:
         self.settings_base = settings_base
         self.outcomes: dict[str, int] = {"done": 0, "retry": 0, "dead": 0, "lost": 0}
         self.released = 0
+        self.last_heartbeat: float | None = None  # unix time of the last one written
 
         self._stop_requests = 0  # written by signal handlers: a plain int, no locks
         self._lock = threading.Lock()
@@ -256,6 +258,15 @@ class Worker:
         with self._lock:
             return list(self._running)
 
+    def in_flight(self) -> list[dict[str, Any]]:
+        """The steps running now: step id, job id, stage, attempt (for health)."""
+        with self._lock:
+            steps = list(self._running.values())
+        return [
+            {"step_id": s.step_id, "job_id": s.job_id, "stage": s.stage, "attempt": s.attempt}
+            for s in steps
+        ]
+
     # -------------------------------------------------------------------- loop
 
     def run(self) -> None:
@@ -263,6 +274,7 @@ class Worker:
         self.store.register_worker(
             self.worker_id, socket.gethostname(), os.getpid(), self.pool_sizes
         )
+        self._heartbeat_written()
         self._completions.start()
         self._start_thread(self._heartbeat_loop, "heartbeat")
         if self.store.dialect == "postgresql":
@@ -366,6 +378,7 @@ class Worker:
         each pool got."""
         if not hungry:
             return {}
+        started = time.perf_counter()
         try:
             answers = self.store.claim_pools(
                 self.worker_id,
@@ -376,6 +389,11 @@ class Worker:
             with self._lock:
                 self._full_scan = True  # nothing was claimed: ask everyone next time
             raise
+        # one transaction serves every pool asked: each pool waited that long
+        seconds = time.perf_counter() - started
+        metrics = recorder()
+        for pool, _ in hungry:
+            metrics.claim(pool.name, seconds)
         got: dict[Pool, int] = {}
         for (pool, free), claimed in zip(hungry, answers):
             if len(claimed) == free:
@@ -470,6 +488,7 @@ class Worker:
     def _beat(self, *, reap: bool) -> None:
         try:
             self.store.heartbeat(self.worker_id, self.running_ids())
+            self._heartbeat_written()
             if reap:
                 reaped = self.store.reap(self.worker_id)
                 if reaped:
@@ -479,6 +498,10 @@ class Worker:
                     self._wake.set()
         except Exception as exc:  # the database may be restarting; try again next beat
             log.warning("heartbeat failed: %s", _first_line(exc))
+
+    def _heartbeat_written(self) -> None:
+        self.last_heartbeat = time.time()
+        recorder().heartbeat(self.last_heartbeat)
 
     def _listen_loop(self) -> None:
         """Postgres: wake the claim loop on NOTIFY; reconnect with backoff when it drops."""
@@ -522,6 +545,7 @@ class Worker:
             # fenced: if the step finished (or was reaped) meanwhile, this changes nothing
             if self.store.release(step.step_id, step.lease_token):
                 self.released += 1
+                recorder().step_released(step.stage)
         except Exception as exc:
             log.warning(
                 "could not release step %s (%s): %s; it returns to pending when its lease expires",

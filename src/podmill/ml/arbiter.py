@@ -29,6 +29,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from podmill.obs.metrics import recorder
+
 log = logging.getLogger(__name__)
 
 DEFAULT_BUDGET_FRACTION = 0.7
@@ -193,7 +195,9 @@ class Arbiter:
                 del self._resident[name]
                 self._changed.notify_all()
             raise
-        log.info("loaded model %s on %s in %.2fs", name, spec.device, time.perf_counter() - started)
+        seconds = time.perf_counter() - started
+        log.info("loaded model %s on %s in %.2fs", name, spec.device, seconds)
+        recorder().model_loaded(name, seconds)
         with self._changed:
             entry.model = model
             entry.loaded = True
@@ -255,6 +259,7 @@ class Arbiter:
             entry.spec.unload(model)
         del model
         gc.collect()
+        recorder().model_unloaded(entry.spec.name)
         log.info("unloaded model %s from %s", entry.spec.name, entry.spec.device)
 
 

@@ -19,6 +19,7 @@ from podmill.domain import Segment, Transcript, Word
 from podmill.errors import AudioError, PodmillError, require
 from podmill.ml.arbiter import ModelSpec, cuda_available, process_arbiter
 from podmill.ml.packaged import is_joined, joined, model_cache_dir
+from podmill.obs.metrics import recorder
 from podmill.settings import AsrSettings
 
 
@@ -165,6 +166,7 @@ def transcribe(
         ) from exc
     if meta.duration <= 0:
         raise AudioError(f"{audio_path.name} contains no decodable audio")
+    recorder().audio_processed(float(meta.duration))
     return Transcript(
         language=meta.language or settings.language,
         duration=float(meta.duration),

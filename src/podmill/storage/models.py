@@ -21,6 +21,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -149,7 +150,7 @@ class JobRow(Base):
     error: Mapped[str | None] = mapped_column(Text)
     # What a worker needs to run the job: {"episode": Episode.to_dict(), "settings": {...}}.
     payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, server_default=text("'{}'"))
-    correlation_id: Mapped[str | None] = mapped_column(String(64))
+    correlation_id: Mapped[str | None] = mapped_column(String(64), index=True)
 
     steps: Mapped[list[StepRow]] = relationship(
         back_populates="job", order_by="StepRow.id", passive_deletes=True
@@ -341,3 +342,58 @@ class FeedItemRow(Base):
     episode_key: Mapped[str] = mapped_column(String(32))
     job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"))
     seen_at: Mapped[datetime] = _created_at()
+
+
+# -------------------------------------------------------------------- search (0006)
+# What `podmill search` and GET /search read (docs/search.md). The keyword index over
+# these rows belongs to the database (SQLite FTS5 table ``search_fts`` and its shadow
+# tables; the Postgres GIN index ``ix_search_docs_fts``): migration 0006 creates it, and
+# it has no model because it is derived data with a dialect-specific shape.
+
+SEARCH_DOC_KINDS = ("node", "passage")
+SEARCH_FTS_TABLE = "search_fts"
+SEARCH_FTS_INDEX = "ix_search_docs_fts"
+
+
+class SearchDocRow(Base):
+    """One searchable unit: a topic node (L0/L1/L2) or a transcript passage window.
+
+    ``doc_key`` is ``n:<node id>`` or ``p:<n>``; ``node_id`` of a passage is the deepest
+    node containing its midpoint. ``vector``: the 384 float32s of its embedding.
+    """
+
+    __tablename__ = "search_docs"
+    __table_args__ = (
+        UniqueConstraint("episode_key", "doc_key"),
+        CheckConstraint("kind IN ('node', 'passage')", name="kind"),
+        {"sqlite_autoincrement": True},  # ids are never reused: the vector index names rows
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    episode_key: Mapped[str] = mapped_column(String(32))
+    fingerprint: Mapped[str] = mapped_column(String(32))
+    doc_key: Mapped[str] = mapped_column(String(40))
+    kind: Mapped[str] = mapped_column(String(8))
+    node_id: Mapped[str] = mapped_column(String(32))
+    level: Mapped[int] = mapped_column(Integer)
+    start_seconds: Mapped[float] = mapped_column(Float)
+    end_seconds: Mapped[float] = mapped_column(Float)
+    title: Mapped[str] = mapped_column(Text)
+    body: Mapped[str] = mapped_column(Text)
+    vector: Mapped[bytes | None] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(
+        UTCDateTime, default=utcnow, server_default=text("CURRENT_TIMESTAMP"), index=True
+    )
+
+
+def is_modelled(name: str | None, type_: str, parent_names: Any) -> bool:
+    """Alembic ``include_name`` hook: ``False`` for the database-owned keyword index of
+    ``search_docs`` (FTS5 virtual and shadow tables, the Postgres GIN index), which the
+    migrations create and no model describes; every other reflected object is compared."""
+    if name is None:
+        return True
+    if type_ == "table":
+        return name != SEARCH_FTS_TABLE and not name.startswith(SEARCH_FTS_TABLE + "_")
+    if type_ == "index":
+        return name != SEARCH_FTS_INDEX
+    return True
