@@ -1,0 +1,80 @@
+"""Run a group of jobs through the API with a fixed number in flight.
+
+Closed loop: ``concurrency`` client threads each upload a job, poll ``GET /jobs/{id}``
+until it is terminal, and only then take the next one — as ``concurrency`` users
+waiting for their results would. So "concurrency 4" means at most four jobs of this
+run queued or running at any moment.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+
+from podmill.errors import PodmillError
+from podmill.stress.client import StressClient
+from podmill.stress.records import TERMINAL_JOB, JobRecord
+from podmill.stress.staging import StagedAudio
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+def run_one(
+    client: StressClient,
+    audio: StagedAudio,
+    index: int,
+    group: str,
+    *,
+    poll: float,
+    timeout: float,
+) -> JobRecord:
+    """Upload one copy and follow its job to a terminal status (or ``timeout`` s)."""
+    record = JobRecord(index=index, group=group, audio_sha256=audio.sha256, status="submitting")
+    record.submitted_at = _now()
+    try:
+        answer = client.upload(audio.path)
+    except PodmillError as exc:
+        if "401" in str(exc) or "cannot reach" in str(exc):
+            raise  # the whole run is broken, not this job
+        record.status, record.error = "submit_error", str(exc)
+        return record
+    record.created = bool(answer.get("created"))
+    record.update_from_api(answer["job"])
+    deadline = time.monotonic() + timeout
+    while record.status not in TERMINAL_JOB:
+        if time.monotonic() > deadline:
+            record.error = f"not finished after {timeout:g} s (last status {record.status})"
+            record.status = "timeout"
+            break
+        time.sleep(poll)
+        record.update_from_api(client.job(int(record.id or 0)))
+    record.observed_at = _now()
+    return record
+
+
+def run_group(
+    client: StressClient,
+    copies: Sequence[StagedAudio],
+    group: str,
+    concurrency: int,
+    *,
+    poll: float,
+    timeout: float,
+    first_index: int = 0,
+) -> list[JobRecord]:
+    """Every copy as one job, at most ``concurrency`` in flight; records in submit order."""
+    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="stress") as pool:
+        futures = [
+            pool.submit(run_one, client, audio, first_index + i, group, poll=poll, timeout=timeout)
+            for i, audio in enumerate(copies)
+        ]
+        try:
+            return [f.result() for f in futures]
+        except BaseException:
+            # the API went away or refused the key: do not start the jobs still queued
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
