@@ -1,0 +1,91 @@
+"""The digest's time window and listening budget, parsed from what a user types.
+
+``--since 7d`` / ``?since=7d`` (also ``24h``, ``2w``, ``90m``, a date or an ISO
+timestamp), ``--until`` likewise (default: now), ``--budget 30m`` (also ``1h``,
+``1h30m``, ``45s``, or a bare number of minutes).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from podmill.errors import PodmillError
+
+DEFAULT_SINCE = "7d"
+MAX_BUDGET_SECONDS = 7 * 24 * 3600.0
+_RELATIVE = re.compile(r"(\d+)\s*([mhdw])")
+_UNITS = {"m": timedelta(minutes=1), "h": timedelta(hours=1), "d": timedelta(days=1),
+          "w": timedelta(weeks=1)}  # fmt: skip
+_BUDGET = re.compile(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?")
+
+
+class WindowError(PodmillError):
+    """A ``since``/``until``/``budget`` value that cannot be read."""
+
+
+@dataclass(frozen=True)
+class Window:
+    """Episodes published in ``[since, until)``."""
+
+    since: datetime
+    until: datetime
+
+    @property
+    def seconds(self) -> float:
+        return (self.until - self.since).total_seconds()
+
+
+def parse_time(value: str, now: datetime, *, option: str = "--since") -> datetime:
+    """``7d``/``24h``/``2w``/``90m`` before ``now``, or a date / ISO timestamp (UTC if no zone)."""
+    text = value.strip()
+    match = _RELATIVE.fullmatch(text)
+    if match:
+        amount = int(match.group(1))
+        if amount > 100 * 52 * 7:  # keeps timedelta and the database in range
+            raise WindowError(f"{option} {value!r} reaches too far back: use at most 36400d")
+        return now - amount * _UNITS[match.group(2)]
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise WindowError(
+            f"{option} {value!r} is not a time: use e.g. 7d, 24h, 2w, 2026-11-01 "
+            "or an ISO timestamp"
+        ) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def parse_window(since: str | None, until: str | None, now: datetime) -> Window:
+    """The window ``[since, until)``; ``since`` defaults to 7 days, ``until`` to ``now``."""
+    end = parse_time(until, now, option="--until") if until else now
+    start = parse_time(since or DEFAULT_SINCE, now, option="--since")
+    if start >= end:
+        raise WindowError(
+            f"the window is empty: since {start.isoformat()} is not before until "
+            f"{end.isoformat()} (check --since / --until)"
+        )
+    return Window(start.astimezone(UTC), end.astimezone(UTC))
+
+
+def parse_budget(value: str | None) -> float | None:
+    """Listening budget in seconds: ``30m``, ``1h``, ``1h30m``, ``45s`` or minutes (``30``)."""
+    if value is None or value.strip() == "":
+        return None
+    text = value.strip().lower().replace(" ", "")
+    seconds: float | None = None
+    if re.fullmatch(r"\d+(\.\d+)?", text):
+        seconds = float(text) * 60
+    else:
+        match = _BUDGET.fullmatch(text)
+        if match and any(match.groups()):
+            hours, minutes, secs = (float(g) if g else 0.0 for g in match.groups())
+            seconds = hours * 3600 + minutes * 60 + secs
+    if seconds is None:
+        raise WindowError(
+            f"--budget {value!r} is not a duration: use e.g. 30m, 1h, 1h30m, 90s "
+            "or a number of minutes"
+        )
+    if not 0 < seconds <= MAX_BUDGET_SECONDS:
+        raise WindowError(f"--budget {value!r} must be more than 0 and at most 7 days")
+    return seconds
