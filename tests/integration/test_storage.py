@@ -30,7 +30,7 @@ from podmill.storage.db import (
     session_factory,
     upgrade,
 )
-from podmill.storage.models import ArtifactRow, Base, StepRow
+from podmill.storage.models import ArtifactRow, Base, StepRow, is_modelled
 
 TABLES = {"feeds", "episodes", "jobs", "steps", "artifacts"}
 
@@ -92,7 +92,9 @@ def test_upgrade_twice_is_idempotent_and_reaches_head(db_url: str) -> None:
 
 def test_models_match_the_migrated_schema(engine: Engine) -> None:
     with engine.connect() as conn:
-        context = MigrationContext.configure(conn, opts={"compare_type": True})
+        # the database-owned keyword index of search_docs has no model (migration 0006)
+        opts = {"compare_type": True, "include_name": is_modelled}
+        context = MigrationContext.configure(conn, opts=opts)
         assert compare_metadata(context, Base.metadata) == []
 
 

@@ -66,7 +66,7 @@ STAGES: tuple[Stage, ...] = (
         join=True,
         tree=True,
     ),
-    Stage("index", ("synthesize",), "cpu", ("index.npz",), "1"),
+    Stage("index", ("synthesize",), "cpu", ("index.npz",), "2"),  # 2: passages
     Stage("publish", ("index",), "io", ("summary.md", "manifest.json"), "1"),
 )
 

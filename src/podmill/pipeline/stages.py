@@ -400,17 +400,22 @@ def _fill_root(
 
 
 def index(ctx: StageContext) -> None:
-    """Embed every node (title + summary) for search."""
+    """Embed every node (title + summary) and passage window for search; with a
+    database, make them the episode's search documents (docs/search.md)."""
+    from podmill.search import documents
+
     tree = TopicNode.from_dict(ctx.read_json("topics.json")["root"])
-    nodes = list(tree.walk())
-    vectors = _embed()([f"{n.title}. {n.summary}" for n in nodes])
+    sentences = sentences_from_dicts(ctx.read_json("sentences.json"))
+    node_vectors, passages, passage_vectors = documents.embed_episode(tree, sentences, _embed())
+    if ctx.sessions is not None:
+        from podmill.search import store
+
+        docs = documents.episode_documents(tree, passages, node_vectors, passage_vectors)
+        with ctx.sessions.begin() as session:
+            store.replace_episode(session, ctx.key, ctx.fingerprint, docs)
     buffer = io.BytesIO()
-    np.savez(
-        buffer,
-        ids=np.array([n.id for n in nodes]),
-        levels=np.array([n.level for n in nodes]),
-        vectors=vectors,
-    )
+    np.savez(buffer, **documents.index_arrays(tree, node_vectors, passages, passage_vectors))
+    # Written last: its presence means the rows are in the database too.
     ctx.write_bytes("index.npz", buffer.getvalue())
 
 

@@ -11,7 +11,7 @@ from alembic import context
 from sqlalchemy import Connection
 
 from podmill.storage.db import migration_connection
-from podmill.storage.models import Base
+from podmill.storage.models import Base, is_modelled
 
 config = context.config
 target_metadata = Base.metadata
@@ -31,6 +31,7 @@ def _run(connection: Connection) -> None:
         # SQLite cannot ALTER most things; batch mode rebuilds the table instead.
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        include_name=is_modelled,  # the search keyword index has no model (0006)
     )
     with context.begin_transaction():
         context.run_migrations()

@@ -1,0 +1,133 @@
+"""Keyword search in the database: SQLite FTS5 (bm25, ``snippet``) or Postgres full
+text (``ts_rank_cd``, ``ts_headline``). One shape for both: :func:`keyword_ranking`
+returns doc ids best first; :func:`highlights` returns highlighted snippets.
+
+A query becomes an OR of its words (stop words dropped): a natural-language question
+rarely has every word in the passage that answers it; the ranking functions reward
+passages with more and rarer matches. Words are reduced to letters and digits, so no
+user input reaches either database's query syntax.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from sqlalchemy import Connection, bindparam, column, literal_column, select, table, text
+
+from podmill.search.store import DOCS, EPISODES, Filters
+
+MARK_START, MARK_END = "«", "»"
+SNIPPET_WORDS = 24
+# The expression of the GIN index of migration 0006: the planner uses the index only
+# for this exact expression.
+PG_TSVECTOR = "to_tsvector('english', search_docs.title || ' ' || search_docs.body)"
+# Title matches count double: a topic titled with the query's words is about it.
+SQLITE_BM25 = "bm25(search_fts, 2.0, 1.0)"
+FTS = table("search_fts", column("rowid"))  # the FTS5 table of migration 0006
+
+STOP_WORDS = frozenset(
+    """a about above after again against all am an and any are as at be because been
+    before being below between both but by can could did do does doing down during each
+    few for from further had has have having he her here hers herself him himself his how
+    i if in into is it its itself just me more most my myself no nor not now of off on
+    once only or other our ours ourselves out over own same she should so some such than
+    that the their theirs them themselves then there these they this those through to too
+    under until up very was we were what when where which while who whom why will with
+    would you your yours yourself yourselves said say says talk talked talking discuss
+    discussed episode podcast""".split()
+)
+
+
+def query_terms(query: str) -> list[str]:
+    """The query's searchable words, lowercased, stop words dropped, first seen first."""
+    words = re.findall(r"[^\W_]+", query.lower())
+    seen: dict[str, None] = {}
+    for word in words:
+        if word not in STOP_WORDS:
+            seen.setdefault(word, None)
+    return list(seen)
+
+
+def _sqlite_match(terms: Sequence[str]) -> str:
+    return " OR ".join(f'"{t}"' for t in terms)
+
+
+def _pg_tsquery(terms: Sequence[str]) -> str:
+    return " | ".join(terms)
+
+
+def keyword_ranking(
+    conn: Connection, terms: Sequence[str], filters: Filters, limit: int
+) -> list[int]:
+    """Ids of the ``limit`` best keyword matches, best first."""
+    if not terms:
+        return []
+    if conn.dialect.name == "sqlite":
+        query = (
+            select(DOCS.c.id)
+            .select_from(DOCS)
+            .join(FTS, FTS.c.rowid == DOCS.c.id)
+            .where(literal_column("search_fts").op("MATCH")(bindparam("match")))
+            .order_by(literal_column(SQLITE_BM25), DOCS.c.id)
+        )
+        params = {"match": _sqlite_match(terms)}
+    else:
+        tsquery = "to_tsquery('english', :tsquery)"
+        query = (
+            select(DOCS.c.id)
+            .where(literal_column(PG_TSVECTOR).op("@@")(text(tsquery)))
+            .order_by(literal_column(f"ts_rank_cd({PG_TSVECTOR}, {tsquery})").desc(), DOCS.c.id)
+        )
+        params = {"tsquery": _pg_tsquery(terms)}
+    if filters.active:
+        query = query.join(EPISODES, EPISODES.c.episode_key == DOCS.c.episode_key).where(
+            filters.condition()
+        )
+    return list(conn.execute(query.limit(limit), params).scalars())
+
+
+def highlights(conn: Connection, terms: Sequence[str], ids: Sequence[int]) -> dict[int, str]:
+    """Snippets of the docs in ``ids`` that match ``terms``, matches marked «like this».
+    Docs that match no term (found by meaning alone) are absent: see :func:`lead`."""
+    if not terms or not ids:
+        return {}
+    id_list = ", ".join(str(int(i)) for i in ids)  # ints: safe to inline
+    if conn.dialect.name == "sqlite":
+        sql = text(
+            f"SELECT rowid AS id, snippet(search_fts, 1, '{MARK_START}', '{MARK_END}', '…', "
+            f"{SNIPPET_WORDS}) AS snippet, highlight(search_fts, 0, '{MARK_START}', "
+            f"'{MARK_END}') AS title FROM search_fts WHERE search_fts MATCH :match "
+            f"AND rowid IN ({id_list})"
+        )
+        rows = conn.execute(sql, {"match": _sqlite_match(terms)}).all()
+    else:
+        options = (
+            f"StartSel={MARK_START}, StopSel={MARK_END}, MaxWords={SNIPPET_WORDS}, "
+            'MinWords=8, MaxFragments=2, FragmentDelimiter=" … "'
+        )
+        sql = text(
+            "SELECT id, ts_headline('english', body, q, :options) AS snippet, "
+            "ts_headline('english', title, q, :options) AS title "
+            "FROM search_docs, to_tsquery('english', :tsquery) AS q "
+            f"WHERE id IN ({id_list}) AND {PG_TSVECTOR} @@ q"
+        )
+        rows = conn.execute(sql, {"tsquery": _pg_tsquery(terms), "options": options}).all()
+    return {r.id: " ".join(_best(r.snippet, r.title).split()) for r in rows}
+
+
+def _best(snippet: str, title: str) -> str:
+    # A match only in the title leaves the body snippet unmarked: show the title's.
+    if MARK_START in snippet or MARK_START not in title:
+        return snippet
+    return title
+
+
+def lead(body: str, words: int = SNIPPET_WORDS) -> str:
+    """The first ``words`` words of ``body`` (the snippet of a hit found by meaning)."""
+    parts = body.split()  # also folds the newlines between a node's summary and points
+    return " ".join(parts[:words]) + (" …" if len(parts) > words else "")
+
+
+def strip_marks(snippet: str) -> str:
+    return snippet.replace(MARK_START, "").replace(MARK_END, "")

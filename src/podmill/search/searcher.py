@@ -1,0 +1,316 @@
+"""Hybrid search: keyword ranking (database FTS) and vector ranking (embeddings) fused
+with reciprocal rank fusion, filtered, deduplicated, with highlighted snippets.
+
+One :class:`Searcher` per process (the CLI makes one per command, the API one per
+app); it is thread-safe. Its vector side is the live generation
+(:mod:`podmill.search.vectors`) plus an exact scan of the rows the generation lacks,
+kept as a small in-memory cache that follows the table.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, make_url
+
+from podmill.errors import PodmillError
+from podmill.search import keyword, store, vectors
+from podmill.search.store import Filters
+from podmill.search.vectors import Generation
+
+log = logging.getLogger(__name__)
+
+RRF_K = 60  # the constant of Cormack et al. (2009): damps the weight of the top ranks
+MIN_CANDIDATES = 50  # per ranking, before fusion
+# Rows outside the generation, searched exactly; past this many the searcher builds a
+# new generation (the CLI at once, a server in a background thread).
+AUTO_REBUILD_ROWS = 20_000
+# A generation also misses rows created this long before it was built whose ids are
+# below its high-water mark (a Postgres transaction that committed late).
+LATE_COMMIT_WINDOW = timedelta(minutes=10)
+MAX_QUERY_CHARS = 500
+
+
+class EmptyQuery(PodmillError):
+    pass
+
+
+@dataclass
+class Hit:
+    """One search result: where in which episode, and why it matched."""
+
+    episode_key: str
+    episode_title: str
+    node_id: str
+    level: int
+    start: float
+    end: float
+    score: float
+    snippet: str
+    kind: str  # node | passage
+    title: str  # the node's title (a passage's: its node's)
+    feed_id: int | None
+    feed_title: str | None
+    published_at: datetime | None
+    matched: list[str] = field(default_factory=list)  # keyword, vector
+    doc_id: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "episode_key": self.episode_key,
+            "episode_title": self.episode_title,
+            "node_id": self.node_id,
+            "level": self.level,
+            "start": round(self.start, 2),
+            "end": round(self.end, 2),
+            "score": round(self.score, 6),
+            "snippet": self.snippet,
+            "kind": self.kind,
+            "title": self.title,
+            "feed_id": self.feed_id,
+            "feed_title": self.feed_title,
+            "published_at": self.published_at.isoformat() if self.published_at else None,
+            "matched": self.matched,
+        }
+
+
+def index_folder(data_dir: Path, database_url: str) -> Path:
+    """Where the vector generations of this database live: one folder per database, so
+    two databases sharing a data directory never read each other's index."""
+    shown = make_url(database_url).render_as_string(hide_password=True)
+    return data_dir / "search" / f"db-{hashlib.sha256(shown.encode()).hexdigest()[:12]}"
+
+
+def fuse(rankings: list[list[int]], k: int = RRF_K) -> dict[int, float]:
+    """Reciprocal rank fusion: each ranking adds ``1 / (k + rank)`` (rank from 1)."""
+    scores: dict[int, float] = {}
+    for ranking in rankings:
+        for rank, doc_id in enumerate(ranking, 1):
+            scores[doc_id] = scores.get(doc_id, 0.0) + 1.0 / (k + rank)
+    return scores
+
+
+@dataclass
+class _Delta:
+    """The rows the generation lacks: ids, episode keys and vectors, id order."""
+
+    high_water: int
+    ids: Any
+    keys: list[str]
+    vectors: Any
+
+
+class Searcher:
+    """Hybrid search over ``search_docs`` of ``engine``'s database."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        data_dir: Path,
+        *,
+        embed: Callable[[list[str]], Any] | None = None,
+        auto_rebuild: str = "sync",  # sync | background | off
+        nprobe: int = vectors.DEFAULT_NPROBE,
+    ) -> None:
+        self.engine = engine
+        self.folder = index_folder(data_dir, engine.url.render_as_string(hide_password=False))
+        self._embed = embed
+        self.auto_rebuild = auto_rebuild
+        self.nprobe = nprobe
+        self._lock = threading.Lock()
+        self._rebuild_lock = threading.Lock()
+        self._generation: Generation | None = None
+        self._built_at: datetime | None = None
+        self._delta: _Delta | None = None
+
+    # ----------------------------------------------------------------- generation
+
+    def generation(self) -> Generation | None:
+        """The live generation (re-read when ``CURRENT`` names a new one)."""
+        for _attempt in range(3):
+            name = vectors.current_name(self.folder)
+            current = self._generation
+            if name is None or (current is not None and current.name == name):
+                return current
+            try:
+                loaded, meta = vectors.load(self.folder, name)
+            except FileNotFoundError:
+                continue  # pruned between reading CURRENT and opening it: read again
+            with self._lock:
+                if self._generation is None or self._generation.name != loaded.name:
+                    self._generation = loaded
+                    self._built_at = datetime.fromisoformat(meta["built_at"])
+            return loaded
+        return self._generation
+
+    def rebuild(self) -> Generation:
+        """Build a generation from every row's vector, save it aside, swap it in."""
+        from podmill.storage.models import utcnow
+
+        with self._rebuild_lock:
+            built_at = utcnow()
+            with self.engine.connect() as conn:
+                ids, keys, matrix = store.vectors_of(conn)
+            high_water = int(ids[-1]) if len(ids) else 0
+            generation = vectors.build(ids, keys, matrix, high_water)
+            vectors.save(generation, self.folder, {"built_at": built_at.isoformat()})
+            with self._lock:
+                self._generation = generation
+                self._built_at = built_at
+            return generation
+
+    def _delta_rows(self, conn: Connection, generation: Generation | None) -> _Delta:
+        import numpy as np
+
+        high_water = generation.high_water if generation is not None else 0
+        since = self._built_at - LATE_COMMIT_WINDOW if generation and self._built_at else None
+        wanted = np.array(store.recent_ids(conn, high_water, since), dtype=np.int64)
+        if generation is not None and since is not None and len(wanted):
+            # rows inside the late-commit window may already be in the generation
+            wanted = wanted[~np.isin(wanted, generation.ids)]
+        cached = self._delta
+        if cached is not None and cached.high_water != high_water:
+            cached = None
+        if cached is not None and np.array_equal(cached.ids, wanted):
+            return cached
+        if cached is not None:
+            keep = np.isin(cached.ids, wanted)
+            ids, keys = cached.ids[keep], [k for k, ok in zip(cached.keys, keep) if ok]
+            matrix = cached.vectors[keep]
+        else:
+            ids, keys, matrix = np.zeros(0, np.int64), [], np.zeros((0, 0), np.float32)
+        missing = wanted[~np.isin(wanted, ids)]
+        new_ids, new_keys, new_matrix = store.vectors_of(conn, missing.tolist())
+        if len(new_ids):
+            ids = np.concatenate([ids, new_ids])
+            keys = keys + new_keys
+            matrix = np.concatenate([matrix, new_matrix]) if len(matrix) else new_matrix
+        order = np.argsort(ids, kind="stable")
+        delta = _Delta(high_water, ids[order], [keys[i] for i in order], matrix[order])
+        self._delta = delta
+        return delta
+
+    # --------------------------------------------------------------------- search
+
+    def embed_query(self, query: str) -> Any:
+        if self._embed is None:
+            from podmill.ml.embed import embed
+
+            self._embed = embed
+        return self._embed([query])[0]
+
+    def search(self, query: str, filters: Filters | None = None, limit: int = 10) -> list[Hit]:
+        """The ``limit`` best hits for ``query`` (RRF of keyword and vector rankings)."""
+        query = query.strip()
+        if not query:
+            raise EmptyQuery('empty query: give words to search for, e.g. "climate policy"')
+        if len(query) > MAX_QUERY_CHARS:
+            raise EmptyQuery(
+                f"query is {len(query)} characters long; the limit is {MAX_QUERY_CHARS}"
+            )
+        filters = filters or Filters()
+        terms = keyword.query_terms(query)
+        qvec = self.embed_query(query)
+        depth = max(MIN_CANDIDATES, limit * 5)
+        with self.engine.connect() as conn:
+            by_keyword = keyword.keyword_ranking(conn, terms, filters, depth)
+            by_vector = self.vector_ranking(conn, qvec, filters, depth)
+            fused = fuse([by_keyword, by_vector])
+            rows = store.hit_rows(conn, list(fused), filters)
+            ordered = sorted(rows, key=lambda i: (-fused[i], i))
+            chosen = _dedupe([rows[i] for i in ordered], limit)
+            snippets = keyword.highlights(conn, terms, [r.id for r in chosen])
+        in_keyword, in_vector = set(by_keyword), set(by_vector)
+        return [
+            Hit(
+                episode_key=r.episode_key,
+                episode_title=r.episode_title or "",
+                node_id=r.node_id,
+                level=r.level,
+                start=r.start_seconds,
+                end=r.end_seconds,
+                score=fused[r.id],
+                snippet=snippets.get(r.id) or keyword.lead(r.body or r.title),
+                kind=r.kind,
+                title=r.title,
+                feed_id=r.feed_id,
+                feed_title=r.feed_title,
+                published_at=r.published_at,
+                matched=[
+                    m for m, s in (("keyword", in_keyword), ("vector", in_vector)) if r.id in s
+                ],
+                doc_id=r.id,
+            )
+            for r in chosen
+        ]
+
+    def vector_ranking(self, conn: Connection, qvec: Any, filters: Filters, k: int) -> list[int]:
+        """Ids of the ``k`` nearest documents that pass ``filters``, best first."""
+        import numpy as np
+
+        generation = self.generation()
+        delta = self._delta_rows(conn, generation)
+        allowed = store.allowed_episodes(conn, filters) if filters.active else None
+        found_ids, found_scores = [], []
+        if generation is not None and len(generation):
+            mask = generation.mask_for(allowed) if allowed is not None else None
+            ids, scores = generation.search(qvec, k, mask=mask, nprobe=self.nprobe)
+            found_ids.append(ids)
+            found_scores.append(scores)
+        if len(delta.ids):
+            rows = np.arange(len(delta.ids))
+            if allowed is not None:
+                rows = rows[[key in allowed for key in delta.keys]]
+            ids, scores = vectors.top(delta.ids[rows], delta.vectors[rows] @ qvec, k)
+            found_ids.append(ids)
+            found_scores.append(scores)
+        self._maybe_rebuild(len(delta.ids))
+        if not found_ids:
+            return []
+        ids, scores = vectors.top(np.concatenate(found_ids), np.concatenate(found_scores), k)
+        return [int(i) for i in ids]
+
+    def _maybe_rebuild(self, delta_rows: int) -> None:
+        if delta_rows < AUTO_REBUILD_ROWS or self.auto_rebuild == "off":
+            return
+        if self._rebuild_lock.locked():
+            return  # one is under way
+        if self.auto_rebuild == "background":
+            threading.Thread(target=self._rebuild_quietly, daemon=True).start()
+        else:
+            self.rebuild()
+
+    def _rebuild_quietly(self) -> None:
+        try:
+            self.rebuild()
+        except Exception:  # a failed rebuild leaves the live generation; searches go on
+            log.exception("search index rebuild failed")
+
+
+def _dedupe(rows: list[Any], limit: int) -> list[Any]:
+    """Drop a hit that mostly repeats a better one: of the same episode and kind, over
+    half of the shorter span shared (overlapping passage windows; a node under a
+    better-ranked ancestor, or the reverse). A passage inside a node hit stays: it says
+    where in the topic the words are."""
+    chosen: list[Any] = []
+    for row in rows:
+        if len(chosen) >= limit:
+            break
+        if not any(_repeats(row, better) for better in chosen):
+            chosen.append(row)
+    return chosen
+
+
+def _repeats(row: Any, better: Any) -> bool:
+    if row.episode_key != better.episode_key or row.kind != better.kind:
+        return False
+    shared = min(row.end_seconds, better.end_seconds) - max(row.start_seconds, better.start_seconds)
+    shorter = min(row.end_seconds - row.start_seconds, better.end_seconds - better.start_seconds)
+    return shared > 0.5 * max(shorter, 1e-6)
