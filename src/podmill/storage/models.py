@@ -397,3 +397,26 @@ def is_modelled(name: str | None, type_: str, parent_names: Any) -> bool:
     if type_ == "index":
         return name != SEARCH_FTS_INDEX
     return True
+
+
+# ------------------------------------------------------------------- digests (0007)
+
+
+class DigestRow(Base):
+    """A stored digest of one tenant for one period (``podmill serve``'s weekly digest;
+    docs/digest.md). Unique per tenant, kind and period start: stored once, whoever runs
+    the schedule."""
+
+    __tablename__ = "digests"
+    __table_args__ = (UniqueConstraint("tenant_id", "kind", "period_start"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(16), default="weekly", server_default="weekly")
+    period_start: Mapped[datetime] = mapped_column(UTCDateTime)
+    period_end: Mapped[datetime] = mapped_column(UTCDateTime)
+    schema_version: Mapped[str] = mapped_column(String(32))  # "podmill.digest/1"
+    episodes: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    stories: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    document: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = _created_at()
