@@ -154,6 +154,16 @@ class ServerSettings(BaseModel):
         5.0, gt=0, description="first retry delay of a webhook; doubles per failure"
     )
     webhook_timeout_seconds: float = Field(10.0, gt=0, description="seconds per webhook call")
+    digest_weekly: bool = Field(
+        True, description="store a weekly digest per tenant (GET /digests; docs/digest.md)"
+    )
+    digest_weekday: int = Field(
+        0, ge=0, le=6, description="weekday the weekly digest is made (0 = Monday, UTC)"
+    )
+    digest_hour: int = Field(6, ge=0, le=23, description="hour (UTC) the weekly digest is made")
+    digest_budget_minutes: float = Field(
+        30.0, ge=0, description="listen-list budget of the weekly digest (0: no listen list)"
+    )
 
 
 class HealthSettings(BaseModel):
