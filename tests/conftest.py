@@ -13,6 +13,7 @@ from sqlalchemy import create_engine, make_url
 from podmill.settings import Settings
 from podmill.storage.db import upgrade
 
+from support.corpus import corpus_labels, processed_corpus  # noqa: F401  (docs/corpus.md)
 from support.httpserver import TestHTTPServer
 
 # --------------------------------------------------------------------------- settings
