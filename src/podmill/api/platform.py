@@ -80,6 +80,18 @@ class Tenant:
     is_admin: bool
 
 
+def visible_episodes(tenant: Tenant) -> Any:
+    """The entitlement rule, as a condition on ``episodes``: the episodes of the
+    tenant's subscriptions, and of the jobs it requested (search filters with it too)."""
+    subscribed = select(SUBSCRIPTIONS.c.feed_id).where(SUBSCRIPTIONS.c.tenant_id == tenant.id)
+    requested = (
+        select(JOBS.c.episode_key)
+        .join(REQUESTS, REQUESTS.c.job_id == JOBS.c.id)
+        .where(REQUESTS.c.tenant_id == tenant.id)
+    )
+    return or_(EPISODES.c.feed_id.in_(subscribed), EPISODES.c.episode_key.in_(requested))
+
+
 def hash_key(key: str) -> str:
     """What is stored for a key: its SHA-256. Keys carry 256 random bits, so a plain
     hash is enough (no salt or slow hash: nothing to brute-force)."""
@@ -223,9 +235,12 @@ class Platform:
         *,
         feed_id: int | None = None,
         reply_to: str | None = None,
+        correlation_id: str | None = None,
     ) -> tuple[int, bool]:
         """Submit ``episode`` (idempotent on episode key and fingerprint) on behalf of
-        ``tenant_ids``: ``(job_id, created)``. A job everybody had cancelled comes back."""
+        ``tenant_ids``: ``(job_id, created)``. A job everybody had cancelled comes back.
+        A new job takes ``correlation_id`` (default: a new one); an existing job keeps
+        its own."""
         with self.store.sessions.begin() as session:
             repo.upsert_episode(session, episode, feed_id=feed_id)
         payload = {"episode": episode.to_dict(), "settings": self.job_settings}
@@ -233,7 +248,7 @@ class Platform:
             episode.episode_key,
             self.fingerprint,
             payload,
-            correlation_id=uuid.uuid4().hex,
+            correlation_id=correlation_id or uuid.uuid4().hex,
             profiles=step_profiles(self.settings.topics.backend),
         )
         with self.engine.begin() as conn:
@@ -376,14 +391,7 @@ class Platform:
     # ------------------------------------------------------------------ episodes
 
     def _visible(self, tenant: Tenant) -> Any:
-        """Episodes of the tenant's subscriptions, and of the jobs it requested."""
-        subscribed = select(SUBSCRIPTIONS.c.feed_id).where(SUBSCRIPTIONS.c.tenant_id == tenant.id)
-        requested = (
-            select(JOBS.c.episode_key)
-            .join(REQUESTS, REQUESTS.c.job_id == JOBS.c.id)
-            .where(REQUESTS.c.tenant_id == tenant.id)
-        )
-        return or_(EPISODES.c.feed_id.in_(subscribed), EPISODES.c.episode_key.in_(requested))
+        return visible_episodes(tenant)
 
     def episodes(
         self,

@@ -1,9 +1,74 @@
-"""``GET /search``: hybrid keyword + vector search over the tenant's episodes."""
+"""``GET /search``: hybrid keyword + vector search over the tenant's episodes.
+
+Hits have the shape of ``podmill search --json`` (docs/search.md). The tenant's
+entitlement (:func:`podmill.api.platform.visible_episodes`) is part of every query:
+on the keyword side in SQL, on the vector side as an episode mask, and again when the
+hits' rows are read, so another tenant's episode never comes back.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import threading
+from typing import Any
 
+from fastapi import APIRouter, Depends, Query, Request
+
+from podmill.api.auth import current_tenant, platform
 from podmill.api.errors import ERROR_SCHEMA
+from podmill.api.params import MAX_ID
+from podmill.api.platform import Problem, Tenant, visible_episodes
 
-router = APIRouter(tags=["search"], responses={401: ERROR_SCHEMA})
+router = APIRouter(tags=["search"], responses={401: ERROR_SCHEMA, 422: ERROR_SCHEMA})
+
+_searcher_lock = threading.Lock()
+
+
+def searcher(request: Request) -> Any:
+    """The app's one :class:`~podmill.search.searcher.Searcher` (made on first use; it
+    loads the vector index and, on the first query, the embedding model)."""
+    state = request.app.state
+    with _searcher_lock:
+        if getattr(state, "searcher", None) is None:
+            from podmill.search.searcher import Searcher
+
+            service = platform(request)
+            state.searcher = Searcher(
+                service.reader, service.settings.data_dir, auto_rebuild="background"
+            )
+    return state.searcher
+
+
+@router.get("/search")
+def search(
+    request: Request,
+    q: str = Query(..., min_length=1, max_length=500, description="what to look for"),
+    feed: int | None = Query(
+        None, ge=1, le=MAX_ID, description="a feed id (GET /subscriptions shows them)"
+    ),
+    since: str | None = Query(
+        None, max_length=40, description="published at or after: 7d, 12h, 2w, a date or ISO time"
+    ),
+    until: str | None = Query(
+        None, max_length=40, description="published before (a date: up to the end of that day)"
+    ),
+    limit: int = Query(10, ge=1, le=100),
+    tenant: Tenant = Depends(current_tenant),
+) -> list[dict[str, Any]]:
+    """Topics and passages of this tenant's episodes that match ``q`` by keyword or by
+    meaning, best first. Each hit names the episode, the node, the time span and a
+    snippet with the matched words marked «like this»."""
+    from podmill.search.query import InvalidTime, parse_time
+    from podmill.search.searcher import EmptyQuery
+    from podmill.search.store import Filters
+
+    try:
+        filters = Filters(
+            feed_id=feed,
+            since=parse_time(since, "since"),
+            until=parse_time(until, "until", end=True),
+            visible=visible_episodes(tenant),
+        )
+        hits = searcher(request).search(q, filters, limit)
+    except (EmptyQuery, InvalidTime) as exc:
+        raise Problem(422, "invalid_request", str(exc)) from None
+    return [hit.to_json() for hit in hits]

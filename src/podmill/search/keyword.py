@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from sqlalchemy import Connection, bindparam, column, literal_column, select, table, text
+from sqlalchemy import Connection, bindparam, column, func, literal_column, select, table, text
 
 from podmill.search.store import DOCS, EPISODES, Filters
 
@@ -73,11 +73,12 @@ def keyword_ranking(
         )
         params = {"match": _sqlite_match(terms)}
     else:
-        tsquery = "to_tsquery('english', :tsquery)"
+        tsvector = literal_column(PG_TSVECTOR)
+        tsquery = func.to_tsquery(literal_column("'english'"), bindparam("tsquery"))
         query = (
             select(DOCS.c.id)
-            .where(literal_column(PG_TSVECTOR).op("@@")(text(tsquery)))
-            .order_by(literal_column(f"ts_rank_cd({PG_TSVECTOR}, {tsquery})").desc(), DOCS.c.id)
+            .where(tsvector.op("@@")(tsquery))
+            .order_by(func.ts_rank_cd(tsvector, tsquery).desc(), DOCS.c.id)
         )
         params = {"tsquery": _pg_tsquery(terms)}
     if filters.active:

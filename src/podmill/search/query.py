@@ -11,6 +11,11 @@ from sqlalchemy import Connection, func, or_, select
 from podmill.errors import PodmillError
 from podmill.search.store import FEEDS
 
+
+class InvalidTime(PodmillError):
+    pass
+
+
 _UNITS = {"h": timedelta(hours=1), "d": timedelta(days=1), "w": timedelta(weeks=1)}
 
 
@@ -32,7 +37,7 @@ def parse_time(value: str | None, option: str = "--since", *, end: bool = False)
             return datetime.combine(day, time(), tzinfo=UTC)
         parsed = datetime.fromisoformat(text)
     except ValueError:
-        raise PodmillError(
+        raise InvalidTime(
             f"{option} {value!r} is not a time: use e.g. 7d, 12h, 2w, 2026-11-01 or "
             "2026-11-01T08:00:00+00:00"
         ) from None

@@ -295,10 +295,10 @@ class Searcher:
 
 
 def _dedupe(rows: list[Any], limit: int) -> list[Any]:
-    """Drop a hit that mostly repeats a better one: of the same episode and kind, over
-    half of the shorter span shared (overlapping passage windows; a node under a
-    better-ranked ancestor, or the reverse). A passage inside a node hit stays: it says
-    where in the topic the words are."""
+    """Drop a passage that mostly repeats a better-ranked passage of the same episode
+    (over half of the shorter span shared: the windows overlap by design). Nodes are
+    never dropped: an episode, its topic and a sub-topic are different answers, and a
+    passage inside a node hit says where in the topic the words are."""
     chosen: list[Any] = []
     for row in rows:
         if len(chosen) >= limit:
@@ -309,7 +309,7 @@ def _dedupe(rows: list[Any], limit: int) -> list[Any]:
 
 
 def _repeats(row: Any, better: Any) -> bool:
-    if row.episode_key != better.episode_key or row.kind != better.kind:
+    if row.kind != "passage" or better.kind != "passage" or row.episode_key != better.episode_key:
         return False
     shared = min(row.end_seconds, better.end_seconds) - max(row.start_seconds, better.start_seconds)
     shorter = min(row.end_seconds - row.start_seconds, better.end_seconds - better.start_seconds)

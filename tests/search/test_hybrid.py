@@ -1,0 +1,98 @@
+"""Hybrid search on SQLite and Postgres: keyword and meaning both find things, fused
+with RRF; filters by feed and date; deleted rows vanish; new rows are found at once."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from podmill.search import store
+from podmill.search.searcher import EmptyQuery, Searcher, fuse
+from podmill.search.store import Filters
+
+
+def _searcher(engine: Any, tmp_path: Path, embed: Any) -> Searcher:
+    return Searcher(engine, tmp_path / "data", embed=embed, auto_rebuild="off")
+
+
+def test_keyword_and_meaning_find_the_right_topic(engine: Any, tmp_path: Path, embed: Any) -> None:
+    searcher = _searcher(engine, tmp_path, embed)
+    # shares words with the text
+    hits = searcher.search("property tax rebate", limit=3)
+    assert (hits[0].episode_key, hits[0].node_id) == ("city001taxx", "1")
+    assert "keyword" in hits[0].matched and "vector" in hits[0].matched
+    assert "«" in hits[0].snippet and "»" in hits[0].snippet
+    # shares no content word with the text: found by meaning alone
+    hits = searcher.search("robot exploring the red planet", limit=3)
+    assert {h.episode_key for h in hits} == {"sci0001mars"}
+    assert "1" in {h.node_id for h in hits}
+    assert all(h.matched == ["vector"] for h in hits)
+    assert "«" not in hits[0].snippet and hits[0].snippet  # the lead of the text
+    # every hit names where it is
+    top = hits[0].to_json()
+    assert top["episode_title"] == "Rovers and telescopes"
+    assert top["end"] > top["start"] >= 0
+    assert top["kind"] in ("node", "passage") and top["level"] in (0, 1)
+    assert top["feed_title"] == "Science Hour"
+
+
+def test_filters_feed_and_dates(
+    engine: Any, loaded: tuple[str, dict[str, int]], tmp_path: Path, embed: Any
+) -> None:
+    searcher = _searcher(engine, tmp_path, embed)
+    feeds = loaded[1]
+    hits = searcher.search("water", Filters(feed_id=feeds["home"]), limit=20)
+    assert hits and {h.episode_key for h in hits} <= {"home001toma", "home002coff"}
+    hits = searcher.search(
+        "water",
+        Filters(since=datetime(2026, 11, 4, tzinfo=UTC), until=datetime(2026, 11, 17, tzinfo=UTC)),
+        limit=20,
+    )
+    assert hits and {h.episode_key for h in hits} <= {"home001toma", "sci0002vacc", "city002flood"}
+    assert searcher.search("water", Filters(since=datetime(2027, 1, 1, tzinfo=UTC))) == []
+
+
+def test_overlapping_hits_are_deduplicated(engine: Any, tmp_path: Path, embed: Any) -> None:
+    hits = _searcher(engine, tmp_path, embed).search("sourdough starter yeast", limit=10)
+    seen = [(h.episode_key, h.kind, h.start, h.end) for h in hits]
+    assert len(seen) == len(set(seen))
+    for i, (key, kind, start, end) in enumerate(seen):
+        for key2, kind2, start2, end2 in seen[:i]:
+            if key == key2 and kind == kind2 == "passage":
+                shared = min(end, end2) - max(start, start2)
+                assert shared <= 0.5 * min(end - start, end2 - start2), seen
+
+
+def test_new_and_removed_documents_are_seen_at_once(
+    engine: Any, corpus: list[Any], tmp_path: Path, embed: Any
+) -> None:
+    searcher = _searcher(engine, tmp_path, embed)
+    searcher.rebuild()  # a generation; what follows is only in the database
+    with engine.begin() as conn:
+        store.replace_episode(conn, "home002coff", "fp", [])
+    hits = searcher.search("grind the coffee beans", limit=10)
+    assert "home002coff" not in {h.episode_key for h in hits}
+    coffee = next(ep for ep in corpus if ep.key == "home002coff")
+    with engine.begin() as conn:
+        store.replace_episode(conn, "home002coff", "fp2", coffee.docs)
+    hits = searcher.search("grind the coffee beans", limit=3)
+    assert hits[0].episode_key == "home002coff" and hits[0].node_id == "1"
+
+
+def test_bad_queries_are_clear_errors(engine: Any, tmp_path: Path, embed: Any) -> None:
+    searcher = _searcher(engine, tmp_path, embed)
+    with pytest.raises(EmptyQuery, match="empty query"):
+        searcher.search("   ")
+    with pytest.raises(EmptyQuery, match="limit is 500"):
+        searcher.search("x" * 501)
+    # only punctuation and stop words: no keyword side, the vector side still answers
+    assert searcher.search('"what" -- :: OR AND NEAR(', limit=2)
+
+
+def test_rrf_rewards_agreement() -> None:
+    scores = fuse([[1, 2, 3], [3, 4]])
+    assert max(scores, key=scores.__getitem__) == 3  # high in both beats first in one
+    assert scores[1] == pytest.approx(1 / 61)
