@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import re
 import sys
 import time
@@ -65,8 +64,12 @@ class ShowFormat(str, Enum):
 
 
 def _settings(config: Path | None, **cli: Any) -> Settings:
+    from podmill.obs.logging import configure_logging, resolve_format
+
+    if cli.get("log_format") is not None:
+        cli["log_format"] = resolve_format(cli["log_format"])  # a bad value is one line
     settings, _ = load_settings(cli, config)
-    logging.basicConfig(level=settings.log_level.upper(), stream=sys.stderr)
+    configure_logging(settings.log_level, settings.log_format)
     configure_process_arbiter(settings.models.memory_budget, settings.models.idle_unload_seconds)
     return settings
 
@@ -187,9 +190,13 @@ def run(
         bool | None,
         typer.Option(help="label speakers (SPEAKER_1, ...); needs the 'diarize' extra"),
     ] = None,
+    log_format: engine_cli.LogFormatOpt = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Transcribe and outline a feed's episodes or one audio file (embedded, offline)."""
+    """Transcribe and outline a feed's episodes or one audio file (embedded, offline).
+
+    Each episode's job gets a new correlation id; with ``--log-format json`` every log
+    line of its stages carries it."""
     from podmill.feeds.sources import resolve
     from podmill.pipeline.runner import Runner
 
@@ -198,6 +205,7 @@ def run(
         data_dir=data_dir,
         **{"asr.model": model.value if model else None, "diarization.enabled": diarize},
         allow_private_networks=allow_private_networks,
+        log_format=log_format,
     )
     if settings.diarization.enabled:
         from podmill.ml.diarize import check_installed

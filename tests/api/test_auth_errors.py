@@ -88,7 +88,9 @@ def test_errors_are_json_a_user_can_act_on(alice: Caller) -> None:
 
 
 def test_health_needs_no_key(client: TestClient) -> None:
-    assert client.get("/health").json() == {"status": "healthy"}
+    health = client.get("/health").json()
+    assert health["status"] == "healthy", health
+    assert {"database", "backlog", "workers", "disk", "models"} <= set(health["checks"])
     assert client.get("/openapi.json").status_code == 200
     assert client.get("/docs").status_code == 200
 

@@ -234,7 +234,9 @@ def start_server(
     def healthy() -> bool:
         assert proc.poll() is None, f"podmill serve exited:\n{server.log()}"
         try:
-            return httpx.get(server.url + "/health", timeout=2).json()["status"] == "healthy"
+            # degraded still serves (e.g. no worker yet while a feed's backlog is queued)
+            status = httpx.get(server.url + "/health", timeout=2).json()["status"]
+            return status in ("healthy", "degraded")
         except httpx.HTTPError:
             return False
 

@@ -13,14 +13,18 @@ from typing import Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, Response
 from fastapi_offline import FastAPIOffline
-from sqlalchemy import text
 
 from podmill import __version__
 from podmill.api import admin, catalog, digests, episodes, errors, jobs, search
 from podmill.api.auth import LOCAL_TENANT, current_tenant
 from podmill.api.background import background_threads
 from podmill.api.platform import Platform, Tenant
+from podmill.obs.asgi import ObservabilityMiddleware
+from podmill.obs.fleet import FleetCache
+from podmill.obs.health import api_health, http_status
+from podmill.obs.metrics import ApiMetrics
 from podmill.settings import Settings
 
 DESCRIPTION = """\
@@ -69,6 +73,11 @@ def create_app(settings: Settings, *, auth: bool = True, background: bool = Fals
     )
     app.state.platform = service
     app.state.local_tenant = None
+    # /metrics: this process's requests and submissions, and the fleet's gauges read
+    # from the database (cached 2 s: many scrapers, one set of queries).
+    fleet = FleetCache(service.reader, stale_seconds=settings.health.worker_stale_seconds)
+    app.state.metrics = ApiMetrics(settings.data_dir, fleet)
+    app.add_middleware(ObservabilityMiddleware, metrics=app.state.metrics)
     errors.install(app)
     app.include_router(jobs.router)
     app.include_router(episodes.router)
@@ -82,15 +91,19 @@ def create_app(settings: Settings, *, auth: bool = True, background: bool = Fals
         """The caller's tenant, role, and the secret that signs its webhooks."""
         return request.app.state.platform.me(tenant)
 
-    @app.get("/health", tags=["health"])
-    def health(request: Request) -> dict[str, Any]:
-        """``healthy`` when the database answers, else ``unhealthy`` (no key needed)."""
-        try:
-            with request.app.state.platform.reader.connect() as conn:
-                conn.execute(text("SELECT 1"))
-        except Exception as exc:
-            return {"status": "unhealthy", "detail": str(exc).splitlines()[0]}
-        return {"status": "healthy"}
+    @app.get("/health", tags=["health"], responses={503: {"description": "unhealthy"}})
+    def health(request: Request) -> JSONResponse:
+        """``healthy | degraded | unhealthy`` with one entry per check (database, backlog,
+        workers, disk, models, gpu if configured), version and git sha; 503 when
+        unhealthy. No key needed. Rules: docs/observability.md."""
+        document = api_health(settings, request.app.state.platform.reader)
+        return JSONResponse(document, status_code=http_status(document))
+
+    @app.get("/metrics", tags=["health"], include_in_schema=False)
+    def metrics(request: Request) -> Response:
+        """Prometheus text exposition (no key needed): docs/observability.md."""
+        body, content_type = request.app.state.metrics.exposition()
+        return Response(body, media_type=content_type)
 
     return app
 
@@ -103,9 +116,11 @@ def app_from_environment() -> FastAPI:
     from pathlib import Path
 
     from podmill.api.cli import SERVE_OPTIONS
+    from podmill.obs.logging import configure_logging
     from podmill.settings import load_settings
 
     options = json.loads(os.environ[SERVE_OPTIONS])
     config = Path(options["config"]) if options["config"] else None
     settings, _ = load_settings(options["cli"], config)
+    configure_logging(settings.log_level, settings.log_format)
     return create_app(settings, auth=options["auth"], background=options["background"])

@@ -16,7 +16,16 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from podmill.engine.cli import ConfigOpt, DbOpt, JsonOpt, _print_json, _settings, err, out
+from podmill.engine.cli import (
+    ConfigOpt,
+    DbOpt,
+    JsonOpt,
+    LogFormatOpt,
+    _print_json,
+    _settings,
+    err,
+    out,
+)
 from podmill.errors import PodmillError
 
 SERVE_OPTIONS = "_PODMILL_SERVE_OPTIONS"  # serve --workers N → each worker process
@@ -70,9 +79,11 @@ def serve(
     workers: Annotated[
         int, typer.Option(min=1, help="server processes (each answers requests; share nothing)")
     ] = 1,
+    log_format: LogFormatOpt = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Serve the REST API (OpenAPI docs at /docs) and poll subscribed feeds."""
+    """Serve the REST API (OpenAPI docs at /docs, Prometheus metrics at /metrics) and poll
+    subscribed feeds."""
     from podmill.errors import require
 
     uvicorn = require("uvicorn", "server", "podmill serve")
@@ -87,7 +98,7 @@ def serve(
             "server; bind 127.0.0.1 (the default), or drop --no-auth and create keys with "
             "`podmill keys create TENANT`"
         )
-    settings = _settings(config, db=db, data_dir=data_dir)
+    settings = _settings(config, db=db, data_dir=data_dir, log_format=log_format)
     storage_db.upgrade(settings.database_url)
     err.print(
         f"podmill API on http://{host}:{port} (docs at /docs), database "
@@ -95,16 +106,26 @@ def serve(
         markup=False,
     )
     log_level = settings.log_level.lower()
+    # JSON logs: uvicorn's records go through podmill's root handler (JSON, correlation
+    # ids) instead of uvicorn's own text handlers.
+    log_config: dict[str, Any] | None = (
+        None if settings.log_format == "json" else uvicorn.config.LOGGING_CONFIG
+    )
     if workers == 1:
         app = create_app(settings, auth=not no_auth, background=background)
-        uvicorn.run(app, host=host, port=port, log_level=log_level)
+        uvicorn.run(app, host=host, port=port, log_level=log_level, log_config=log_config)
         return
+    _share_metrics_between_processes()
     # Each worker process builds the app from the same options (and inherits the
     # environment, so it reads the same settings); the poller's and the webhooks'
     # claims make it safe for every process to run them.
     os.environ[SERVE_OPTIONS] = json.dumps(
         {
-            "cli": {"db": db, "data_dir": str(data_dir) if data_dir else None},
+            "cli": {
+                "db": db,
+                "data_dir": str(data_dir) if data_dir else None,
+                "log_format": settings.log_format,
+            },
             "config": str(config) if config else None,
             "auth": not no_auth,
             "background": background,
@@ -117,14 +138,36 @@ def serve(
         port=port,
         workers=workers,
         log_level=log_level,
+        log_config=log_config,
     )
 
 
-def scheduler(db: DbOpt = None, data_dir: DataDirOpt = None, config: ConfigOpt = None) -> None:
+def _share_metrics_between_processes() -> None:
+    """``serve --workers N``: each request may reach any of the N processes, so their
+    counters and histograms must add up. prometheus_client's multiprocess mode keeps
+    them in files under ``PROMETHEUS_MULTIPROC_DIR`` (inherited by the processes
+    uvicorn starts); a fresh directory per run, so a restart starts from zero."""
+    import atexit
+    import shutil
+    import tempfile
+
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return  # the operator chose one (and cleans it between runs)
+    path = tempfile.mkdtemp(prefix="podmill-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+
+
+def scheduler(
+    db: DbOpt = None,
+    data_dir: DataDirOpt = None,
+    log_format: LogFormatOpt = None,
+    config: ConfigOpt = None,
+) -> None:
     """Poll subscribed feeds, queue new episodes and send webhooks, until SIGTERM/SIGINT."""
     from podmill.api.background import background_threads
 
-    settings = _settings(config, db=db, data_dir=data_dir)
+    settings = _settings(config, db=db, data_dir=data_dir, log_format=log_format)
     service = _platform(settings)
     stop = threading.Event()
 

@@ -104,8 +104,15 @@ async def create_job(request: Request, tenant: Tenant = Depends(current_tenant))
     if reply_to is not None:
         await run_in_threadpool(service.check_reply_to, reply_to)
     job_id, created = await run_in_threadpool(
-        service.request_episode, [tenant.id], episode, feed_id=feed_id, reply_to=reply_to
+        service.request_episode,
+        [tenant.id],
+        episode,
+        feed_id=feed_id,
+        reply_to=reply_to,
+        # the request's X-Correlation-ID (or a new one): every step's log lines carry it
+        correlation_id=request.state.correlation_id,
     )
+    request.app.state.metrics.job_submitted("api")
     job = await run_in_threadpool(service.job, tenant, job_id)
     return JSONResponse(
         jsonable_encoder({"job": job, "created": created}),

@@ -7,9 +7,7 @@ Registered on the main app in :mod:`podmill.cli`. Every command takes ``--db`` (
 from __future__ import annotations
 
 import json
-import logging
 import signal
-import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -46,18 +44,26 @@ ConfigOpt = Annotated[
     Path | None, typer.Option("--config", help="podmill.toml to read (default ./podmill.toml)")
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="one JSON object per line")]
+LogFormatOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--log-format",
+        help="log lines: text or json (JSON lines with correlation_id, job_id, worker_id, "
+        "stage) [setting log_format / PODMILL_LOG_FORMAT; default text]",
+    ),
+]
 
 
 # ---------------------------------------------------------------- settings, store
 
 
 def _settings(config: Path | None, **cli: Any) -> Settings:
+    from podmill.obs.logging import configure_logging, resolve_format
+
+    if cli.get("log_format") is not None:
+        cli["log_format"] = resolve_format(cli["log_format"])  # a bad value is one line
     settings, _ = load_settings(cli, config)
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(settings.log_level, settings.log_format)
     configure_process_arbiter(settings.models.memory_budget, settings.models.idle_unload_seconds)
     return settings
 
@@ -195,12 +201,27 @@ def worker(
             "worker has both an asr and an llm pool, else fifo"
         ),
     ] = ClaimOrder.auto,
+    metrics_port: Annotated[
+        int,
+        typer.Option(
+            "--metrics-port",
+            envvar="PODMILL_METRICS_PORT",
+            min=0,
+            max=65535,
+            help="serve GET /metrics and GET /health on this port (0: off; needs the "
+            "'metrics' extra)",
+        ),
+    ] = 0,
+    metrics_host: Annotated[
+        str, typer.Option("--metrics-host", help="address the metrics port binds")
+    ] = "0.0.0.0",
+    log_format: LogFormatOpt = None,
     config: ConfigOpt = None,
 ) -> None:
     """Run a worker: claim steps for its pools and run them until SIGTERM/SIGINT."""
     from podmill.engine.worker import Worker, resolve_pools
 
-    settings = _settings(config, db=db)
+    settings = _settings(config, db=db, log_format=log_format)
     url = _require_db(settings)
     pools = parse_pools(pool)
     try:
@@ -223,6 +244,8 @@ def worker(
         settings_base=settings,
     )
 
+    endpoints = _serve_metrics(running, settings, metrics_host, metrics_port)
+
     def on_signal(signum: int, _frame: Any) -> None:
         running.stop()
 
@@ -230,13 +253,44 @@ def worker(
     signal.signal(signal.SIGINT, on_signal)
     pools_text = " ".join(f"{k}={v}" for k, v in running.pool_sizes.items())
     err.print(f"worker {running.worker_id} on {_display(url)}, pools {pools_text}", markup=False)
-    with database_errors(url):
-        running.run()
+    if endpoints is not None:
+        err.print(
+            f"worker metrics on http://{metrics_host}:{endpoints.port}/metrics (and /health)",
+            markup=False,
+        )
+    try:
+        with database_errors(url):
+            running.run()
+    finally:
+        if endpoints is not None:
+            endpoints.close()
     outcomes = " ".join(f"{k}={v}" for k, v in running.outcomes.items())
     err.print(
         f"worker {running.worker_id} stopped: {outcomes} released={running.released}",
         markup=False,
     )
+
+
+def _serve_metrics(running: Any, settings: Settings, host: str, port: int) -> Any:
+    """Install the worker's metrics recorder and serve /metrics and /health on ``port``
+    (``None`` when the port is 0)."""
+    if port == 0:
+        return None
+    from podmill.obs.health import worker_health
+    from podmill.obs.metrics import WorkerMetrics, install
+    from podmill.obs.server import serve_worker_endpoints
+
+    metrics = WorkerMetrics(settings.data_dir, pools=running.pool_sizes)  # needs the extra
+    install(metrics)
+    try:
+        return serve_worker_endpoints(
+            host, port, metrics.exposition, lambda: worker_health(running, settings)
+        )
+    except OSError as exc:
+        raise PodmillError(
+            f"--metrics-port {port}: cannot listen on {host}:{port} ({exc.strerror or exc}); "
+            "choose a free port or 0 to turn metrics off"
+        ) from None
 
 
 # ------------------------------------------------------------------------ submit

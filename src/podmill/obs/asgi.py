@@ -1,0 +1,85 @@
+"""The API's request middleware: correlation ids and request metrics (pure ASGI).
+
+For every HTTP request it
+
+- takes the caller's ``X-Correlation-ID`` if it is a sane token (1-64 of
+  ``A-Z a-z 0-9 . _ : -``), else makes a new one (uuid4 hex); puts it in
+  ``request.state.correlation_id`` (``POST /jobs`` stores it on the job) and in the log
+  context, so the request's log lines carry it; and returns it as the
+  ``X-Correlation-ID`` response header;
+- observes ``podmill_http_request_duration_seconds{method,route,status}``, where
+  ``route`` is the matched route's template (``/jobs/{job_id}``), never the raw path,
+  so the series stay few; a request no route matched counts as ``<unmatched>``.
+
+Pure ASGI rather than ``BaseHTTPMiddleware``: it does not buffer streamed responses
+(artifact downloads) and adds no task per request.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from typing import Any
+
+from podmill.obs.logging import step_context
+
+HEADER = "x-correlation-id"
+_SANE = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+
+
+def correlation_id_from(value: str | None) -> str:
+    """The caller's id when it is a sane token, else a new uuid4 hex."""
+    if value is not None and _SANE.fullmatch(value.strip()):
+        return value.strip()
+    return uuid.uuid4().hex
+
+
+class ObservabilityMiddleware:
+    """Correlation ids and request metrics for every HTTP request (see the module doc)."""
+
+    def __init__(self, app: Any, metrics: Any) -> None:
+        self.app = app
+        self.metrics = metrics  # a podmill.obs.metrics.ApiMetrics
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = None
+        for name, value in scope.get("headers") or ():
+            if name == HEADER.encode():
+                incoming = value.decode("latin-1")
+                break
+        cid = correlation_id_from(incoming)
+        scope.setdefault("state", {})["correlation_id"] = cid
+        status = 500  # unless the app starts a response
+
+        async def send_with_id(message: dict[str, Any]) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+                headers = list(message.get("headers") or [])
+                headers.append((b"x-correlation-id", cid.encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        started = time.perf_counter()
+        try:
+            with step_context(correlation_id=cid):
+                await self.app(scope, receive, send_with_id)
+        finally:
+            self.metrics.observe_request(
+                scope.get("method", "GET"),
+                route_template(scope),
+                status,
+                time.perf_counter() - started,
+            )
+
+
+def route_template(scope: dict[str, Any]) -> str:
+    """The matched route's path template, or ``<unmatched>``."""
+    route = scope.get("route")
+    if route is None:
+        return "<unmatched>"
+    return str(getattr(route, "path_format", None) or getattr(route, "path", "<unmatched>"))
