@@ -103,7 +103,7 @@ class Library:
         nodes = [root]
         for l1 in root["children"]:
             nodes += [l1, *l1["children"]]
-        vectors = get_embedder().embed([f"{n['title']}. {n['summary']}" for n in nodes])
+        vectors = embed([f"{n['title']}. {n['summary']}" for n in nodes])
         buffer = io.BytesIO()
         np.savez(
             buffer,
@@ -116,6 +116,18 @@ class Library:
                                                            "root": root})  # fmt: skip
         store.write_bytes(key, FINGERPRINT, "index.npz", buffer.getvalue())
         store.write_json(key, FINGERPRINT, "manifest.json", {"fingerprint": FINGERPRINT})
+
+
+_VECTORS: dict[str, Any] = {}
+
+
+def embed(texts: list[str]) -> Any:
+    """Real MiniLM vectors, each text embedded once per test session (the tests reuse
+    the same few texts, and the model is what takes the time)."""
+    missing = sorted({t for t in texts if t not in _VECTORS})
+    if missing:
+        _VECTORS.update(zip(missing, get_embedder().embed(missing)))
+    return np.stack([_VECTORS[t] for t in texts])
 
 
 def make_library(data_dir: Path, db_url: str) -> Iterator[Library]:

@@ -1,6 +1,6 @@
 """The work ``podmill serve`` (or ``podmill scheduler``) does besides answering requests:
-the feed poller and the webhook notifier, each a daemon thread. No FastAPI here, so the
-scheduler runs without the server extra."""
+the feed poller, the webhook notifier and the weekly digests, each a daemon thread. No
+FastAPI here, so the scheduler runs without the server extra."""
 
 from __future__ import annotations
 
@@ -18,9 +18,14 @@ def background_threads(service: Platform, stop: threading.Event) -> list[threadi
     (``podmill serve`` runs them unless ``--no-background``; ``podmill scheduler`` too)."""
     from podmill.api.poller import Poller
     from podmill.api.webhooks import Notifier
+    from podmill.digest.weekly import WeeklyDigests
 
     seconds = service.settings.server.poll_check_seconds
-    passes = {"poller": Poller(service).poll_due, "webhooks": Notifier(service).deliver_due}
+    passes = {
+        "poller": Poller(service).poll_due,
+        "webhooks": Notifier(service).deliver_due,
+        "digests": WeeklyDigests(service).store_due,  # one per tenant per week
+    }
     return [
         threading.Thread(
             target=_every, args=(stop, work, seconds, name), name=f"podmill-{name}", daemon=True

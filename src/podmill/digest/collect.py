@@ -103,7 +103,9 @@ def episode_rows(
     return list(conn.execute(query).all())
 
 
-def feed_choices(conn: Connection, wanted: Sequence[str], visible: Any = None) -> list[int]:
+def feed_choices(
+    conn: Connection, wanted: Sequence[str], visible: Any = None, *, prefix: str = "--"
+) -> list[int]:
     """Feed ids for ``--feed`` values: a feed id, feed key, URL, or (case-insensitive)
     title. An unknown value is an error listing the feeds there are."""
     from podmill.digest.window import WindowError
@@ -123,7 +125,7 @@ def feed_choices(conn: Connection, wanted: Sequence[str], visible: Any = None) -
         ]
         if not hits:
             known = "; ".join(f"{f.id} {f.title or f.url}" for f in feeds[:20]) or "none"
-            raise WindowError(f"--feed {value!r}: no such feed (feeds: {known})")
+            raise WindowError(f"{prefix}feed {value!r}: no such feed (feeds: {known})")
         chosen.extend(hits)
     return sorted(set(chosen))
 

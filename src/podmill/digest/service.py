@@ -24,12 +24,13 @@ def make_digest(
     options: DigestOptions | None = None,
     feeds: Sequence[str] = (),
     visible: Any = None,
+    prefix: str = "--",
 ) -> dict[str, Any]:
     """The digest of the episodes in ``window`` that ``visible`` admits (all if ``None``),
     limited to ``feeds`` (ids, keys, URLs or titles) if any are given."""
     options = options or DigestOptions()
     with engine.connect() as conn:
-        feed_ids = feed_choices(conn, feeds, visible) if feeds else None
+        feed_ids = feed_choices(conn, feeds, visible, prefix=prefix) if feeds else None
         episodes, pending = collect(conn, window, artifact_dir, feed_ids=feed_ids, visible=visible)
     if feed_ids:
         options = DigestOptions(**{**options.__dict__, "feed_ids": tuple(feed_ids)})

@@ -56,19 +56,22 @@ def parse_time(value: str, now: datetime, *, option: str = "--since") -> datetim
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def parse_window(since: str | None, until: str | None, now: datetime) -> Window:
-    """The window ``[since, until)``; ``since`` defaults to 7 days, ``until`` to ``now``."""
-    end = parse_time(until, now, option="--until") if until else now
-    start = parse_time(since or DEFAULT_SINCE, now, option="--since")
+def parse_window(
+    since: str | None, until: str | None, now: datetime, *, prefix: str = "--"
+) -> Window:
+    """The window ``[since, until)``; ``since`` defaults to 7 days, ``until`` to ``now``.
+    ``prefix`` is how errors name the options (``--`` on the command line, none in the API)."""
+    end = parse_time(until, now, option=f"{prefix}until") if until else now
+    start = parse_time(since or DEFAULT_SINCE, now, option=f"{prefix}since")
     if start >= end:
         raise WindowError(
             f"the window is empty: since {start.isoformat()} is not before until "
-            f"{end.isoformat()} (check --since / --until)"
+            f"{end.isoformat()} (check {prefix}since / {prefix}until)"
         )
     return Window(start.astimezone(UTC), end.astimezone(UTC))
 
 
-def parse_budget(value: str | None) -> float | None:
+def parse_budget(value: str | None, *, prefix: str = "--") -> float | None:
     """Listening budget in seconds: ``30m``, ``1h``, ``1h30m``, ``45s`` or minutes (``30``)."""
     if value is None or value.strip() == "":
         return None
@@ -83,9 +86,9 @@ def parse_budget(value: str | None) -> float | None:
             seconds = hours * 3600 + minutes * 60 + secs
     if seconds is None:
         raise WindowError(
-            f"--budget {value!r} is not a duration: use e.g. 30m, 1h, 1h30m, 90s "
+            f"{prefix}budget {value!r} is not a duration: use e.g. 30m, 1h, 1h30m, 90s "
             "or a number of minutes"
         )
     if not 0 < seconds <= MAX_BUDGET_SECONDS:
-        raise WindowError(f"--budget {value!r} must be more than 0 and at most 7 days")
+        raise WindowError(f"{prefix}budget {value!r} must be more than 0 and at most 7 days")
     return seconds
