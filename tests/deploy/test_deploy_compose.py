@@ -1,0 +1,215 @@
+"""docker-compose.yml (and the GPU override), checked without a Docker engine: it parses,
+names every service the deployment needs, wires dependencies, volumes and health checks
+consistently, runs nothing as root, and gives each podmill role a command the real
+``podmill`` CLI accepts with settings podmill really reads."""
+
+from __future__ import annotations
+
+import pytest
+import typer
+from deploy_contract import (
+    COMPOSE_GPU_FILE,
+    DOCKERFILE,
+    PODMILL_SERVICES,
+    REPO,
+    REQUIRED_SERVICES,
+    flag_value,
+    flag_values,
+    interpolate,
+    load_compose,
+    parse_volume,
+)
+
+from podmill.cli import app
+from podmill.pipeline.dag import PROFILES, STAGE_NAMES, STAGES
+from podmill.settings import load_settings
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return load_compose()
+
+
+@pytest.fixture(scope="module")
+def services(compose: dict) -> dict:
+    return compose["services"]
+
+
+def cli_options(words: list[str]) -> set[str]:
+    """Every option (``--x`` and ``--no-x`` forms) of the command ``podmill WORDS``."""
+    command = typer.main.get_command(app)
+    ctx = typer.Context(command)
+    while hasattr(command, "list_commands"):  # a group: descend to the named subcommand
+        sub = command.get_command(ctx, words[0]) if words else None
+        assert sub is not None, f"podmill has no command {' '.join(words)!r}"
+        command, words = sub, words[1:]
+    assert not words, f"podmill {command.name} takes no subcommand {words}"
+    return {opt for param in command.params for opt in (*param.opts, *param.secondary_opts)}
+
+
+def test_every_service_the_deployment_needs_exists(services: dict) -> None:
+    assert set(REQUIRED_SERVICES) <= set(services)
+
+
+def test_dependencies_exist_and_wait_for_health_and_migrations(services: dict) -> None:
+    for name, service in services.items():
+        depends = service.get("depends_on", {})
+        assert isinstance(depends, dict), f"{name}: depends_on with conditions, not a list"
+        for target, spec in depends.items():
+            assert target in services, f"{name} depends on unknown service {target}"
+            condition = spec["condition"]
+            assert condition in {
+                "service_started",
+                "service_healthy",
+                "service_completed_successfully",
+            }
+            if condition == "service_healthy":
+                assert services[target].get("healthcheck", {}).get("test"), (
+                    f"{name} waits for {target} to be healthy, but it has no healthcheck"
+                )
+    assert services["migrate"]["depends_on"]["postgres"]["condition"] == "service_healthy"
+    for name in set(PODMILL_SERVICES) - {"migrate"}:
+        condition = services[name]["depends_on"]["migrate"]["condition"]
+        assert condition == "service_completed_successfully", name
+
+
+def test_named_volumes_are_declared_and_bind_mounts_exist(compose: dict, services: dict) -> None:
+    declared = set(compose.get("volumes") or {})
+    used = set()
+    for name, service in services.items():
+        for spec in service.get("volumes", []):
+            source, target, mode = parse_volume(spec)
+            assert target.startswith("/") and mode in {"ro", "rw"}, f"{name}: {spec}"
+            if source.startswith((".", "/")):
+                assert (REPO / source).exists(), f"{name} mounts missing path {source}"
+                assert mode == "ro", f"{name}: config mounts should be read-only ({spec})"
+            else:
+                assert source in declared, f"{name} uses undeclared volume {source}"
+                used.add(source)
+    assert used == declared, f"declared but unused volumes: {declared - used}"
+
+
+def test_podmill_roles_share_image_database_and_data_volume(services: dict) -> None:
+    roles = [services[name] for name in PODMILL_SERVICES]
+    assert len({r["image"] for r in roles}) == 1
+    for name, role in zip(PODMILL_SERVICES, roles, strict=True):
+        assert (REPO / role["build"]["context"] / "Dockerfile").resolve() == DOCKERFILE
+        env = role["environment"]
+        data_dir = env["PODMILL_DATA_DIR"]
+        mounts = {t: s for s, t, _ in map(parse_volume, role["volumes"])}
+        assert mounts.get(data_dir) == "podmill-data", f"{name}: {data_dir} is not the data volume"
+        assert "@postgres:5432/" in interpolate(env["PODMILL_DB"]), name
+        assert env["PODMILL_LOG_FORMAT"] == "json", name
+
+
+def test_podmill_environment_is_read_by_podmill_settings(
+    services: dict, monkeypatch: pytest.MonkeyPatch, tmp_path
+) -> None:
+    # Every PODMILL_* variable must be a real setting: load_settings rejects unknown keys.
+    monkeypatch.chdir(tmp_path)  # no podmill.toml here
+    for key in [k for k in list(__import__("os").environ) if k.startswith("PODMILL_")]:
+        monkeypatch.delenv(key)
+    env = {k: interpolate(str(v)) for k, v in services["worker-asr"]["environment"].items()}
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    settings, provenance = load_settings()
+    assert settings.db == "postgresql+psycopg://podmill:podmill@postgres:5432/podmill"
+    assert str(settings.data_dir) == "/data"
+    assert settings.log_format == "json"
+    assert settings.log_level == "INFO"
+    assert provenance["db"] == "env PODMILL_DB"
+
+
+def test_each_role_runs_the_right_podmill_command(services: dict) -> None:
+    assert services["migrate"]["command"] == ["db", "upgrade"]
+    assert services["poller"]["command"][0] == "scheduler"
+    api = services["api"]["command"]
+    assert api[0] == "serve" and flag_value(api, "--host") == "0.0.0.0"
+    assert "--no-background" in api, "the poller service polls feeds; the API must not too"
+    assert flag_value(api, "--port") == "8000"
+
+    def pools(name: str) -> dict[str, int]:
+        command = services[name]["command"]
+        assert command[0] == "worker"
+        found = {}
+        for spec in flag_values(command, "--pool"):
+            pool, count = spec.split("=")
+            assert pool in PROFILES or pool in STAGE_NAMES, f"{name}: unknown pool {pool}"
+            found[pool] = int(count)
+            assert found[pool] >= 1
+        return found
+
+    asr, cpu = pools("worker-asr"), pools("worker-cpu")
+    assert set(asr) == {"asr"}
+    assert "asr" not in cpu and "transcribe" not in cpu
+    # Between them the two workers run every stage (extractive topics: no llm pool needed).
+    covered = {s.name for s in STAGES if s.profile in set(asr) | set(cpu)}
+    covered |= set(asr) | set(cpu)
+    assert set(STAGE_NAMES) <= covered, f"no worker runs {set(STAGE_NAMES) - covered}"
+
+
+def test_commands_use_only_flags_the_cli_has(services: dict) -> None:
+    for name in PODMILL_SERVICES:
+        words = list(services[name]["command"])
+        first_flag = next((i for i, w in enumerate(words) if w.startswith("--")), len(words))
+        options = cli_options(words[:first_flag])
+        for word in words[first_flag:]:
+            if word.startswith("--"):
+                assert word.split("=")[0] in options, f"{name}: podmill has no {word}"
+
+
+def test_workers_have_health_on_their_metrics_port_and_time_to_drain(services: dict) -> None:
+    for name in ("worker-asr", "worker-cpu"):
+        service = services[name]
+        command = service["command"]
+        port = flag_value(command, "--metrics-port")
+        assert port and service["expose"] == [port]
+        assert service["healthcheck"]["test"][-1] == f"http://127.0.0.1:{port}/health"
+        grace = float(flag_value(command, "--grace") or 30)
+        stop = service["stop_grace_period"]
+        assert stop.endswith("s") and float(stop[:-1]) > grace, (
+            f"{name}: stop_grace_period {stop} must exceed --grace {grace}, or Docker kills "
+            "steps that were still allowed to finish"
+        )
+    api = services["api"]
+    assert api["healthcheck"]["test"][-1] == "http://127.0.0.1:8000/health"
+
+
+def test_healthchecks_and_restart_policies(services: dict) -> None:
+    for name, service in services.items():
+        check = service.get("healthcheck", {})
+        if name in {"migrate", "poller"}:
+            # No HTTP to probe: the image's default (the API URL) would mark them unhealthy.
+            assert check == {"disable": True}, name
+        else:
+            assert check.get("test"), f"{name} has no healthcheck"
+        expected = "no" if name == "migrate" else "unless-stopped"
+        assert service["restart"] == expected, name
+
+
+def test_no_service_runs_as_root(services: dict) -> None:
+    for name, service in services.items():
+        user = str(service.get("user", "")).split(":")[0]
+        assert user and user not in {"root", "0"}, f"{name} runs as root; set user:"
+    assert services["api"]["user"] == "10001:10001"  # the image's podmill user
+
+
+def test_published_ports_are_unique_and_only_for_entry_points(services: dict) -> None:
+    published = {}
+    for name, service in services.items():
+        for spec in service.get("ports", []):
+            host_port = interpolate(spec).split(":")[-2]
+            assert host_port not in published, f"{name} and {published[host_port]} clash"
+            published[host_port] = name
+    assert set(published.values()) == {"api", "prometheus", "grafana"}
+
+
+def test_gpu_override_reserves_a_gpu_for_the_asr_worker(services: dict) -> None:
+    override = load_compose(COMPOSE_GPU_FILE)
+    assert set(override["services"]) == {"worker-asr"}
+    worker = override["services"]["worker-asr"]
+    (device,) = worker["deploy"]["resources"]["reservations"]["devices"]
+    assert device["driver"] == "nvidia" and "gpu" in device["capabilities"]
+    assert worker["build"]["args"]["GPU"] == "1"
+    assert "ARG GPU=0" in DOCKERFILE.read_text()
+    assert worker["image"] != services["worker-asr"]["image"], "GPU image must not shadow CPU"
