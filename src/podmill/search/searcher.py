@@ -36,6 +36,10 @@ AUTO_REBUILD_ROWS = 20_000
 # below its high-water mark (a Postgres transaction that committed late).
 LATE_COMMIT_WINDOW = timedelta(minutes=10)
 MAX_QUERY_CHARS = 500
+# Nearest neighbours always exist; below this cosine they are not about the query
+# (MiniLM: unrelated sentences score about -0.1..0.1, a paraphrase 0.3 and up), so a
+# query about something the corpus lacks finds nothing rather than the least far thing.
+MIN_SIMILARITY = 0.2
 
 
 class EmptyQuery(PodmillError):
@@ -118,12 +122,18 @@ class Searcher:
         embed: Callable[[list[str]], Any] | None = None,
         auto_rebuild: str = "sync",  # sync | background | off
         nprobe: int = vectors.DEFAULT_NPROBE,
+        ivf_min_docs: int = vectors.IVF_MIN_DOCS,
+        exact_below: int = vectors.EXACT_SUBSET_DOCS,
+        min_similarity: float = MIN_SIMILARITY,
     ) -> None:
         self.engine = engine
         self.folder = index_folder(data_dir, engine.url.render_as_string(hide_password=False))
         self._embed = embed
         self.auto_rebuild = auto_rebuild
         self.nprobe = nprobe
+        self.ivf_min_docs = ivf_min_docs
+        self.exact_below = exact_below
+        self.min_similarity = min_similarity
         self._lock = threading.Lock()
         self._rebuild_lock = threading.Lock()
         self._generation: Generation | None = None
@@ -159,7 +169,9 @@ class Searcher:
             with self.engine.connect() as conn:
                 ids, keys, matrix = store.vectors_of(conn)
             high_water = int(ids[-1]) if len(ids) else 0
-            generation = vectors.build(ids, keys, matrix, high_water)
+            generation = vectors.build(
+                ids, keys, matrix, high_water, ivf_min_docs=self.ivf_min_docs
+            )
             vectors.save(generation, self.folder, {"built_at": built_at.isoformat()})
             with self._lock:
                 self._generation = generation
@@ -261,7 +273,9 @@ class Searcher:
         found_ids, found_scores = [], []
         if generation is not None and len(generation):
             mask = generation.mask_for(allowed) if allowed is not None else None
-            ids, scores = generation.search(qvec, k, mask=mask, nprobe=self.nprobe)
+            ids, scores = generation.search(
+                qvec, k, mask=mask, nprobe=self.nprobe, exact_below=self.exact_below
+            )
             found_ids.append(ids)
             found_scores.append(scores)
         if len(delta.ids):
@@ -275,7 +289,7 @@ class Searcher:
         if not found_ids:
             return []
         ids, scores = vectors.top(np.concatenate(found_ids), np.concatenate(found_scores), k)
-        return [int(i) for i in ids]
+        return [int(i) for i in ids[scores >= self.min_similarity]]
 
     def _maybe_rebuild(self, delta_rows: int) -> None:
         if delta_rows < AUTO_REBUILD_ROWS or self.auto_rebuild == "off":

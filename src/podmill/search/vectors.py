@@ -32,6 +32,9 @@ from pathlib import Path
 from typing import Any
 
 IVF_MIN_DOCS = 20_000
+# A filter that lets at most this many vectors through is answered by an exact scan of
+# just those (cheaper than probing, and never misses a near one).
+EXACT_SUBSET_DOCS = 20_000
 DEFAULT_NPROBE = 32
 KMEANS_ITERATIONS = 8
 KEEP_GENERATIONS = 2  # the live one and the one before (a reader may be opening it)
@@ -65,7 +68,12 @@ class Generation:
         return np.isin(self.episodes, np.array(codes, dtype=np.int32))
 
     def search(
-        self, query: Any, k: int, mask: Any = None, nprobe: int = DEFAULT_NPROBE
+        self,
+        query: Any,
+        k: int,
+        mask: Any = None,
+        nprobe: int = DEFAULT_NPROBE,
+        exact_below: int = EXACT_SUBSET_DOCS,
     ) -> tuple[Any, Any]:
         """``(ids, scores)`` of the ``k`` best vectors (cosine), best first.
 
@@ -81,7 +89,7 @@ class Generation:
             allowed = int(mask.sum())
             if allowed == 0:
                 return np.zeros(0, np.int64), np.zeros(0, np.float32)
-            if self.centroids is None or allowed <= IVF_MIN_DOCS:
+            if self.centroids is None or allowed <= exact_below:
                 positions = np.flatnonzero(mask)
                 return top(self.ids[positions], self.vectors[positions] @ query, k)
             nprobe = int(min(len(self.centroids), np.ceil(nprobe * len(self) / allowed)))
@@ -110,9 +118,16 @@ def top(ids: Any, scores: Any, k: int) -> tuple[Any, Any]:
 
 
 def build(
-    ids: Any, episode_keys: list[str], vectors: Any, high_water: int, *, seed: int = 0
+    ids: Any,
+    episode_keys: list[str],
+    vectors: Any,
+    high_water: int,
+    *,
+    seed: int = 0,
+    ivf_min_docs: int = IVF_MIN_DOCS,
 ) -> Generation:
-    """A generation of ``vectors`` (rows named by ``ids``), with IVF when it is large."""
+    """A generation of ``vectors`` (rows named by ``ids``), with IVF from
+    ``ivf_min_docs`` vectors on (below it an exact scan is as fast)."""
     import numpy as np
 
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
@@ -121,9 +136,9 @@ def build(
     episodes = np.array([code[k] for k in episode_keys], dtype=np.int32)
     ids = np.asarray(ids, dtype=np.int64)
     name = f"gen-{time.time_ns()}-{os.getpid()}"
-    if len(ids) < IVF_MIN_DOCS:
+    if len(ids) < max(ivf_min_docs, 2):
         return Generation(name, ids, vectors, episodes, distinct, high_water)
-    centroids = _kmeans(vectors, nlist=int(2 * np.sqrt(len(ids))), seed=seed)
+    centroids = _kmeans(vectors, nlist=max(1, int(2 * np.sqrt(len(ids)))), seed=seed)
     assign = _nearest(vectors, centroids)
     order = np.argsort(assign, kind="stable")
     offsets = np.concatenate([[0], np.cumsum(np.bincount(assign, minlength=len(centroids)))])
