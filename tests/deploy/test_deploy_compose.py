@@ -5,9 +5,16 @@ consistently, runs nothing as root, and gives each podmill role a command the re
 
 from __future__ import annotations
 
+import copy
+import json
+import os
+from pathlib import Path
+
+import jsonschema
 import pytest
 import typer
 from deploy_contract import (
+    COMPOSE_FILE,
     COMPOSE_GPU_FILE,
     DOCKERFILE,
     PODMILL_SERVICES,
@@ -45,6 +52,34 @@ def cli_options(words: list[str]) -> set[str]:
         command, words = sub, words[1:]
     assert not words, f"podmill {command.name} takes no subcommand {words}"
     return {opt for param in command.params for opt in (*param.opts, *param.secondary_opts)}
+
+
+COMPOSE_SCHEMA = Path(__file__).parent / "schemas" / "compose-spec.json"
+
+
+def compose_schema_errors(document: dict) -> list[str]:
+    """The Compose Specification's JSON schema (vendored from check-jsonschema 0.39.0,
+    Apache-2.0, schemas/LICENSE.compose-spec): what ``docker compose config`` checks."""
+    validator = jsonschema.Draft202012Validator(json.loads(COMPOSE_SCHEMA.read_text()))
+    return [
+        f"{'/'.join(map(str, e.absolute_path))}: {e.message}"
+        for e in validator.iter_errors(document)
+    ]
+
+
+@pytest.mark.parametrize("path", [COMPOSE_FILE, COMPOSE_GPU_FILE], ids=lambda p: p.name)
+def test_compose_files_follow_the_compose_specification(path: Path) -> None:
+    errors = compose_schema_errors(load_compose(path))
+    assert not errors, "\n".join(errors)
+
+
+def test_the_schema_check_catches_a_misspelt_key_and_a_bad_condition(compose: dict) -> None:
+    broken = copy.deepcopy(compose)
+    broken["services"]["api"]["healthcheck"]["intervall"] = "30s"
+    broken["services"]["poller"]["depends_on"] = {"migrate": {"condition": "service_done"}}
+    errors = compose_schema_errors(broken)
+    assert any("intervall" in e for e in errors)
+    assert any(e.startswith("services/poller/depends_on") for e in errors)
 
 
 def test_every_service_the_deployment_needs_exists(services: dict) -> None:
@@ -103,11 +138,11 @@ def test_podmill_roles_share_image_database_and_data_volume(services: dict) -> N
 
 
 def test_podmill_environment_is_read_by_podmill_settings(
-    services: dict, monkeypatch: pytest.MonkeyPatch, tmp_path
+    services: dict, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     # Every PODMILL_* variable must be a real setting: load_settings rejects unknown keys.
     monkeypatch.chdir(tmp_path)  # no podmill.toml here
-    for key in [k for k in list(__import__("os").environ) if k.startswith("PODMILL_")]:
+    for key in [k for k in os.environ if k.startswith("PODMILL_")]:
         monkeypatch.delenv(key)
     env = {k: interpolate(str(v)) for k, v in services["worker-asr"]["environment"].items()}
     for key, value in env.items():
