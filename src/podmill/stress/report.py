@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from podmill.stress.scenarios import GroupResult
 
 
-def _fmt(value: float | int | None, digits: int = 2) -> str:
+def _fmt(value: float | int | None, digits: int = 3) -> str:
     if value is None:
         return "–"
     if isinstance(value, int):
@@ -55,7 +55,7 @@ def comparison(a: GroupResult, b: GroupResult) -> list[list[str]]:
         sa, sb = a.summary.stages.get(stage, {}), b.summary.stages.get(stage, {})
         if sa or sb:
             rows.append((f"{stage} p95 (s)", sa.get("p95"), sb.get("p95")))
-    return [[name, _fmt(x), _fmt(y), _fmt(ratio(x, y), 3)] for name, x, y in rows]
+    return [[name, _fmt(x), _fmt(y), _fmt(ratio(x, y))] for name, x, y in rows]
 
 
 def render_report(manifest: dict[str, Any], groups: Sequence[GroupResult]) -> str:

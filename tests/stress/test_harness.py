@@ -1,0 +1,300 @@
+"""``podmill stress`` against a real API and real workers: the artifact layout, the
+pass criteria, and the failures it must report (a dead step, an error in a worker log,
+a wrong key, an unreachable API, a missing audio file; ramp's early stop; ab's arms)."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+from stress_stack import Stack, is_png, read_json
+
+from podmill.pipeline.dag import STAGE_NAMES
+
+from support.api import free_port
+from support.cli import run_cli
+from support.workers import wait_for
+
+ARTIFACTS = {"jobs.json", "manifest.json", "report.md", "waterfall.png", "levels.png"}
+JOB_KEYS = {
+    "index",
+    "group",
+    "audio_sha256",
+    "status",
+    "id",
+    "correlation_id",
+    "episode_key",
+    "created",
+    "submitted_at",
+    "observed_at",
+    "created_at",
+    "started_at",
+    "finished_at",
+    "latency_seconds",
+    "error",
+    "stages",
+}
+STAGE_KEYS = {
+    "status",
+    "attempts",
+    "worker_id",
+    "started_at",
+    "finished_at",
+    "duration_seconds",
+    "error",
+}
+
+
+def check_layout(directory: Path, scenario: str, key: str) -> tuple[dict, dict]:
+    """Every artifact is there and well formed; the key appears in none of them."""
+    assert {p.name for p in directory.iterdir()} >= ARTIFACTS, list(directory.iterdir())
+    assert is_png(directory / "waterfall.png") and is_png(directory / "levels.png")
+    jobs = read_json(directory / "jobs.json")
+    manifest = read_json(directory / "manifest.json")
+    snapshot = read_json(directory / "metrics" / "snapshot.json")
+    assert jobs["scenario"] == manifest["scenario"] == scenario
+    assert jobs["stages"] == list(STAGE_NAMES)
+    for job in jobs["jobs"]:
+        assert set(job) == JOB_KEYS, job
+        for stage in job["stages"].values():
+            assert set(stage) == STAGE_KEYS, stage
+    for field in ("git_sha", "started_at", "finished_at", "settings", "api", "host"):
+        assert manifest[field], field
+    assert manifest["started_at"] < manifest["finished_at"]
+    # the API's /metrics is scraped at the start and end of every group, available or not
+    api_scrapes = [
+        s
+        for s in snapshot["sources"]
+        if s["url"].endswith(":" + manifest["api"].rsplit(":", 1)[1] + "/metrics")
+    ]
+    assert {s["when"] for s in api_scrapes} == {"start", "end"}
+    for source in snapshot["sources"]:
+        assert source["status"] == "ok" or source["status"].startswith("metrics unavailable")
+        if source["file"]:
+            assert (directory / source["file"]).read_text().strip()
+    assert set(snapshot["from_jobs"]) == {g["group"] for g in manifest["groups"]}
+    for path in directory.rglob("*"):
+        if path.is_file() and path.suffix in (".json", ".md", ".prom", ".log"):
+            assert key not in path.read_text(errors="replace"), f"the API key leaked into {path}"
+    return jobs, manifest
+
+
+@pytest.mark.slow
+def test_soak_with_the_tiny_model(stack: Stack) -> None:
+    """Four real jobs (Whisper tiny.en on the 11 s JFK clip) at concurrency 2: all done,
+    all stages, one job per staged copy, every artifact written."""
+    worker = stack.worker(PODMILL_TEST_NOOP_STAGES="0")
+    out = stack.tmp_path / "out"
+    result = stack.stress(
+        "soak", "--out", out, "--jobs", "4", "--concurrency", "2", "--worker-log", worker.log_path
+    )
+    assert result.code == 0, (result.stdout, result.stderr, stack.workers.logs())
+    assert result.stdout.startswith("stress soak PASSED"), result.stdout
+    jobs, manifest = check_layout(out / "soak", "soak", stack.key)
+    records = jobs["jobs"]
+    assert len(records) == 4
+    # dedup did not collapse the workload: four copies, four episodes, four new jobs
+    assert len({j["audio_sha256"] for j in records}) == 4
+    assert len({j["episode_key"] for j in records}) == 4
+    assert len({j["id"] for j in records}) == 4
+    assert all(j["created"] is True and j["status"] == "done" for j in records)
+    for job in records:
+        assert list(job["stages"]) == list(STAGE_NAMES)
+        assert all(s["status"] == "done" for s in job["stages"].values()), job
+        assert job["latency_seconds"] > job["stages"]["transcribe"]["duration_seconds"] > 0
+        assert job["correlation_id"]
+    assert manifest["passed"] is True
+    assert manifest["settings"]["jobs"] == 4 and manifest["settings"]["concurrency"] == 2
+    assert manifest["evidence"]["worker_logs"] == [str(worker.log_path)]
+    assert manifest["evidence"]["log_error_lines"] == 0
+    [group] = manifest["groups"]
+    assert group["done"] == 4 and group["throughput_per_minute"] > 0
+    assert group["latency_p50"] <= group["latency_p95"] <= group["latency_max"]
+    report = (out / "soak" / "report.md").read_text()
+    assert "PASS" in report and "| c2 | 2 | 4/4 |" in report
+    assert "![per-job stage waterfall](waterfall.png)" in report
+    # the staged copies were uploads: nothing of them is left beside the artifacts
+    assert not (out / "soak" / ".staged-audio").exists()
+
+
+def test_a_dead_step_fails_the_soak_and_stops_the_ramp(stack: Stack) -> None:
+    stack.worker(PODMILL_TEST_FAIL_STAGES="publish")
+    out = stack.tmp_path / "out"
+    result = stack.stress("soak", "--out", out, "--jobs", "2", "--concurrency", "2")
+    assert result.code == 1, (result.stdout, result.stderr)
+    [verdict] = [line for line in result.stdout.splitlines() if line.startswith("stress soak")]
+    assert verdict.startswith("stress soak FAILED: c2: job ") and "is failed" in verdict
+    jobs, manifest = check_layout(out / "soak", "soak", stack.key)
+    assert manifest["passed"] is False and manifest["reason"] in verdict
+    assert all(j["stages"]["publish"]["status"] == "dead" for j in jobs["jobs"])
+    report = (out / "soak" / "report.md").read_text()
+    assert report.startswith("# podmill stress soak: FAIL")
+    assert "stage publish is dead" in report
+    # no worker log given: the report says the verdict rests on step states only
+    assert manifest["evidence"]["worker_logs_note"].startswith("no worker logs given")
+
+    # the same broken worker: ramp stops at its first level and runs none above it
+    out = stack.tmp_path / "failing"
+    failed = stack.stress("ramp", "--out", out, "--levels", "1,2,4", "--jobs-per-level", "1")
+    assert failed.code == 1, (failed.stdout, failed.stderr)
+    assert failed.stdout.startswith("stress ramp FAILED: failed at concurrency 1: c1: job ")
+    assert "; levels [2, 4] not run" in failed.stdout
+    jobs, manifest = check_layout(out / "ramp", "ramp", stack.key)
+    assert [g["group"] for g in manifest["groups"]] == ["c1"]
+    assert len(jobs["jobs"]) == 1
+
+
+def test_an_error_line_in_a_worker_log_fails_the_soak(stack: Stack) -> None:
+    """Jobs that all finish still fail the soak when a worker logged an ERROR during it;
+    lines written before the run started do not count."""
+    worker = stack.worker(PODMILL_TEST_STAGE_DELAY="fetch:2")
+    log = stack.tmp_path / "other-worker.log"
+    log.write_text("2026-01-01 00:00:00,000 ERROR podmill.engine.worker: an old error\n")
+    client = stack.server.client(stack.key)
+    seen = {j["id"] for j in client.get("/jobs", params={"limit": 1000}).json()}
+
+    def write_error_while_a_job_runs() -> None:
+        wait_for(
+            lambda: any(
+                j["status"] == "running" and j["id"] not in seen for j in client.get("/jobs").json()
+            ),
+            60,
+            "a stress job to be running",
+        )
+        with log.open("a") as handle:
+            handle.write(
+                '{"ts": "2999-01-01T00:00:00Z", "level": "ERROR", "message": "out of window"}\n'
+                "2026-11-24 04:00:00,000 ERROR podmill.engine.worker: step 7 blew up\n"
+            )
+
+    writer = threading.Thread(target=write_error_while_a_job_runs, daemon=True)
+    writer.start()
+    out = stack.tmp_path / "out"
+    result = stack.stress(
+        "soak",
+        "--out",
+        out,
+        "--jobs",
+        "1",
+        "--concurrency",
+        "1",
+        "--worker-log",
+        log,
+        "--worker-log",
+        worker.log_path,
+    )
+    writer.join(timeout=5)
+    assert result.code == 1, (result.stdout, result.stderr)
+    assert "1 error line(s) in worker logs, first: " in result.stdout
+    assert "step 7 blew up" in result.stdout and "an old error" not in result.stdout
+    jobs, manifest = check_layout(out / "soak", "soak", stack.key)
+    assert [j["status"] for j in jobs["jobs"]] == ["done"]
+    assert manifest["evidence"]["log_error_lines"] == 1
+    [sample] = manifest["evidence"]["log_error_samples"]
+    assert sample["path"] == str(log) and "step 7 blew up" in sample["line"]
+
+
+def test_clear_errors_before_any_work(stack: Stack, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    before = stack.job_count()
+    wrong = stack.stress("soak", "--out", out, key="pm_" + "x" * 43)
+    assert wrong.code == 1
+    assert wrong.error_line.startswith("error: the API at http://127.0.0.1:")
+    assert "401 unauthorized" in wrong.error_line and "the key was refused" in wrong.error_line
+    missing = stack.stress("soak", "--out", out, "--audio", tmp_path / "nope.flac")
+    assert missing.code == 1
+    assert missing.error_line == (
+        f"error: audio file {tmp_path / 'nope.flac'} does not exist: pass --audio FILE "
+        "(a short speech clip, e.g. the bundled podmill/demo/jfk.flac)"
+    )
+    dead = f"http://127.0.0.1:{free_port()}"  # bound once, then closed: nothing listens
+    unreachable = run_cli(
+        "stress", "soak", "--api", dead, "--out", out, env={"PODMILL_API_KEY": stack.key}
+    )
+    assert unreachable.code == 1
+    assert unreachable.error_line.startswith(f"error: cannot reach the API at {dead}")
+    assert "is `podmill serve` running there?" in unreachable.error_line
+    # nothing was submitted and no scenario directory was made
+    assert stack.job_count() == before
+    assert not (out / "soak").exists()
+
+
+def test_ramp_runs_every_level_in_order(stack: Stack) -> None:
+    worker = stack.worker()
+    out = stack.tmp_path / "ok"
+    passed = stack.stress(
+        "ramp",
+        "--out",
+        out,
+        "--levels",
+        "1,2",
+        "--jobs-per-level",
+        "2",
+        "--worker-log",
+        worker.log_path,
+    )
+    assert passed.code == 0, (passed.stdout, passed.stderr)
+    jobs, manifest = check_layout(out / "ramp", "ramp", stack.key)
+    assert [g["group"] for g in manifest["groups"]] == ["c1", "c2"]
+    assert [j["group"] for j in jobs["jobs"]] == ["c1", "c1", "c2", "c2"]
+    assert [j["index"] for j in jobs["jobs"]] == [0, 1, 2, 3]
+    report = (out / "ramp" / "report.md").read_text()
+    assert "| c1 | 1 | 2/2 |" in report and "| c2 | 2 | 2/2 |" in report
+
+
+def test_ab_compares_two_worker_settings_side_by_side(stack: Stack) -> None:
+    out = stack.tmp_path / "out"
+    args = (
+        "ab",
+        "--out",
+        out,
+        "--db",
+        stack.url,
+        "--a",
+        "narrow:--pool io=1 --pool asr=1 --pool cpu=1 --poll 0.05",
+        "--b",
+        "wide:--pool io=2 --pool asr=2 --pool cpu=2 --poll 0.05",
+        "--jobs",
+        "3",
+        "--concurrency",
+        "2",
+    )
+    result = stack.stress(*args, PODMILL_TEST_NOOP_STAGES="1")
+    assert result.code == 0, (result.stdout, result.stderr)
+    jobs, manifest = check_layout(out / "ab", "ab", stack.key)
+    assert [g["group"] for g in manifest["groups"]] == ["narrow", "wide"]
+    assert manifest["groups"][1]["worker_args"] == [
+        "--pool",
+        "io=2",
+        "--pool",
+        "asr=2",
+        "--pool",
+        "cpu=2",
+        "--poll",
+        "0.05",
+    ]
+    assert [j["group"] for j in jobs["jobs"]] == ["narrow"] * 3 + ["wide"] * 3
+    # each arm ran on its own workers: the steps of an arm name only that arm's workers
+    by_arm = {
+        arm: {
+            s["worker_id"] for j in jobs["jobs"] if j["group"] == arm for s in j["stages"].values()
+        }
+        for arm in ("narrow", "wide")
+    }
+    assert len(by_arm["narrow"]) == len(by_arm["wide"]) == 1
+    assert by_arm["narrow"] != by_arm["wide"]
+    # and the arms' copies differ too: B did not attach to A's finished jobs
+    assert len({j["episode_key"] for j in jobs["jobs"]}) == 6
+    for arm in ("narrow", "wide"):
+        assert (out / "ab" / "workers" / arm / "worker-0.log").read_text()
+    report = (out / "ab" / "report.md").read_text()
+    assert "## A/B: narrow vs wide" in report
+    assert "| metric | narrow | wide | wide/narrow |" in report
+    assert "| throughput (jobs/min) |" in report and "| transcribe p95 (s) |" in report
+
+    # a worker the harness did not start would take the arms' steps: refused
+    stack.worker()
+    refused = stack.stress(*args, PODMILL_TEST_NOOP_STAGES="1")
+    assert refused.code == 1
+    assert refused.error_line.startswith("error: ab needs the queue to itself, but 1 other live")
