@@ -89,9 +89,7 @@ def test_the_contract_table_matches_the_exporters(exported: dict[str, set[str]])
             assert exported.get(name) == metric.labels, f"{name}: {exported.get(name)}"
 
 
-def test_the_exporter_check_would_notice_a_renamed_series(
-    exported: dict[str, set[str]], tmp_path: Path
-) -> None:
+def test_the_exporter_check_would_notice_a_renamed_series(exported: dict[str, set[str]]) -> None:
     renamed = {
         k.replace("podmill_queue_depth", "podmill_queue_size"): v for k, v in exported.items()
     }
