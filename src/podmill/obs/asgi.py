@@ -81,5 +81,23 @@ def route_template(scope: dict[str, Any]) -> str:
     """The matched route's path template, or ``<unmatched>``."""
     route = scope.get("route")
     if route is None:
+        # FastAPI records only its own API routes in the scope; the others (/openapi.json,
+        # /docs, mounts) are found the way the router found them.
+        route = _matching_route(scope)
+    if route is None:
         return "<unmatched>"
     return str(getattr(route, "path_format", None) or getattr(route, "path", "<unmatched>"))
+
+
+def _matching_route(scope: dict[str, Any]) -> Any:
+    from starlette.routing import Match
+
+    app = scope.get("app")
+    for route in getattr(app, "routes", ()):
+        try:
+            match, _ = route.matches(scope)
+        except Exception:  # a route that cannot judge this scope does not match it
+            continue
+        if match is Match.FULL:
+            return route
+    return None

@@ -1,0 +1,166 @@
+"""Metrics: the worker's recorder, the API's exposition and request middleware, and
+``serve --workers 2`` adding up its processes' counters."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
+
+from podmill.api.app import create_app
+from podmill.obs.metrics import Recorder, WorkerMetrics, install, recorder
+from podmill.pipeline.dag import STAGE_NAMES
+from podmill.settings import Settings
+from podmill.storage.db import upgrade
+
+from support.api import start_server
+from support.paths import DEMO
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample as ``(name, sorted labels) → value``."""
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def get(found: dict[Any, float], name: str, **labels: str) -> float:
+    return found[(name, tuple(sorted(labels.items())))]
+
+
+def test_worker_metrics_record_what_the_engine_reports(tmp_path: Path) -> None:
+    metrics = WorkerMetrics(tmp_path, pools=["asr", "cpu"])
+    found = samples(metrics.exposition()[0].decode())
+    # every known label value is there from the start, at 0
+    for stage in STAGE_NAMES:
+        for outcome in ("done", "failed", "dead", "released", "lease_lost"):
+            assert get(found, "podmill_step_outcomes_total", stage=stage, outcome=outcome) == 0
+        assert get(found, "podmill_steps_in_flight", stage=stage) == 0
+    assert get(found, "podmill_claim_latency_seconds_count", pool="asr") == 0
+    assert get(found, "podmill_jobs_completed_total", status="failed") == 0
+
+    metrics.claim("asr", 0.004)
+    metrics.step_started("transcribe")
+    metrics.step_started("transcribe")
+    metrics.step_finished("transcribe", 3.0, "done")
+    metrics.step_finished("transcribe", 1.0, "retry")  # the engine's names → the contract's
+    for outcome in ("dead", "lost"):
+        metrics.step_started("fetch")
+        metrics.step_finished("fetch", 0.5, outcome)
+    metrics.step_released("index")
+    metrics.job_completed("done")
+    metrics.model_loaded("whisper:tiny.en", 1.5)
+    metrics.model_loaded("minilm", 0.2)
+    metrics.model_unloaded("minilm")
+    metrics.audio_processed(11.0)
+    metrics.audio_processed(4.5)
+    metrics.heartbeat(1_700_000_000.0)
+    found = samples(metrics.exposition()[0].decode())
+    assert get(found, "podmill_claim_latency_seconds_count", pool="asr") == 1
+    assert get(found, "podmill_claim_latency_seconds_bucket", pool="asr", le="0.005") == 1
+    assert get(found, "podmill_claim_latency_seconds_bucket", pool="asr", le="0.0025") == 0
+    assert get(found, "podmill_steps_in_flight", stage="transcribe") == 0
+    assert get(found, "podmill_stage_duration_seconds_sum", stage="transcribe") == 4.0
+    assert get(found, "podmill_step_outcomes_total", stage="transcribe", outcome="done") == 1
+    assert get(found, "podmill_step_outcomes_total", stage="transcribe", outcome="failed") == 1
+    assert get(found, "podmill_step_outcomes_total", stage="fetch", outcome="dead") == 1
+    assert get(found, "podmill_step_outcomes_total", stage="fetch", outcome="lease_lost") == 1
+    assert get(found, "podmill_step_outcomes_total", stage="index", outcome="released") == 1
+    assert get(found, "podmill_jobs_completed_total", status="done") == 1
+    assert get(found, "podmill_model_load_seconds_sum", model="whisper:tiny.en") == 1.5
+    assert get(found, "podmill_model_resident", model="whisper:tiny.en") == 1
+    assert get(found, "podmill_model_resident", model="minilm") == 0
+    assert get(found, "podmill_audio_seconds_processed_total") == 15.5
+    assert get(found, "podmill_worker_heartbeat_timestamp_seconds") == 1_700_000_000.0
+    [build] = [key for key in found if key[0] == "podmill_build_info"]
+    assert dict(build[1])["version"] and dict(build[1])["git_sha"]
+    assert get(found, "podmill_disk_free_bytes", path=str(tmp_path)) > 0
+
+
+def test_the_process_recorder_is_a_no_op_until_installed(tmp_path: Path) -> None:
+    assert type(recorder()) is Recorder
+    recorder().step_finished("fetch", 1.0, "done")  # nobody listens: nothing happens
+    metrics = WorkerMetrics(tmp_path)
+    previous = install(metrics)
+    try:
+        recorder().audio_processed(2.0)
+    finally:
+        install(previous)
+    assert recorder() is previous
+    assert (
+        get(samples(metrics.exposition()[0].decode()), "podmill_audio_seconds_processed_total") == 2
+    )
+
+
+@pytest.fixture
+def api(tmp_path: Path) -> Iterator[TestClient]:
+    settings = Settings(data_dir=tmp_path / "data", db=f"sqlite:///{tmp_path / 'podmill.db'}")
+    upgrade(settings.database_url)
+    with TestClient(create_app(settings, auth=False)) as client:
+        yield client
+
+
+def test_api_correlation_ids_and_request_metrics(api: TestClient) -> None:
+    with (DEMO / "jfk.flac").open("rb") as fh:
+        response = api.post(
+            "/jobs",
+            files={"file": ("jfk.flac", fh, "audio/flac")},
+            headers={"X-Correlation-ID": "req-42"},
+        )
+    assert response.status_code == 202, response.text
+    assert response.headers["x-correlation-id"] == "req-42"
+    job = response.json()["job"]
+    assert job["correlation_id"] == "req-42"
+    assert api.get(f"/jobs/{job['id']}").json()["correlation_id"] == "req-42"
+    made_up = api.get("/jobs", headers={"X-Correlation-ID": "no spaces allowed here"})
+    replaced = made_up.headers["x-correlation-id"]
+    assert replaced != "no spaces allowed here" and len(replaced) == 32  # a new uuid4 hex
+    assert api.get("/nowhere/at/all").status_code == 404
+
+    found = samples(api.get("/metrics").text)
+    assert get(found, "podmill_jobs_submitted_total", via="api") == 1
+    count = "podmill_http_request_duration_seconds_count"
+    assert get(found, count, method="POST", route="/jobs", status="202") == 1
+    assert get(found, count, method="GET", route="/jobs/{job_id}", status="200") == 1
+    assert get(found, count, method="GET", route="<unmatched>", status="404") == 1
+    assert get(found, "podmill_queue_depth", stage="fetch") == 1
+    assert get(found, "podmill_jobs", status="pending") == 1
+    assert get(found, "podmill_workers_alive") == 0
+    assert get(found, "podmill_oldest_running_job_seconds") >= 0
+    assert all("/jobs/1" not in str(key) for key in found)
+
+
+def test_serve_with_two_processes_adds_up_their_counters(tmp_path: Path) -> None:
+    """Each request may reach either process; every scrape reports the sum."""
+    url = f"sqlite:///{tmp_path / 'podmill.db'}"
+    server = start_server(
+        url,
+        tmp_path / "data",
+        tmp_path / "serve.log",
+        args=("--workers", "2", "--no-auth", "--no-background"),
+    )
+    try:
+        requests = 6
+        for _ in range(requests):
+            with httpx.Client(base_url=server.url) as fresh:  # a new connection each
+                assert fresh.get("/openapi.json").status_code == 200
+        for _ in range(3):
+            with httpx.Client(base_url=server.url) as fresh:
+                found = samples(fresh.get("/metrics").text)
+            count = get(
+                found,
+                "podmill_http_request_duration_seconds_count",
+                method="GET",
+                route="/openapi.json",
+                status="200",
+            )
+            assert count == requests, server.log()
+    finally:
+        server.stop()
