@@ -12,7 +12,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -211,6 +212,19 @@ class Searcher:
 
     # --------------------------------------------------------------------- search
 
+    @contextmanager
+    def _snapshot(self) -> Iterator[Connection]:
+        """A connection whose statements all read one snapshot: a query's rankings and
+        rows agree even while an episode's rows are being replaced."""
+        with self.engine.connect() as conn:
+            if conn.dialect.name == "postgresql":
+                conn = conn.execution_options(isolation_level="REPEATABLE READ")
+            elif not conn.connection.dbapi_connection.in_transaction:
+                # pysqlite opens no transaction for reads: each SELECT would see the
+                # latest commit. A deferred BEGIN holds one WAL snapshot instead.
+                conn.exec_driver_sql("BEGIN")
+            yield conn
+
     def embed_query(self, query: str) -> Any:
         if self._embed is None:
             from podmill.ml.embed import embed
@@ -231,12 +245,16 @@ class Searcher:
         terms = keyword.query_terms(query)
         qvec = self.embed_query(query)
         depth = max(MIN_CANDIDATES, limit * 5)
-        with self.engine.connect() as conn:
+        with self._snapshot() as conn:
             by_keyword = keyword.keyword_ranking(conn, terms, filters, depth)
-            by_vector = self.vector_ranking(conn, qvec, filters, depth)
+            # twice as deep: the generation may still name rows replaced since it was
+            # built; ranks count only live rows, so answers do not move when it swaps
+            by_vector = self.vector_ranking(conn, qvec, filters, 2 * depth)
+            rows = store.hit_rows(conn, list({*by_keyword, *by_vector}), filters)
+            by_keyword = [i for i in by_keyword if i in rows]
+            by_vector = [i for i in by_vector if i in rows][:depth]
             fused = fuse([by_keyword, by_vector])
-            rows = store.hit_rows(conn, list(fused), filters)
-            ordered = sorted(rows, key=lambda i: (-fused[i], i))
+            ordered = sorted(fused, key=lambda i: (-fused[i], *_place(rows[i])))
             chosen = _dedupe([rows[i] for i in ordered], limit)
             snippets = keyword.highlights(conn, terms, [r.id for r in chosen])
         in_keyword, in_vector = set(by_keyword), set(by_vector)
@@ -306,6 +324,11 @@ class Searcher:
             self.rebuild()
         except Exception:  # a failed rebuild leaves the live generation; searches go on
             log.exception("search index rebuild failed")
+
+
+def _place(row: Any) -> tuple[str, float, str, str]:
+    """Ties in score go by place, not row id: an episode indexed again gets new ids."""
+    return (row.episode_key, row.start_seconds, row.kind, row.node_id)
 
 
 def _dedupe(rows: list[Any], limit: int) -> list[Any]:
