@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -164,3 +166,44 @@ def test_serve_with_two_processes_adds_up_their_counters(tmp_path: Path) -> None
             assert count == requests, server.log()
     finally:
         server.stop()
+
+
+# Makes prometheus_client unimportable, as on a worker installed without the extra.
+NO_PROMETHEUS = """
+import sys
+class _Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "prometheus_client":
+            raise ModuleNotFoundError(f"No module named {name!r}")
+sys.meta_path.insert(0, _Block())
+from podmill.cli import main
+sys.argv = ["podmill", *sys.argv[1:]]
+main()
+"""
+
+
+def test_a_worker_without_the_extra_says_which_to_install(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'podmill.db'}"
+    done = subprocess.run(
+        [sys.executable, "-c", NO_PROMETHEUS, "worker", "--db", db, "--metrics-port", "9"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        "error: worker metrics (podmill worker --metrics-port) needs the 'metrics' extra "
+        "(missing module 'prometheus_client'): pip install 'podmill[metrics]'"
+    ]
+    assert not (tmp_path / "podmill.db").exists()  # said before touching the database
+
+
+def test_a_worker_needs_neither_fastapi_nor_prometheus_to_import() -> None:
+    code = (
+        "import sys, podmill.cli, podmill.engine.worker, podmill.obs.health, "
+        "podmill.obs.server, podmill.obs.metrics, podmill.obs.logging;"
+        "print(sorted(m for m in ('fastapi', 'starlette', 'prometheus_client') "
+        "if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -228,6 +228,7 @@ def worker(
         resolve_pools(pools or {})
     except ValueError as exc:
         raise PodmillError(str(exc)) from None
+    metrics = _worker_metrics(settings, pools, metrics_port)
     store = open_store(
         url,
         migrate=True,
@@ -244,7 +245,7 @@ def worker(
         settings_base=settings,
     )
 
-    endpoints = _serve_metrics(running, settings, metrics_host, metrics_port)
+    endpoints = _serve_metrics(running, metrics, settings, metrics_host, metrics_port)
 
     def on_signal(signum: int, _frame: Any) -> None:
         running.stop()
@@ -271,17 +272,26 @@ def worker(
     )
 
 
-def _serve_metrics(running: Any, settings: Settings, host: str, port: int) -> Any:
-    """Install the worker's metrics recorder and serve /metrics and /health on ``port``
-    (``None`` when the port is 0)."""
+def _worker_metrics(settings: Settings, pools: dict[str, int] | None, port: int) -> Any:
+    """The worker's metrics recorder, installed for this process (``None`` when the port
+    is 0). Before the database is touched: a missing extra is the first thing said."""
     if port == 0:
         return None
-    from podmill.obs.health import worker_health
+    from podmill.engine.worker import default_pools
     from podmill.obs.metrics import WorkerMetrics, install
+
+    metrics = WorkerMetrics(settings.data_dir, pools=pools or default_pools())
+    install(metrics)
+    return metrics
+
+
+def _serve_metrics(running: Any, metrics: Any, settings: Settings, host: str, port: int) -> Any:
+    """Serve /metrics and /health on ``port`` (``None`` when metrics are off)."""
+    if metrics is None:
+        return None
+    from podmill.obs.health import worker_health
     from podmill.obs.server import serve_worker_endpoints
 
-    metrics = WorkerMetrics(settings.data_dir, pools=running.pool_sizes)  # needs the extra
-    install(metrics)
     try:
         return serve_worker_endpoints(
             host, port, metrics.exposition, lambda: worker_health(running, settings)
@@ -351,6 +361,10 @@ def submit(
                         "episode_key": episode.episode_key,
                         "title": episode.title,
                         "created": created,
+                        # the id in the job's log lines: an existing job keeps its own
+                        "correlation_id": correlation_id
+                        if created
+                        else (store.job(job_id) or {}).get("correlation_id"),
                     }
                 )
             else:
