@@ -4,6 +4,7 @@ a wrong key, an unreachable API, a missing audio file; ramp's early stop; ab's a
 
 from __future__ import annotations
 
+import subprocess
 import threading
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from podmill.pipeline.dag import STAGE_NAMES
 
 from support.api import free_port
 from support.cli import run_cli
+from support.paths import DEMO
 from support.workers import wait_for
 
 ARTIFACTS = {"jobs.json", "manifest.json", "report.md", "waterfall.png", "levels.png"}
@@ -82,12 +84,33 @@ def check_layout(directory: Path, scenario: str, key: str) -> tuple[dict, dict]:
 
 @pytest.mark.slow
 def test_soak_with_the_tiny_model(stack: Stack) -> None:
-    """Four real jobs (Whisper tiny.en on the 11 s JFK clip) at concurrency 2: all done,
-    all stages, one job per staged copy, every artifact written."""
-    worker = stack.worker(PODMILL_TEST_NOOP_STAGES="0")
+    """Four real jobs (Whisper tiny.en on the first 5 s of the JFK clip) at concurrency
+    2, the worker logging JSON and exporting metrics: all done, all stages, one job per
+    staged copy, every artifact written, per-stage aggregates from /metrics."""
+    clip = stack.tmp_path / "jfk-5s.flac"
+    subprocess.run(
+        ["ffmpeg", "-loglevel", "error", "-i", str(DEMO / "jfk.flac"), "-t", "5", str(clip)],
+        check=True,
+    )
+    port = free_port()
+    worker = stack.worker(
+        "--log-format", "json", "--metrics-port", str(port), PODMILL_TEST_NOOP_STAGES="0"
+    )
     out = stack.tmp_path / "out"
     result = stack.stress(
-        "soak", "--out", out, "--jobs", "4", "--concurrency", "2", "--worker-log", worker.log_path
+        "soak",
+        "--out",
+        out,
+        "--jobs",
+        "4",
+        "--concurrency",
+        "2",
+        "--audio",
+        clip,
+        "--worker-log",
+        worker.log_path,
+        "--metrics-url",
+        f"http://127.0.0.1:{port}/metrics",
     )
     assert result.code == 0, (result.stdout, result.stderr, stack.workers.logs())
     assert result.stdout.startswith("stress soak PASSED"), result.stdout
@@ -106,11 +129,23 @@ def test_soak_with_the_tiny_model(stack: Stack) -> None:
         assert job["correlation_id"]
     assert manifest["passed"] is True
     assert manifest["settings"]["jobs"] == 4 and manifest["settings"]["concurrency"] == 2
+    assert manifest["audio"]["path"] == str(clip)
+    # the JSON log was read (and had lines to read), and held no error
+    assert '"level"' in worker.log_path.read_text()
     assert manifest["evidence"]["worker_logs"] == [str(worker.log_path)]
     assert manifest["evidence"]["log_error_lines"] == 0
     [group] = manifest["groups"]
     assert group["done"] == 4 and group["throughput_per_minute"] > 0
     assert group["latency_p50"] <= group["latency_p95"] <= group["latency_max"]
+    # both exporters answered at start and end; the worker's histogram saw every step
+    snapshot = read_json(out / "soak" / "metrics" / "snapshot.json")
+    assert {s["status"] for s in snapshot["sources"]} == {"ok"}, snapshot["sources"]
+    per_stage = snapshot["per_stage"]["c2"]
+    assert set(STAGE_NAMES) <= set(per_stage)
+    assert per_stage["transcribe"]["steps"] == 4
+    assert per_stage["transcribe"]["outcomes"]["done"] == 4
+    assert per_stage["transcribe"]["p95_seconds_estimate"] > 0
+    assert per_stage["transcribe"]["queue_depth_end"] == 0
     report = (out / "soak" / "report.md").read_text()
     assert "PASS" in report and "| c2 | 2 | 4/4 |" in report
     assert "![per-job stage waterfall](waterfall.png)" in report
