@@ -2,8 +2,9 @@
 
 1. Duplicate episodes go: the same audio (checksum), or the same title and duration in
    another feed (a rebroadcast). The newest copy stays and names the others.
-2. Every L1 topic is clustered by its embedding (``stories.cluster``); a cluster with
-   topics from two or more episodes is a story, named after its most central topic.
+2. Every L1 topic is clustered by its embedding (``stories.cluster``: average linkage,
+   a show's own topics count less alike); a cluster with topics from two or more
+   episodes is a story, named after its most central topic.
 3. With a time budget, a listen list: candidates ranked by relevance (how many shows
    and episodes tell the story, how recent, how much of its episode the topic fills),
    taken greedily while they fit. A story is heard once; a topic too long for what is
@@ -50,7 +51,7 @@ def build_digest(
     """The digest of ``episodes`` (newest first, as :func:`collect.collect` returns them)."""
     options = options or DigestOptions()
     kept, duplicates = _dedup(episodes)
-    topics = [t for ep in kept for t in ep.topics if t.vector is not None]
+    topics = [t for ep in kept for t in ep.topics if t.story_vector is not None]
     stories, story_of = _stories(topics, kept, options.threshold)
     by_key = {ep.episode_key: ep for ep in kept}
     document: dict[str, Any] = {
@@ -122,9 +123,12 @@ def _stories(
 
     if not topics:
         return [], {}
-    vectors = np.stack([t.vector for t in topics]).astype(np.float32)
-    labels = cluster(vectors, threshold)
+    vectors = np.stack([t.story_vector for t in topics]).astype(np.float32)
     by_key = {ep.episode_key: ep for ep in episodes}
+    # Feeds are the groups whose own topics count less alike (stories.SAME_FEED_PENALTY);
+    # an episode without a feed is a group of its own.
+    shows = [by_key[t.episode_key].feed_id or f"episode:{t.episode_key}" for t in topics]
+    labels = cluster(vectors, threshold, groups=shows)
     groups: dict[int, list[int]] = {}
     for row, label in enumerate(labels):
         groups.setdefault(label, []).append(row)

@@ -6,12 +6,17 @@ import sys
 from datetime import UTC, datetime
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from podmill.engine.cli import ConfigOpt, DbOpt, _settings, database_errors, err
 from podmill.errors import PodmillError
+from podmill.settings import Settings
+
+if TYPE_CHECKING:
+    from podmill.digest.build import DigestOptions
+    from podmill.digest.window import Window
 
 
 class DigestFormat(str, Enum):
@@ -90,7 +95,13 @@ def digest(
         sys.stdout.write(text)
 
 
-def _digest(settings, window, now, options, feeds):  # type: ignore[no-untyped-def]
+def _digest(
+    settings: Settings,
+    window: Window,
+    now: datetime,
+    options: DigestOptions,
+    feeds: list[str],
+) -> dict[str, Any]:
     from podmill.digest.collect import any_episodes, newest_finished_set
     from podmill.digest.service import make_digest
     from podmill.storage import db as storage_db

@@ -42,8 +42,9 @@ class Topic:
     summary: str
     start: float
     end: float
-    vector: Any
+    vector: Any  # the index stage's vector of "title. summary"
     children: list[Topic] = field(default_factory=list)
+    story_vector: Any = None  # what stories are clustered on (stories.story_vectors)
 
     @property
     def duration(self) -> float:
@@ -173,7 +174,37 @@ def collect(
             pending += 1
             continue
         episodes.append(load_episode(row, folder))
+    add_story_vectors([t for ep in episodes for t in ep.topics])
     return episodes, pending
+
+
+def add_story_vectors(topics: Sequence[Topic]) -> None:
+    """Set each topic's ``story_vector``: its index vector plus its summary's own
+    embedding (stories.story_vectors). Summaries are embedded in one batch, once per
+    process (a server making every tenant's weekly digest sees the same ones)."""
+    import numpy as np
+
+    from podmill.digest.stories import story_vectors
+    from podmill.ml.embed import DIMENSION, embed
+
+    usable = [t for t in topics if t.vector is not None]
+    if not usable:
+        return
+    texts = [t.summary.strip() for t in usable]
+    missing = sorted({t for t in texts if t and t not in _SUMMARY_CACHE})
+    if missing:
+        if len(_SUMMARY_CACHE) + len(missing) > _SUMMARY_CACHE_SIZE:
+            _SUMMARY_CACHE.clear()
+        _SUMMARY_CACHE.update(zip(missing, embed(missing)))
+    zero = np.zeros(DIMENSION, dtype=np.float32)
+    summaries = np.stack([_SUMMARY_CACHE[t] if t else zero for t in texts])
+    mixed = story_vectors(np.stack([t.vector for t in usable]), summaries)
+    for topic, vector in zip(usable, mixed):
+        topic.story_vector = vector
+
+
+_SUMMARY_CACHE: dict[str, Any] = {}
+_SUMMARY_CACHE_SIZE = 20_000  # ~30 MB of vectors
 
 
 def newest_finished_set(data_dir: Path) -> Callable[[str], Path | None]:
