@@ -12,10 +12,11 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -33,9 +34,13 @@ MIN_CANDIDATES = 50  # per ranking, before fusion
 # Rows outside the generation, searched exactly; past this many the searcher builds a
 # new generation (the CLI at once, a server in a background thread).
 AUTO_REBUILD_ROWS = 20_000
-# A generation also misses rows created this long before it was built whose ids are
-# below its high-water mark (a Postgres transaction that committed late).
-LATE_COMMIT_WINDOW = timedelta(minutes=10)
+# A generation also misses a row whose id is below its high-water mark but which
+# committed after the build read the table (Postgres draws ids before commit; SQLite
+# has one writer, so its ids are in commit order). Such a row was being written while
+# the build ran: for a while after a build, the searcher also scans this many ids below
+# the mark for rows the generation lacks.
+LATE_COMMIT_IDS = 1000
+LATE_COMMIT_SECONDS = 600.0
 MAX_QUERY_CHARS = 500
 # Nearest neighbours always exist; below this cosine they are not about the query
 # (MiniLM: unrelated sentences score about -0.1..0.1, a paraphrase 0.3 and up), so a
@@ -135,10 +140,10 @@ class Searcher:
         self.ivf_min_docs = ivf_min_docs
         self.exact_below = exact_below
         self.min_similarity = min_similarity
+        vectors.limit_blas_threads()
         self._lock = threading.Lock()
         self._rebuild_lock = threading.Lock()
         self._generation: Generation | None = None
-        self._built_at: datetime | None = None
         self._delta: _Delta | None = None
 
     # ----------------------------------------------------------------- generation
@@ -151,43 +156,41 @@ class Searcher:
             if name is None or (current is not None and current.name == name):
                 return current
             try:
-                loaded, meta = vectors.load(self.folder, name)
+                loaded, _meta = vectors.load(self.folder, name)
             except FileNotFoundError:
                 continue  # pruned between reading CURRENT and opening it: read again
             with self._lock:
                 if self._generation is None or self._generation.name != loaded.name:
                     self._generation = loaded
-                    self._built_at = datetime.fromisoformat(meta["built_at"])
             return loaded
         return self._generation
 
     def rebuild(self) -> Generation:
         """Build a generation from every row's vector, save it aside, swap it in."""
-        from podmill.storage.models import utcnow
-
         with self._rebuild_lock:
-            built_at = utcnow()
+            built_at = time.time()
             with self.engine.connect() as conn:
                 ids, keys, matrix = store.vectors_of(conn)
             high_water = int(ids[-1]) if len(ids) else 0
             generation = vectors.build(
-                ids, keys, matrix, high_water, ivf_min_docs=self.ivf_min_docs
+                ids, keys, matrix, high_water, ivf_min_docs=self.ivf_min_docs, built_at=built_at
             )
-            vectors.save(generation, self.folder, {"built_at": built_at.isoformat()})
+            vectors.save(generation, self.folder, {"database": self.engine.dialect.name})
             with self._lock:
                 self._generation = generation
-                self._built_at = built_at
             return generation
 
     def _delta_rows(self, conn: Connection, generation: Generation | None) -> _Delta:
         import numpy as np
 
         high_water = generation.high_water if generation is not None else 0
-        since = self._built_at - LATE_COMMIT_WINDOW if generation and self._built_at else None
-        wanted = np.array(store.recent_ids(conn, high_water, since), dtype=np.int64)
-        if generation is not None and since is not None and len(wanted):
-            # rows inside the late-commit window may already be in the generation
-            wanted = wanted[~np.isin(wanted, generation.ids)]
+        floor = high_water
+        recent = generation is not None and time.time() - generation.built_at < LATE_COMMIT_SECONDS
+        if recent and conn.dialect.name == "postgresql":
+            floor = high_water - LATE_COMMIT_IDS
+        wanted = np.array(store.ids_above(conn, floor), dtype=np.int64)
+        if floor < high_water and len(wanted):
+            wanted = wanted[~np.isin(wanted, generation.recent_ids(LATE_COMMIT_IDS))]
         cached = self._delta
         if cached is not None and cached.high_water != high_water:
             cached = None
@@ -219,10 +222,12 @@ class Searcher:
         with self.engine.connect() as conn:
             if conn.dialect.name == "postgresql":
                 conn = conn.execution_options(isolation_level="REPEATABLE READ")
-            elif not conn.connection.dbapi_connection.in_transaction:
-                # pysqlite opens no transaction for reads: each SELECT would see the
-                # latest commit. A deferred BEGIN holds one WAL snapshot instead.
-                conn.exec_driver_sql("BEGIN")
+            else:
+                conn.begin()  # an engine made with immediate=True emits its BEGIN here
+                if not conn.connection.dbapi_connection.in_transaction:
+                    # pysqlite opens no transaction for reads: each SELECT would see
+                    # the latest commit. A deferred BEGIN holds one WAL snapshot.
+                    conn.exec_driver_sql("BEGIN")
             yield conn
 
     def embed_query(self, query: str) -> Any:
@@ -250,13 +255,15 @@ class Searcher:
             # twice as deep: the generation may still name rows replaced since it was
             # built; ranks count only live rows, so answers do not move when it swaps
             by_vector = self.vector_ranking(conn, qvec, filters, 2 * depth)
-            rows = store.hit_rows(conn, list({*by_keyword, *by_vector}), filters)
+            rows = store.candidate_rows(conn, list({*by_keyword, *by_vector}), filters)
             by_keyword = [i for i in by_keyword if i in rows]
             by_vector = [i for i in by_vector if i in rows][:depth]
             fused = fuse([by_keyword, by_vector])
             ordered = sorted(fused, key=lambda i: (-fused[i], *_place(rows[i])))
-            chosen = _dedupe([rows[i] for i in ordered], limit)
-            snippets = keyword.highlights(conn, terms, [r.id for r in chosen])
+            chosen_ids = [r.id for r in _dedupe([rows[i] for i in ordered], limit)]
+            full = store.hit_rows(conn, chosen_ids)
+            chosen = [full[i] for i in chosen_ids]
+            snippets = keyword.highlights(conn, terms, chosen_ids)
         in_keyword, in_vector = set(by_keyword), set(by_vector)
         return [
             Hit(

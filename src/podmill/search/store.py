@@ -78,14 +78,11 @@ def max_id(conn: Connection) -> int:
     return conn.execute(select(func.coalesce(func.max(DOCS.c.id), 0))).scalar_one()
 
 
-def recent_ids(conn: Connection, high_water: int, since: datetime | None) -> list[int]:
-    """Ids of rows above ``high_water`` or created at or after ``since``, sorted (cheap:
-    two index ranges). ``since`` catches a Postgres row whose id was drawn before a
-    generation was built but which committed after it (ids are not commit-ordered)."""
-    query = select(DOCS.c.id).where(DOCS.c.id > high_water)
-    if since is not None:
-        query = query.union(select(DOCS.c.id).where(DOCS.c.created_at >= since))
-    return sorted(conn.execute(query).scalars())
+def ids_above(conn: Connection, floor: int) -> list[int]:
+    """Ids of rows above ``floor``, sorted (cheap: a primary-key range)."""
+    return list(
+        conn.execute(select(DOCS.c.id).where(DOCS.c.id > floor).order_by(DOCS.c.id)).scalars()
+    )
 
 
 def vectors_of(conn: Connection, ids: Iterable[int] | None = None, chunk: int = 900) -> Any:
@@ -113,12 +110,29 @@ def vectors_of(conn: Connection, ids: Iterable[int] | None = None, chunk: int = 
     return found_ids, keys, vectors
 
 
-def hit_rows(conn: Connection, ids: Sequence[int], filters: Filters) -> dict[int, Any]:
-    """The rows (with episode and feed facts) of ``ids`` that exist and pass ``filters``.
+def candidate_rows(conn: Connection, ids: Sequence[int], filters: Filters) -> dict[int, Any]:
+    """Where the candidates ``ids`` are (episode, kind, span), for those that exist and
+    pass ``filters``. A deleted row (its episode was indexed again) is simply absent:
+    the vector index may still name it until the next generation."""
+    if not ids:
+        return {}
+    query = select(
+        DOCS.c.id,
+        DOCS.c.episode_key,
+        DOCS.c.kind,
+        DOCS.c.node_id,
+        DOCS.c.start_seconds,
+        DOCS.c.end_seconds,
+    ).where(DOCS.c.id.in_(list(ids)))
+    if filters.active:
+        query = query.join(EPISODES, EPISODES.c.episode_key == DOCS.c.episode_key).where(
+            filters.condition()
+        )
+    return {r.id: r for r in conn.execute(query).all()}
 
-    A deleted row (its episode was indexed again) is simply absent: the vector index
-    may still name it until the next generation.
-    """
+
+def hit_rows(conn: Connection, ids: Sequence[int]) -> dict[int, Any]:
+    """Everything a hit shows: the row, its episode and feed."""
     if not ids:
         return {}
     query = (
@@ -144,6 +158,4 @@ def hit_rows(conn: Connection, ids: Sequence[int], filters: Filters) -> dict[int
         )
         .where(DOCS.c.id.in_(list(ids)))
     )
-    if filters.active:
-        query = query.where(filters.condition())
     return {r.id: r for r in conn.execute(query).all()}

@@ -40,6 +40,23 @@ KMEANS_ITERATIONS = 8
 KEEP_GENERATIONS = 2  # the live one and the one before (a reader may be opening it)
 
 
+_blas_limited = False
+
+
+def limit_blas_threads() -> None:
+    """One BLAS thread in a searching process. A query's products are small (an IVF
+    probe) or memory-bound (an exact scan); concurrent requests are the parallelism,
+    and OpenBLAS threads spinning against each other on a busy machine cost several
+    times the product itself (measured in docs/search.md)."""
+    global _blas_limited
+    if _blas_limited:
+        return
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1, user_api="blas")
+    _blas_limited = True
+
+
 @dataclass
 class Generation:
     """Vectors in IVF list order; ``ids[i]`` is the row of ``vectors[i]``."""
@@ -50,15 +67,25 @@ class Generation:
     episodes: Any  # int32 (n,): index into episode_keys
     episode_keys: list[str]
     high_water: int  # every row with id <= high_water at build time is in here
+    built_at: float  # time.time() when the rows were read
     centroids: Any = None  # float32 (nlist, d) or None: exact only
     offsets: Any = None  # int64 (nlist + 1,): list j is vectors[offsets[j]:offsets[j+1]]
     _key_codes: dict[str, int] = field(default_factory=dict, repr=False)
+    _recent: Any = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         self._key_codes = {k: i for i, k in enumerate(self.episode_keys)}
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    def recent_ids(self, count: int) -> Any:
+        """Its ids within ``count`` of the high-water mark (sorted)."""
+        import numpy as np
+
+        if self._recent is None:
+            self._recent = np.sort(self.ids[self.ids > self.high_water - count])
+        return self._recent
 
     def mask_for(self, allowed: set[str]) -> Any:
         """Boolean mask of the vectors whose episode is in ``allowed``."""
@@ -125,6 +152,7 @@ def build(
     *,
     seed: int = 0,
     ivf_min_docs: int = IVF_MIN_DOCS,
+    built_at: float | None = None,
 ) -> Generation:
     """A generation of ``vectors`` (rows named by ``ids``), with IVF from
     ``ivf_min_docs`` vectors on (below it an exact scan is as fast)."""
@@ -136,8 +164,9 @@ def build(
     episodes = np.array([code[k] for k in episode_keys], dtype=np.int32)
     ids = np.asarray(ids, dtype=np.int64)
     name = f"gen-{time.time_ns()}-{os.getpid()}"
+    built_at = time.time() if built_at is None else built_at
     if len(ids) < max(ivf_min_docs, 2):
-        return Generation(name, ids, vectors, episodes, distinct, high_water)
+        return Generation(name, ids, vectors, episodes, distinct, high_water, built_at)
     centroids = _kmeans(vectors, nlist=max(1, int(2 * np.sqrt(len(ids)))), seed=seed)
     assign = _nearest(vectors, centroids)
     order = np.argsort(assign, kind="stable")
@@ -149,6 +178,7 @@ def build(
         episodes[order],
         distinct,
         high_water,
+        built_at,
         centroids,
         offsets.astype(np.int64),
     )
@@ -207,6 +237,7 @@ def save(generation: Generation, folder: Path, meta: dict[str, Any]) -> None:
     info = {
         **meta,
         "high_water": generation.high_water,
+        "built_at": generation.built_at,
         "count": len(generation),
         "episode_keys": generation.episode_keys,
         "ivf": generation.centroids is not None,
@@ -259,6 +290,7 @@ def load(folder: Path, name: str) -> tuple[Generation, dict[str, Any]]:
         np.asarray(array("episodes")),
         list(meta["episode_keys"]),
         int(meta["high_water"]),
+        float(meta["built_at"]),
         np.asarray(array("centroids")) if meta["ivf"] else None,
         np.asarray(array("offsets")) if meta["ivf"] else None,
     )

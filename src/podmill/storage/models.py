@@ -381,9 +381,7 @@ class SearchDocRow(Base):
     title: Mapped[str] = mapped_column(Text)
     body: Mapped[str] = mapped_column(Text)
     vector: Mapped[bytes | None] = mapped_column(LargeBinary)
-    created_at: Mapped[datetime] = mapped_column(
-        UTCDateTime, default=utcnow, server_default=text("CURRENT_TIMESTAMP"), index=True
-    )
+    created_at: Mapped[datetime] = _created_at()
 
 
 def is_modelled(name: str | None, type_: str, parent_names: Any) -> bool:

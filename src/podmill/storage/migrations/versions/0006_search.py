@@ -81,8 +81,6 @@ def upgrade() -> None:
         sa.CheckConstraint("kind IN ('node', 'passage')", name=op.f("ck_search_docs_kind")),
         sqlite_autoincrement=True,
     )
-    # the searcher's "recently added" scan (rows a vector generation may have missed)
-    op.create_index(op.f("ix_search_docs_created_at"), "search_docs", ["created_at"])
     if op.get_bind().dialect.name == "sqlite":
         op.execute(_SQLITE_FTS)
         for trigger in _SQLITE_TRIGGERS:
