@@ -267,7 +267,14 @@ def build_context_files(patterns: list[tuple[bool, str]] | None = None) -> list[
     for root, dirs, names in os.walk(REPO):
         rel_root = os.path.relpath(root, REPO)
         rel_root = "" if rel_root == "." else rel_root + "/"
-        dirs[:] = [d for d in dirs if not dockerignored(rel_root + d, patterns)]
+        # Docker still looks inside an excluded directory that an exception (!) reaches into.
+        reopened = [p for negated, p in patterns if negated]
+        dirs[:] = [
+            d
+            for d in dirs
+            if not dockerignored(rel_root + d, patterns)
+            or any(p.startswith(rel_root + d + "/") for p in reopened)
+        ]
         files += [rel_root + n for n in names if not dockerignored(rel_root + n, patterns)]
     return sorted(files)
 

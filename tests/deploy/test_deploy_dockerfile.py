@@ -158,8 +158,16 @@ def test_default_extras_exist_and_cover_every_role(dockerfile) -> None:
 def test_dockerignore_keeps_local_state_out_and_what_copy_needs_in(dockerfile) -> None:
     _, stages = dockerfile
     patterns = dockerignore_patterns()
-    for path in (".venv/bin/python", ".git/HEAD", "tests/conftest.py", "src/x/__pycache__/a.pyc"):
+    for path in (
+        ".venv/bin/python",
+        ".git/HEAD",
+        "tests/conftest.py",
+        "src/x/__pycache__/a.pyc",
+        "deploy/prometheus/alerts.yml",
+        ".env",
+    ):
         assert dockerignored(path, patterns), f"{path} would be sent to the Docker daemon"
+    assert "deploy/healthcheck.py" in build_context_files(patterns)
     sources = []
     for stage in stages:
         for args in stage.all("COPY"):
