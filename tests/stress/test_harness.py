@@ -291,7 +291,7 @@ def test_ab_compares_two_worker_settings_side_by_side(stack: Stack) -> None:
         "--b",
         "wide:--pool io=2 --pool asr=2 --pool cpu=2 --poll 0.05",
         "--jobs",
-        "3",
+        "2",
         "--concurrency",
         "2",
     )
@@ -309,7 +309,7 @@ def test_ab_compares_two_worker_settings_side_by_side(stack: Stack) -> None:
         "--poll",
         "0.05",
     ]
-    assert [j["group"] for j in jobs["jobs"]] == ["narrow"] * 3 + ["wide"] * 3
+    assert [j["group"] for j in jobs["jobs"]] == ["narrow"] * 2 + ["wide"] * 2
     # each arm ran on its own workers: the steps of an arm name only that arm's workers
     by_arm = {
         arm: {
@@ -320,9 +320,15 @@ def test_ab_compares_two_worker_settings_side_by_side(stack: Stack) -> None:
     assert len(by_arm["narrow"]) == len(by_arm["wide"]) == 1
     assert by_arm["narrow"] != by_arm["wide"]
     # and the arms' copies differ too: B did not attach to A's finished jobs
-    assert len({j["episode_key"] for j in jobs["jobs"]}) == 6
+    assert len({j["episode_key"] for j in jobs["jobs"]}) == 4
+    # the spawned workers' logs were kept and scanned, and their metrics scraped
+    snapshot = read_json(out / "ab" / "metrics" / "snapshot.json")
     for arm in ("narrow", "wide"):
-        assert (out / "ab" / "workers" / arm / "worker-0.log").read_text()
+        log = out / "ab" / "workers" / arm / "worker-0.log"
+        assert "pools io=" in log.read_text()
+        assert str(log) in manifest["evidence"]["worker_logs"]
+        assert snapshot["per_stage"][arm]["publish"]["outcomes"]["done"] == 2
+    assert manifest["settings"]["other_workers_check"].startswith("GET /admin/workers")
     report = (out / "ab" / "report.md").read_text()
     assert "## A/B: narrow vs wide" in report
     assert "| metric | narrow | wide | wide/narrow |" in report

@@ -128,6 +128,15 @@ class Run:
         self.started = _now()
         self.metrics_notes: list[dict[str, Any]] = []
         self.metrics_windows: dict[str, dict[str, Any]] = {}
+        self.spawned_logs: list[Path] = []  # logs of workers the harness started (ab)
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        # the copies were uploaded (the API keeps its own); a failed run leaves none either
+        shutil.rmtree(self.staging, ignore_errors=True)
+        self.client.close()
 
     # ------------------------------------------------------------ building blocks
 
@@ -205,7 +214,6 @@ class Run:
         from podmill.stress import plots
 
         finished = _now()
-        shutil.rmtree(self.staging, ignore_errors=True)
         failed = [g for g in groups if not g.passed]
         passed = bool(groups) and not failed and verdict is None
         reason = verdict or (
@@ -264,14 +272,11 @@ class Run:
         plots.waterfall(jobs, STAGE_NAMES, self.directory / "waterfall.png")
         plots.levels([g.summary for g in groups], self.directory / "levels.png", xlabel)
         (self.directory / "report.md").write_text(render_report(manifest, groups))
-        self.client.close()
         return Outcome(self.scenario, self.directory, passed, reason, groups)
 
     def _evidence(self, groups: list[GroupResult]) -> dict[str, Any]:
         """What the "no worker logged an error" verdict rests on."""
-        logs = sorted(
-            {str(p) for p in self.options.worker_logs} | set(self.settings.get("spawned_logs", []))
-        )
+        logs = [str(p) for p in [*self.options.worker_logs, *self.spawned_logs]]
         return {
             "step_states": "GET /jobs/{id} of every job (failed, dead or errored steps)",
             "worker_logs": logs,
@@ -299,9 +304,10 @@ def soak(options: Options, *, jobs: int = 12, concurrency: int = 4) -> Outcome:
     """``jobs`` jobs at ``concurrency``; passes when all are done with all stages and no
     worker logged an error."""
     _positive(jobs=jobs, concurrency=concurrency)
-    run = Run("soak", options, {"jobs": jobs, "concurrency": concurrency, **_common(options)})
-    group = run.run_group(f"c{concurrency}", concurrency, jobs)
-    return run.finish([group], xlabel="concurrency", verdict=None)
+    settings = {"jobs": jobs, "concurrency": concurrency, **_common(options)}
+    with Run("soak", options, settings) as run:
+        group = run.run_group(f"c{concurrency}", concurrency, jobs)
+        return run.finish([group], xlabel="concurrency", verdict=None)
 
 
 def ramp_levels(
@@ -328,21 +334,22 @@ def ramp(
     _positive(jobs_per_level=jobs_per_level, **{f"level {n}": n for n in levels})
     if not levels:
         raise PodmillError("ramp needs at least one level: --levels 4,8,16,24")
-    run = Run(
-        "ramp",
-        options,
-        {"levels": list(levels), "jobs_per_level": jobs_per_level, **_common(options)},
-    )
-    results = ramp_levels(
-        levels,
-        lambda level, first: run.run_group(f"c{level}", level, jobs_per_level, first_index=first),
-    )
-    skipped = list(levels[len(results) :])
-    verdict = None
-    if results and not results[-1].passed:
-        stop = f"; levels {skipped} not run" if skipped else ""
-        verdict = f"failed at concurrency {results[-1].concurrency}: {results[-1].reason()}{stop}"
-    return run.finish(results, xlabel="concurrency", verdict=verdict)
+    settings = {"levels": list(levels), "jobs_per_level": jobs_per_level, **_common(options)}
+    with Run("ramp", options, settings) as run:
+        results = ramp_levels(
+            levels,
+            lambda level, first: run.run_group(
+                f"c{level}", level, jobs_per_level, first_index=first
+            ),
+        )
+        skipped = list(levels[len(results) :])
+        verdict = None
+        if results and not results[-1].passed:
+            stop = f"; levels {skipped} not run" if skipped else ""
+            verdict = (
+                f"failed at concurrency {results[-1].concurrency}: {results[-1].reason()}{stop}"
+            )
+        return run.finish(results, xlabel="concurrency", verdict=verdict)
 
 
 def ab(
@@ -366,44 +373,40 @@ def ab(
         "arms": {arm.name: list(arm.args) for arm in arms},
         **_common(options),
     }
-    run = Run("ab", options, settings)
-    results: list[GroupResult] = []
-    spawned_logs: list[str] = []
-    for arm in arms:
-        _check_queue_is_ours(run, set())
-        fleet: WorkerSet = start_workers(arm, workers, db, run.directory / "workers" / arm.name)
-        try:
-            spawned_logs += [str(p) for p in fleet.log_paths]
-            result = run.run_group(
-                arm.name,
-                concurrency,
-                jobs,
-                logs=fleet.log_paths,
-                metrics_urls=fleet.metrics_urls,
-                settings={"arm": arm.name, "worker_args": list(arm.args)},
-                first_index=len(results) * jobs,
-            )
-        finally:
-            fleet.stop()
-        results.append(result)
-    run.settings["spawned_logs"] = spawned_logs
-    run.settings["foreign_workers_check"] = run.settings.get("foreign_workers_check", "checked")
-    return run.finish(results, xlabel="arm", verdict=None)
+    with Run("ab", options, settings) as run:
+        results: list[GroupResult] = []
+        for arm in arms:
+            _check_queue_is_ours(run)
+            fleet: WorkerSet = start_workers(arm, workers, db, run.directory / "workers" / arm.name)
+            try:
+                run.spawned_logs += fleet.log_paths
+                result = run.run_group(
+                    arm.name,
+                    concurrency,
+                    jobs,
+                    logs=fleet.log_paths,
+                    metrics_urls=fleet.metrics_urls,
+                    settings={"arm": arm.name, "worker_args": list(arm.args)},
+                    first_index=len(results) * jobs,
+                )
+            finally:
+                fleet.stop()
+            results.append(result)
+        return run.finish(results, xlabel="arm", verdict=None)
 
 
-def _check_queue_is_ours(run: Run, ours: set[int]) -> None:
+def _check_queue_is_ours(run: Run) -> None:
     """An arm's numbers mean something only if its workers alone take its steps: refuse
     to start while other live workers are registered (needs an admin key to see them)."""
     listed = run.client.workers()
     if listed is None:
-        run.settings["foreign_workers_check"] = "not checked: the key is not an admin's"
+        run.settings["other_workers_check"] = "not checked: the key is not an admin's"
         return
     foreign = [
         w
         for w in listed
         if w.get("status") == "running"
         and float(w.get("heartbeat_age_seconds") or 0) < _LIVE_HEARTBEAT
-        and int(w.get("pid") or 0) not in ours
     ]
     if foreign:
         names = ", ".join(
@@ -413,6 +416,7 @@ def _check_queue_is_ours(run: Run, ours: set[int]) -> None:
             f"ab needs the queue to itself, but {len(foreign)} other live worker(s) would "
             f"take its steps ({names}): stop them, or point ab at an API with its own database"
         )
+    run.settings["other_workers_check"] = "GET /admin/workers: none live before each arm"
 
 
 def _common(options: Options) -> dict[str, Any]:

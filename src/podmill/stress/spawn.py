@@ -8,7 +8,6 @@ stops them before the next arm starts.
 
 from __future__ import annotations
 
-import os
 import shlex
 import signal
 import socket
@@ -16,7 +15,6 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
-from functools import cache
 from pathlib import Path
 
 from podmill.errors import PodmillError
@@ -43,19 +41,6 @@ class Arm:
         except ValueError as exc:
             raise PodmillError(f"arm {text!r}: cannot split its arguments: {exc}") from None
         return cls(name, args)
-
-
-@cache
-def worker_flags() -> frozenset[str]:
-    """The options this install's ``podmill worker`` has (so the harness asks for JSON
-    logs and a metrics port only where the worker offers them)."""
-    result = subprocess.run(
-        [sys.executable, "-m", "podmill", "worker", "--help"],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "COLUMNS": "300"},
-    )
-    return frozenset(word.strip(",") for word in result.stdout.split() if word.startswith("--"))
 
 
 def free_port() -> int:
@@ -113,15 +98,15 @@ def start_workers(arm: Arm, count: int, db: str, folder: Path) -> WorkerSet:
     each has printed its start line (registered with the database), or raises with the
     log of one that exited."""
     folder.mkdir(parents=True, exist_ok=True)
-    flags = worker_flags()
     started = WorkerSet(arm)
     try:
         for index in range(count):
             extra: list[str] = []
-            if "--log-format" in flags and "--log-format" not in arm.args:
+            # JSON logs for the error scan; a metrics port of its own for the aggregates
+            if "--log-format" not in arm.args:
                 extra += ["--log-format", "json"]
             metrics_url = None
-            if "--metrics-port" in flags and "--metrics-port" not in arm.args:
+            if "--metrics-port" not in arm.args:
                 port = free_port()
                 extra += ["--metrics-port", str(port)]
                 metrics_url = f"http://127.0.0.1:{port}/metrics"
