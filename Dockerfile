@@ -90,5 +90,6 @@ EXPOSE 8000 9400
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
     CMD ["podmill-healthcheck"]
 
+# Alone (`docker run podmill`) the API also polls feeds; compose runs the poller apart.
 ENTRYPOINT ["tini", "--", "podmill"]
-CMD ["serve", "--host", "0.0.0.0", "--port", "8000", "--no-background"]
+CMD ["serve", "--host", "0.0.0.0", "--port", "8000"]
