@@ -103,8 +103,10 @@ def test_written_queries_find_their_topic(processed_corpus: ProcessedCorpus) -> 
         topic = processed_corpus.corpus.topic(query["guid"], query["topic"])
         outcomes.append(Outcome(query, topic, hits, judge(processed_corpus, query, hits)))
     answered = sum(o.answered for o in outcomes)
+    first = sum(judge(processed_corpus, o.query, o.hits[:1]) for o in outcomes)
     report = table(processed_corpus, outcomes)
-    print(f"\n{answered}/{len(outcomes)} queries answered in the top {TOP}\n{report}")
+    print(f"\n{answered}/{len(outcomes)} queries answered in the top {TOP}, {first} at rank 1")
+    print(report)
     assert answered >= REQUIRED * len(outcomes), (
         f"only {answered}/{len(outcomes)} queries have the right topic in the top {TOP} "
         f"(need {REQUIRED:.0%}):\n{report}"
