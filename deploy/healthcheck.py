@@ -5,7 +5,7 @@ Usage: ``podmill-healthcheck [URL]`` (default ``$PODMILL_HEALTH_URL``, else the 
 ``http://127.0.0.1:8000/health``). podmill answers 200 for ``healthy`` and ``degraded``
 and 503 for ``unhealthy``, so only an unhealthy process (database unreachable, disk full)
 or one that does not answer fails the check. ``degraded`` (no workers, backlog, low disk)
-is left to the Prometheus alerts: restarting a container would not fix it.
+is left to the Prometheus alerts: the container itself is not what is wrong.
 
 Standard library only, so the probe works in the slim runtime image without podmill's
 dependencies loaded, and prints one line Docker keeps in ``docker inspect`` output.

@@ -180,3 +180,10 @@ def test_alert_unit_tests_catch_a_changed_rule(tmp_path: Path) -> None:
         output, _ = run.communicate(timeout=60)
         assert run.returncode != 0, f"changing {alert} did not fail its tests"
         assert f"alertname: {alert}," in output, output
+
+
+def test_every_alert_has_a_runbook_row_in_docs_deploy() -> None:
+    docs = (PROMETHEUS_DIR.parents[1] / "docs" / "deploy.md").read_text()
+    rows = set(re.findall(r"^\| \*\*(Podmill\w+)\*\* \((warning|critical)\)", docs, re.M))
+    rules = {(rule["alert"], rule["labels"]["severity"]) for rule in alert_rules()}
+    assert rules == rows, f"docs/deploy.md alert table differs: {rules ^ rows}"
