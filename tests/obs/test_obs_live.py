@@ -224,6 +224,7 @@ def test_metrics_logs_and_health_of_a_real_job(live: Live) -> None:
     assert_series(api, API_SERIES)
     assert value(api, "podmill_jobs", status="done") == 1
     assert value(api, "podmill_workers_alive") == 1
+    assert value(api, "podmill_database_up") == 1
     assert value(api, "podmill_jobs_submitted_total", via="api") == 1
     routes = {s.labels["route"] for s in api["podmill_http_request_duration_seconds"]}
     assert "/jobs/{job_id}" in routes  # the template, never /jobs/1
@@ -273,3 +274,10 @@ def test_metrics_logs_and_health_of_a_real_job(live: Live) -> None:
     assert (status, health["status"]) == (503, "unhealthy"), health
     assert health["checks"]["database"]["status"] == "unhealthy"
     assert health["checks"]["workers"]["status"] == "unknown"
+    # /metrics still answers; the fleet gauges go absent rather than stale
+    wait_for(
+        lambda: value(scrape(live.server.url + "/metrics"), "podmill_database_up") == 0,
+        15,
+        "podmill_database_up 0",
+    )
+    assert "podmill_queue_depth" not in scrape(live.server.url + "/metrics")

@@ -17,6 +17,7 @@ code that records never checks whether anyone listens.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import threading
@@ -28,6 +29,8 @@ from typing import Any
 from podmill import __version__
 from podmill.errors import require
 from podmill.pipeline.dag import STAGE_NAMES
+
+log = logging.getLogger(__name__)
 
 METRICS_EXTRA = "metrics"
 PREFIX = "podmill_"
@@ -148,7 +151,20 @@ class FleetCollector:
     def collect(self) -> Iterator[Any]:
         from prometheus_client.core import GaugeMetricFamily
 
-        state = self.cache.get()
+        up = GaugeMetricFamily(
+            PREFIX + "database_up", "1 when the fleet gauges could be read from the database"
+        )
+        try:
+            state = self.cache.get()
+        except Exception as exc:
+            # The scrape still answers (build info, disk, HTTP metrics); the fleet gauges
+            # are absent rather than stale, and podmill_database_up says why.
+            log.warning("fleet gauges unavailable: %s", str(exc).strip().splitlines()[0])
+            up.add_metric([], 0)
+            yield up
+            return
+        up.add_metric([], 1)
+        yield up
         by_stage = (
             ("queue_depth", "steps ready to run (pending, back-off passed)", state.queue_depth),
             ("steps_running", "steps in status running", state.running),
