@@ -99,11 +99,13 @@ class ContextFilter(logging.Filter):
         return True
 
 
-# Attributes every LogRecord has; anything else on a record came from ``extra=``.
+# Attributes every LogRecord has; anything else on a record came from ``extra=``
+# (except uvicorn's ANSI-coloured copy of the message, which is noise in JSON).
 _RESERVED = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
     "message",
     "asctime",
     "taskName",
+    "color_message",
 }
 
 
