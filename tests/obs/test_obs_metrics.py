@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -20,8 +21,9 @@ from podmill.pipeline.dag import STAGE_NAMES
 from podmill.settings import Settings
 from podmill.storage.db import upgrade
 
-from support.api import start_server
+from support.api import free_port, podmill_env, start_server
 from support.paths import DEMO
+from support.workers import wait_for
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -207,3 +209,44 @@ def test_a_worker_needs_neither_fastapi_nor_prometheus_to_import() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_the_scheduler_serves_health_and_build_info(tmp_path: Path) -> None:
+    port = free_port()
+    db = f"sqlite:///{tmp_path / 'podmill.db'}"
+    with (tmp_path / "scheduler.log").open("wb") as log:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "podmill",
+                "scheduler",
+                "--db",
+                db,
+                "--data-dir",
+                str(tmp_path / "data"),
+                "--metrics-port",
+                str(port),
+                "--metrics-host",
+                "127.0.0.1",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=podmill_env(),
+        )
+    try:
+        base = f"http://127.0.0.1:{port}"
+
+        def answers() -> bool:
+            assert proc.poll() is None, (tmp_path / "scheduler.log").read_text()
+            return httpx.get(base + "/health", timeout=2).status_code == 200
+
+        wait_for(answers, 60, "the scheduler's /health")
+        health = httpx.get(base + "/health").json()
+        assert health["status"] == "healthy" and set(health["checks"]) == {"database", "disk"}
+        found = samples(httpx.get(base + "/metrics").text)
+        assert any(name == "podmill_build_info" for name, _ in found)
+        assert httpx.get(base + "/nothing").status_code == 404
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0

@@ -162,13 +162,49 @@ def scheduler(
     db: DbOpt = None,
     data_dir: DataDirOpt = None,
     log_format: LogFormatOpt = None,
+    metrics_port: Annotated[
+        int,
+        typer.Option(
+            "--metrics-port",
+            min=0,
+            max=65535,
+            help="serve GET /metrics (build info, disk) and GET /health (database, disk) "
+            "on this port (0: off; needs the 'metrics' extra)",
+        ),
+    ] = 0,
+    metrics_host: Annotated[
+        str, typer.Option("--metrics-host", help="address the metrics port binds")
+    ] = "0.0.0.0",
     config: ConfigOpt = None,
 ) -> None:
     """Poll subscribed feeds, queue new episodes and send webhooks, until SIGTERM/SIGINT."""
     from podmill.api.background import background_threads
 
     settings = _settings(config, db=db, data_dir=data_dir, log_format=log_format)
+    exposition = None
+    if metrics_port:
+        from podmill.obs.metrics import process_exposition
+
+        exposition = process_exposition(settings.data_dir)  # a missing extra: said first
     service = _platform(settings)
+    endpoints = None
+    if exposition is not None:
+        from podmill.obs.health import process_health
+        from podmill.obs.server import serve_worker_endpoints
+
+        try:
+            endpoints = serve_worker_endpoints(
+                metrics_host,
+                metrics_port,
+                exposition,
+                lambda: process_health(settings, service.reader),
+            )
+        except OSError as exc:
+            service.close()
+            raise PodmillError(
+                f"--metrics-port {metrics_port}: cannot listen on {metrics_host}:{metrics_port} "
+                f"({exc.strerror or exc}); choose a free port or 0 to turn metrics off"
+            ) from None
     stop = threading.Event()
 
     def on_signal(_signum: int, _frame: Any) -> None:
@@ -187,6 +223,8 @@ def scheduler(
         stop.set()
         for thread in threads:
             thread.join(timeout=30)
+        if endpoints is not None:
+            endpoints.close()
         service.close()
 
 

@@ -310,6 +310,17 @@ def worker_health(worker: Any, settings: Settings) -> dict[str, Any]:
     return document
 
 
+def process_health(settings: Settings, engine: Any) -> dict[str, Any]:
+    """The health of a process that runs no steps (the scheduler): database and disk."""
+    checks = {
+        "database": check_database(engine),
+        "disk": check_disk(
+            settings.data_dir, settings.health.disk_low_bytes, settings.health.disk_critical_bytes
+        ),
+    }
+    return report(checks)
+
+
 def _common_checks(settings: Settings, checks: dict[str, Check]) -> None:
     checks["disk"] = check_disk(
         settings.data_dir, settings.health.disk_low_bytes, settings.health.disk_critical_bytes

@@ -197,6 +197,15 @@ class FleetCollector:
         )
 
 
+def process_exposition(data_dir: Path) -> Any:
+    """``() → (body, content type)`` with only build info and disk: the metrics of a
+    process that runs no steps (``podmill scheduler --metrics-port``)."""
+    pc = prometheus("podmill scheduler --metrics-port")
+    registry = pc.CollectorRegistry()
+    registry.register(ProcessInfoCollector(data_dir))
+    return lambda: (pc.generate_latest(registry), pc.CONTENT_TYPE_LATEST)
+
+
 # -------------------------------------------------------------------------- worker
 
 
