@@ -72,6 +72,8 @@ CONTRACT: dict[str, Metric] = {
     "podmill_audio_seconds_processed_total": _m("counter"),
     "podmill_jobs_completed_total": _m("counter", "status"),
     "podmill_worker_heartbeat_timestamp_seconds": _m("gauge"),
+    # added by the API beyond the contract: 0 while the fleet gauges cannot be read
+    "podmill_database_up": _m("gauge"),
 }
 # Series Prometheus makes itself: scrape health and the firing-alerts view.
 BUILTIN: dict[str, Metric] = {
