@@ -10,6 +10,11 @@ import httpx
 from podmill.errors import PodmillError
 
 
+class FatalApiError(PodmillError):
+    """The API cannot be used at all (unreachable, or the key is refused): the whole
+    run stops, rather than each job failing on its own."""
+
+
 class StressClient:
     """A thin httpx wrapper that turns transport and auth failures into one-line errors.
 
@@ -34,18 +39,20 @@ class StressClient:
     def _request(self, method: str, path: str, **kw: Any) -> httpx.Response:
         try:
             response = self.http.request(method, path, **kw)
-        except httpx.HTTPError as exc:
-            raise PodmillError(
+        except (httpx.ConnectError, httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
+            raise FatalApiError(
                 f"cannot reach the API at {self.api} ({type(exc).__name__}: {exc}); "
                 "is `podmill serve` running there? check --api"
             ) from None
+        except httpx.HTTPError as exc:  # a timeout or a dropped connection: this request
+            raise PodmillError(f"{method} {path} failed: {type(exc).__name__}: {exc}") from None
         if response.status_code == 401:
             how = (
                 "the key was refused"
                 if self.has_key
                 else "no key was given: pass --api-key or set PODMILL_API_KEY"
             )
-            raise PodmillError(
+            raise FatalApiError(
                 f"the API at {self.api} answered 401 unauthorized for {path}: {how} "
                 "(make one with `podmill keys create TENANT`)"
             )

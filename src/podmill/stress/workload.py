@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
 from podmill.errors import PodmillError
-from podmill.stress.client import StressClient
+from podmill.stress.client import FatalApiError, StressClient
 from podmill.stress.records import TERMINAL_JOB, JobRecord
 from podmill.stress.staging import StagedAudio
 
@@ -37,9 +37,9 @@ def run_one(
     record.submitted_at = _now()
     try:
         answer = client.upload(audio.path)
+    except FatalApiError:
+        raise  # the whole run is broken, not this job
     except PodmillError as exc:
-        if "401" in str(exc) or "cannot reach" in str(exc):
-            raise  # the whole run is broken, not this job
         record.status, record.error = "submit_error", str(exc)
         return record
     record.created = bool(answer.get("created"))
@@ -51,7 +51,13 @@ def run_one(
             record.status = "timeout"
             break
         time.sleep(poll)
-        record.update_from_api(client.job(int(record.id or 0)))
+        try:
+            record.update_from_api(client.job(int(record.id or 0)))
+        except FatalApiError:
+            raise
+        except PodmillError as exc:
+            # a 503 or a timed-out poll: the job may still finish; the deadline decides
+            record.error = str(exc)
     record.observed_at = _now()
     return record
 
