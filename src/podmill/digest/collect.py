@@ -27,8 +27,9 @@ FEEDS = FeedRow.__table__
 
 # Written last by the publish stage: a set that has it is finished.
 DONE_MARKER = "manifest.json"
-# A digest over more episodes than this keeps the newest (and says so in "stats").
-MAX_EPISODES = 1000
+# A digest over more episodes than this keeps the newest (~5,000 topics: the
+# clustering holds an n x n similarity matrix, 100 MB there).
+MAX_EPISODES = 500
 
 
 @dataclass

@@ -72,21 +72,37 @@ def cluster(
     np.fill_diagonal(sim, -np.inf)
     sizes = np.ones(n, dtype=np.float32)
     members: dict[int, list[int]] = {i: [i] for i in range(n)}
+    # Each row's most similar other cluster, kept up to date, so a merge costs O(n)
+    # instead of a search of the whole matrix.
+    best = np.argmax(sim, axis=1)
+    best_sim = sim[np.arange(n), best]
     while len(members) > 1:
-        flat = int(np.argmax(sim))
-        i, j = divmod(flat, n)
-        if not sim[i, j] >= threshold:  # also stops on -inf / nan
+        i = int(np.argmax(best_sim))
+        j = int(best[i])
+        if not best_sim[i] >= threshold:  # also stops on -inf / nan
             break
         # Average linkage (UPGMA): the mean similarity between the members of two
         # clusters is the size-weighted mean of the merged halves' rows.
         merged = (sizes[i] * sim[i] + sizes[j] * sim[j]) / (sizes[i] + sizes[j])
+        merged[i] = merged[j] = -np.inf
         sim[i, :] = merged
         sim[:, i] = merged
         sim[j, :] = -np.inf
         sim[:, j] = -np.inf
-        sim[i, i] = -np.inf
         sizes[i] += sizes[j]
         members[i].extend(members.pop(j))
+        best_sim[j] = -np.inf
+        # Rows whose best partner was i or j look again; the others only need to know
+        # whether the merged cluster beats their current best.
+        stale = np.flatnonzero((best == i) | (best == j))
+        for k in [i, *stale.tolist()]:
+            if k != j:
+                best[k] = int(np.argmax(sim[k]))
+                best_sim[k] = sim[k, best[k]]
+        better = merged > best_sim
+        better[[i, j]] = False
+        best[better] = i
+        best_sim[better] = merged[better]
     labels = [0] * n
     for label, rows in enumerate(sorted(members.values(), key=min)):
         for row in rows:
