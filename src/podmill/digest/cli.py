@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from podmill.digest.stories import DEFAULT_THRESHOLD
 from podmill.engine.cli import ConfigOpt, DbOpt, _settings, database_errors, err
 from podmill.errors import PodmillError
 from podmill.settings import Settings
@@ -46,7 +47,9 @@ def digest(
     threshold: Annotated[
         float | None,
         typer.Option(
-            min=-1.0, max=1.0, help="story clustering threshold (cosine; default tuned, 0.5)"
+            min=-1.0,
+            max=1.0,
+            help=f"story clustering threshold (cosine; default {DEFAULT_THRESHOLD}, tuned)",
         ),
     ] = None,
     output: Annotated[
@@ -61,7 +64,6 @@ def digest(
     """What happened across your feeds: new episodes, stories, a time-budgeted listen list."""
     from podmill.digest.build import DigestOptions
     from podmill.digest.render import render
-    from podmill.digest.stories import DEFAULT_THRESHOLD
     from podmill.digest.window import parse_budget, parse_window
 
     now = datetime.now(UTC)
