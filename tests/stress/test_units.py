@@ -326,3 +326,20 @@ def test_staged_copies_differ_in_bytes_not_in_audio(tmp_path: Path) -> None:
         return out.stdout.strip()
 
     assert {pcm_md5(c.path) for c in copies} == {pcm_md5(DEMO / "jfk.flac")}
+
+
+# ------------------------------------------------------------------- scrapes
+
+
+def test_a_missing_exporter_is_recorded_not_fatal(http_server) -> None:  # type: ignore[no-untyped-def]
+    from podmill.stress.client import scrape
+    from podmill.stress.metrics import parse_exposition
+
+    assert scrape(http_server.url + "/metrics") == (None, "metrics unavailable (404)")
+    text, note = scrape("http://127.0.0.1:9/metrics", timeout=2)
+    assert text is None and note.startswith("metrics unavailable (ConnectError")
+    url = http_server.add_bytes(
+        "/real/metrics", b'podmill_queue_depth{stage="fetch"} 3\n', "text/plain"
+    )
+    text, note = scrape(url)
+    assert note == "ok" and parse_exposition(text or "")[0].value == 3.0

@@ -38,7 +38,7 @@ class StressClient:
 
     def _request(self, method: str, path: str, **kw: Any) -> httpx.Response:
         try:
-            response = self.http.request(method, path, **kw)
+            response = self._send(method, path, **kw)
         except (httpx.ConnectError, httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
             raise FatalApiError(
                 f"cannot reach the API at {self.api} ({type(exc).__name__}: {exc}); "
@@ -57,6 +57,17 @@ class StressClient:
                 "(make one with `podmill keys create TENANT`)"
             )
         return response
+
+    def _send(self, method: str, path: str, **kw: Any) -> httpx.Response:
+        # A kept-alive connection the server closed as it was reused reads as a reset;
+        # a GET is safe to send again. A POST is not (a retried upload would attach to
+        # the job the first one made), so its failure is the job's.
+        for _ in range(2 if method == "GET" else 0):
+            try:
+                return self.http.request(method, path, **kw)
+            except (httpx.ReadError, httpx.RemoteProtocolError, httpx.WriteError):
+                continue
+        return self.http.request(method, path, **kw)
 
     def preflight(self) -> dict[str, Any]:
         """Check the API answers and accepts the key before any work; returns what
