@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 
 pytest.importorskip("fastapi", reason="pip install 'podmill[server]'")
 
-from digest_library import CABLES, NOW, OTHER, STORM, Library, days_ago, timed
+from digest_library import CABLES, FINGERPRINT, NOW, OTHER, STORM, Library, days_ago, timed
 from fastapi.testclient import TestClient
 
 from podmill.api.app import create_app
@@ -192,3 +192,27 @@ def test_week_boundaries(now: datetime, start: datetime) -> None:
     window = week_ending(now, weekday=0, hour=6)
     assert window.since == start
     assert window.until == start + timedelta(days=7)
+
+
+def test_a_broken_artifact_delays_only_its_tenant(
+    platform: Platform, library: Library, alice: Caller, bob: Caller
+) -> None:
+    lab = platform.artifacts.episode_dir(library.keys["Lab 1"], FINGERPRINT) / "topics.json"
+    good = lab.read_text()
+    lab.write_text("{not json")
+    clock = ManualClock(datetime(2026, 11, 23, 7, 0, tzinfo=UTC))
+    weekly = WeeklyDigests(platform, clock)
+    assert weekly.store_due() == 1  # alice's; bob's digest failed on Lab 1
+    assert bob.get("/digests").json() == []
+    lab.write_text(good)
+    assert weekly.store_due() == 0  # not retried at once
+    clock.advance(WeeklyDigests.RETRY_SECONDS)
+    assert weekly.store_due() == 1
+    assert len(bob.get("/digests").json()) == 1
+
+
+def test_the_server_runs_the_weekly_pass(platform: Platform) -> None:
+    from podmill.api.background import background_threads
+
+    names = [t.name for t in background_threads(platform, threading.Event())]
+    assert "podmill-digests" in names

@@ -25,6 +25,7 @@ from podmill.digest.service import make_digest
 from podmill.digest.stories import DEFAULT_THRESHOLD
 from podmill.digest.window import Window
 from podmill.engine.clock import Clock, SystemClock
+from podmill.errors import MissingExtraError
 from podmill.storage.models import DigestRow, TenantRow
 
 log = logging.getLogger(__name__)
@@ -74,21 +75,39 @@ def tenant_digest(
 class WeeklyDigests:
     """Stores the digest of the week that ended last for every tenant that lacks it."""
 
+    RETRY_SECONDS = 600.0  # a tenant whose digest failed is tried again this much later
+
     def __init__(self, service: Platform, clock: Clock | None = None) -> None:
         self.service = service
         self.clock = clock or SystemClock()
+        self._failed: dict[tuple[int, datetime], datetime] = {}  # (tenant, week) -> retry at
+        self._off: str | None = None  # why the schedule cannot run in this process
 
     def store_due(self) -> int:
         """One pass: the number of digests stored (0 when every tenant has this week's)."""
         server = self.service.settings.server
-        if not server.digest_weekly:
+        if not server.digest_weekly or self._off:
             return 0
         now = self.clock.now()
         window = week_ending(now, server.digest_weekday, server.digest_hour)
         budget = server.digest_budget_minutes * 60 or None
         stored = 0
         for tenant in self._due(window):
-            document = tenant_digest(self.service, tenant, window, now, budget_seconds=budget)
+            retry_at = self._failed.get((tenant.id, window.since))
+            if retry_at is not None and now < retry_at:
+                continue
+            try:
+                document = tenant_digest(self.service, tenant, window, now, budget_seconds=budget)
+            except MissingExtraError as exc:  # no embedder here: say so once, not every pass
+                self._off = str(exc)
+                log.error("weekly digests are off in this process: %s", exc)
+                return stored
+            except Exception:  # one tenant's broken artifact must not stop the others
+                log.exception("weekly digest for tenant %s failed; retrying later", tenant.name)
+                self._failed[(tenant.id, window.since)] = now + timedelta(
+                    seconds=self.RETRY_SECONDS
+                )
+                continue
             if self._insert(tenant, window, document):
                 stored += 1
                 log.info(
