@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -33,5 +34,5 @@ def make_digest(
         feed_ids = feed_choices(conn, feeds, visible, prefix=prefix) if feeds else None
         episodes, pending = collect(conn, window, artifact_dir, feed_ids=feed_ids, visible=visible)
     if feed_ids:
-        options = DigestOptions(**{**options.__dict__, "feed_ids": tuple(feed_ids)})
+        options = replace(options, feed_ids=tuple(feed_ids))
     return build_digest(episodes, window, now, options, not_processed=pending)
