@@ -25,9 +25,10 @@ def _pyplot() -> Any:
 
 
 def waterfall(jobs: Sequence[JobRecord], stage_names: Sequence[str], path: Path) -> Path:
-    """One row per job: a grey bar from creation to its first step (queueing), then a
-    coloured bar per stage from its start to its end, on the server's clock, in
-    seconds since the first job was created."""
+    """One row per job: a grey bar from its creation to its finish, and over it a
+    coloured bar per stage from the step's start to its end (grey left showing is time
+    spent waiting for a worker), on the server's clock, in seconds since the first job
+    was created."""
     plt = _pyplot()
     created = [t for j in jobs if (t := parse_time(j.created_at)) is not None]
     origin = min(created) if created else None
@@ -39,12 +40,13 @@ def waterfall(jobs: Sequence[JobRecord], stage_names: Sequence[str], path: Path)
         if origin is None:
             continue
         job_created = parse_time(job.created_at)
-        starts = [t for s in job.stages.values() if (t := parse_time(s.started_at))]
-        if job_created and starts:
-            wait = (min(starts) - job_created).total_seconds()
+        ends = [t for s in job.stages.values() if (t := parse_time(s.finished_at))]
+        job_end = parse_time(job.finished_at) or (max(ends) if ends else None)
+        if job_created and job_end:
+            # the job's whole life in grey: what shows between the stage bars is waiting
             ax.barh(
                 row,
-                wait,
+                (job_end - job_created).total_seconds(),
                 left=(job_created - origin).total_seconds(),
                 color="#dddddd",
                 height=0.6,
@@ -66,7 +68,7 @@ def waterfall(jobs: Sequence[JobRecord], stage_names: Sequence[str], path: Path)
             )
     handles = [plt.Rectangle((0, 0), 1, 1, color=colours(i % 10)) for i in range(len(stage_names))]
     handles.append(plt.Rectangle((0, 0), 1, 1, color="#dddddd"))
-    ax.legend(handles, [*stage_names, "queued"], loc="upper left", bbox_to_anchor=(1.01, 1))
+    ax.legend(handles, [*stage_names, "waiting"], loc="upper left", bbox_to_anchor=(1.01, 1))
     ax.set_yticks(range(len(jobs)), labels, fontsize=7)
     ax.invert_yaxis()
     ax.set_xlabel("seconds since the first job was created (server clock)")

@@ -219,6 +219,7 @@ class Run:
         reason = verdict or (
             failed[0].reason() if failed else "every job done, all stages, no errors"
         )
+        reason = " ".join(reason.split())  # one line, whatever a step's error held
         jobs = [j for g in groups for j in g.jobs]
         self._write_json(
             "jobs.json",
