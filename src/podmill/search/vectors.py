@@ -35,7 +35,7 @@ IVF_MIN_DOCS = 20_000
 # A filter that lets at most this many vectors through is answered by an exact scan of
 # just those (cheaper than probing, and never misses a near one).
 EXACT_SUBSET_DOCS = 20_000
-DEFAULT_NPROBE = 32
+DEFAULT_NPROBE = 64
 KMEANS_ITERATIONS = 8
 KEEP_GENERATIONS = 2  # the live one and the one before (a reader may be opening it)
 
@@ -122,13 +122,16 @@ class Generation:
             nprobe = int(min(len(self.centroids), np.ceil(nprobe * len(self) / allowed)))
         if self.centroids is None:
             return top(self.ids, self.vectors @ query, k)
-        lists = np.argpartition(-(self.centroids @ query), min(nprobe, len(self.centroids)) - 1)
-        positions = np.concatenate(
-            [np.arange(self.offsets[j], self.offsets[j + 1]) for j in lists[:nprobe]]
-        )
+        nprobe = min(nprobe, len(self.centroids))
+        lists = np.argpartition(-(self.centroids @ query), nprobe - 1)[:nprobe]
+        # each list is a contiguous run: score the runs in place (views, no gather copy)
+        runs = [(int(self.offsets[j]), int(self.offsets[j + 1])) for j in np.sort(lists)]
+        ids = np.concatenate([self.ids[a:b] for a, b in runs])
+        scores = np.concatenate([self.vectors[a:b] @ query for a, b in runs])
         if mask is not None:
-            positions = positions[mask[positions]]
-        return top(self.ids[positions], self.vectors[positions] @ query, k)
+            keep = np.concatenate([mask[a:b] for a, b in runs])
+            ids, scores = ids[keep], scores[keep]
+        return top(ids, scores, k)
 
     def exact(self, query: Any, k: int) -> tuple[Any, Any]:
         """The brute-force answer (the baseline the IVF path is measured against)."""
@@ -202,9 +205,12 @@ def _kmeans(vectors: Any, nlist: int, seed: int) -> Any:
     centroids = sample[rng.choice(len(sample), nlist, replace=False)].copy()
     for _ in range(KMEANS_ITERATIONS):
         assign = _nearest(sample, centroids)
-        sums = np.zeros_like(centroids)
-        np.add.at(sums, assign, sample)
         counts = np.bincount(assign, minlength=nlist)
+        order = np.argsort(assign, kind="stable")
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        sums = np.zeros_like(centroids)
+        present = counts > 0  # reduceat sums each list's run of the sorted sample
+        sums[present] = np.add.reduceat(sample[order], starts[present], axis=0)
         empty = counts == 0
         sums[empty] = sample[rng.choice(len(sample), int(empty.sum()), replace=False)]
         norms = np.linalg.norm(sums, axis=1, keepdims=True)
