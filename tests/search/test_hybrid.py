@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import func, select
 
 from podmill.search import store
 from podmill.search.searcher import EmptyQuery, Searcher, fuse
@@ -99,3 +100,25 @@ def test_rrf_rewards_agreement() -> None:
     scores = fuse([[1, 2, 3], [3, 4]])
     assert max(scores, key=scores.__getitem__) == 3  # high in both beats first in one
     assert scores[1] == pytest.approx(1 / 61)
+
+
+def test_a_row_that_committed_after_the_build_is_found(
+    engine: Any, corpus: list[Any], tmp_path: Path, embed: Any
+) -> None:
+    """Postgres draws ids before commit: a row can land below the generation's
+    high-water mark after the build read the table. Its vector must still be searched."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite has one writer: its ids are in commit order")
+    searcher = _searcher(engine, tmp_path, embed)
+    with engine.begin() as conn:  # the id a slow transaction drew, not committed yet
+        late_id = conn.execute(select(func.max(store.DOCS.c.id))).scalar_one() - 3
+        conn.execute(store.DOCS.delete().where(store.DOCS.c.id == late_id))
+    generation = searcher.rebuild()
+    assert late_id < generation.high_water and late_id not in set(generation.ids)
+    coffee = next(ep for ep in corpus if ep.key == "home002coff")
+    with engine.begin() as conn:  # ... commits now
+        row = coffee.docs[1].row("home002coff", "late") | {"doc_key": "n:late", "id": late_id}
+        conn.execute(store.DOCS.insert().values(**row))
+    hits = searcher.search("pour over coffee grind", limit=5)
+    late = [h for h in hits if h.doc_id == late_id]
+    assert late and "vector" in late[0].matched
