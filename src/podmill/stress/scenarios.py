@@ -124,6 +124,7 @@ class Run:
         self.server = self.client.preflight()
         self.directory = options.out / scenario
         self.directory.mkdir(parents=True, exist_ok=True)
+        _clear_previous(self.directory)
         self.staging = self.directory / ".staged-audio"
         self.started = _now()
         self.metrics_notes: list[dict[str, Any]] = []
@@ -418,6 +419,19 @@ def _check_queue_is_ours(run: Run) -> None:
             f"take its steps ({names}): stop them, or point ab at an API with its own database"
         )
     run.settings["other_workers_check"] = "GET /admin/workers: none live before each arm"
+
+
+# What a run writes under OUT/<scenario>/: removed first, so a rerun into the same
+# directory leaves no scrape or worker log of the previous run beside its own.
+_ARTIFACTS = ("jobs.json", "manifest.json", "report.md", "waterfall.png", "levels.png")
+_ARTIFACT_DIRS = ("metrics", "workers", ".staged-audio")
+
+
+def _clear_previous(directory: Path) -> None:
+    for name in _ARTIFACTS:
+        (directory / name).unlink(missing_ok=True)
+    for name in _ARTIFACT_DIRS:
+        shutil.rmtree(directory / name, ignore_errors=True)
 
 
 def _common(options: Options) -> dict[str, Any]:
