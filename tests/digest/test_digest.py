@@ -199,3 +199,28 @@ def test_markdown_and_html_escape_what_feeds_and_transcripts_say(sqlite_library:
     assert "<script>" not in md
     assert r"\<script\>" in md and r"\*bold\*" in md and r"\[link\]\(javascript:x\)" in md
     assert "\n# " not in md.split("\n", 1)[1]  # a title cannot open a heading
+
+
+def test_a_local_file_without_date_or_feed_counts_from_when_podmill_saw_it(
+    sqlite_library: Library,
+) -> None:
+    from datetime import UTC, datetime
+
+    sqlite_library.add(None, "Voice memo", None, timed([OTHER[0]]))
+    now = datetime.now(UTC)
+    doc = make_digest(
+        sqlite_library.engine,
+        parse_window("1h", None, now),
+        newest_finished_set(sqlite_library.settings.data_dir),
+        now,
+        options=DigestOptions(budget_seconds=600),
+    )
+    validate(doc)
+    (episode,) = doc["episodes"]
+    assert (episode["title"], episode["feed_title"], episode["feed_id"]) == (
+        "Voice memo",
+        None,
+        None,
+    )
+    assert doc["listen"]["items"][0]["reason"] == "new in your episodes"
+    assert "Voice memo" in render(doc, "md") and "Voice memo" in render(doc, "html")
