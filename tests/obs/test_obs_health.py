@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 from podmill.domain import Episode
 from podmill.engine.clock import ManualClock
 from podmill.engine.store import Store
+from podmill.engine.worker import Worker
 from podmill.obs import health
 from podmill.obs.fleet import FleetCache, read_fleet
 from podmill.obs.health import (
@@ -28,6 +30,7 @@ from podmill.obs.health import (
     check_workers,
     http_status,
     overall,
+    worker_health,
 )
 from podmill.settings import Settings
 from podmill.storage.db import make_engine, upgrade
@@ -197,3 +200,31 @@ def test_git_sha_from_the_environment_then_the_checkout(monkeypatch: pytest.Monk
         assert health.git_sha() == (expected or "unknown")
     finally:
         health.git_sha.cache_clear()
+
+
+def test_worker_health_follows_its_own_heartbeat(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'podmill.db'}"
+    upgrade(url)
+    store = Store(url, lease_seconds=30)
+    settings = Settings(data_dir=tmp_path, db=url)
+    worker = Worker(store, {"io": 1}, worker_id="w-health")
+    try:
+        first = worker_health(worker, settings)
+        assert first["checks"]["heartbeat"]["status"] == DEGRADED  # none written yet
+        assert first["worker_id"] == "w-health"
+        assert first["checks"]["in_flight"] == {
+            "status": HEALTHY,
+            "count": 0,
+            "steps": [],
+            "stopping": False,
+            "detail": "0 step(s) running",
+        }
+        for age, status in ((1, HEALTHY), (25, DEGRADED), (31, UNHEALTHY)):
+            worker.last_heartbeat = time.time() - age
+            document = worker_health(worker, settings)
+            assert document["checks"]["heartbeat"]["status"] == status, (age, document)
+        assert document["status"] == UNHEALTHY and http_status(document) == 503
+        worker.stop()
+        assert worker_health(worker, settings)["checks"]["in_flight"]["stopping"] is True
+    finally:
+        store.close()

@@ -261,13 +261,15 @@ def test_metrics_logs_and_health_of_a_real_job(live: Live) -> None:
     assert (status, health["status"]) == (200, "degraded"), health
     assert health["checks"]["workers"]["status"] == "degraded"
     assert health["checks"]["workers"]["alive"] == 0
-    wait_for(
-        lambda: (
-            value(scrape(live.server.url + "/metrics"), "podmill_queue_depth", stage="fetch") == 1
-        ),
-        10,
-        "queue depth 1 on the API's /metrics",
-    )
+
+    def queued_on_metrics() -> bool:
+        found = scrape(live.server.url + "/metrics")  # cached up to 2 s
+        return (
+            value(found, "podmill_queue_depth", stage="fetch") == 1
+            and value(found, "podmill_oldest_running_job_seconds") > 0
+        )
+
+    wait_for(queued_on_metrics, 10, "the queued job on the API's /metrics")
 
     live.proxy.close()  # the API's database is gone
     status, health = live.health()
