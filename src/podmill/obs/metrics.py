@@ -21,7 +21,6 @@ import logging
 import os
 import shutil
 import threading
-import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -365,15 +364,3 @@ class ApiMetrics:
             for collector in self.collectors:
                 registry.register(collector)
         return pc.generate_latest(registry), pc.CONTENT_TYPE_LATEST
-
-
-class Stopwatch:
-    """``with Stopwatch() as t: ...; t.seconds`` (monotonic)."""
-
-    def __enter__(self) -> Stopwatch:
-        self.started = time.perf_counter()
-        self.seconds = 0.0
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.seconds = time.perf_counter() - self.started
