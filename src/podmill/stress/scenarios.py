@@ -17,7 +17,7 @@ import subprocess
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,8 @@ from podmill.stress.workload import run_group
 
 # A live worker: heartbeat this fresh (seconds) in GET /admin/workers.
 _LIVE_HEARTBEAT = 60.0
+# Seconds a JSON log line's ts may lie outside a group's window and still count.
+_CLOCK_SLACK = 30.0
 
 
 @dataclass
@@ -195,7 +197,9 @@ class Run:
         until = _now()
         end_samples = self.scrape_all(name, "end", metrics_urls)
         self.metrics_windows[name] = prom.stage_aggregates(start_samples, end_samples)
-        log_errors, samples = watch.errors(since, until)
+        # slack for a worker clock a little off the harness's (logs from other hosts)
+        slack = timedelta(seconds=_CLOCK_SLACK)
+        log_errors, samples = watch.errors(since - slack, until + slack)
         return GroupResult(
             name=name,
             concurrency=concurrency,
