@@ -148,3 +148,7 @@ def test_judge_rejects_wrong_places(corpus_labels: Corpus, tmp_path: Path) -> No
     # a hit straddling two topics counts only if half of it lies in the expected one
     middle = (topic.start + topic.end) / 2
     assert not judge(processed_corpus, query, [hit(key, middle - 60, topic.start + 5)])
+    assert processed_corpus.label_of(key, topic.start + 1, topic.start + 20) == topic
+    previous = episode.topics[topic.index - 1]  # query 1 asks for a later topic
+    assert processed_corpus.label_of(key, middle - 60, topic.start + 5) == previous
+    assert processed_corpus.label_of("no-such-key", 0, 10) is None

@@ -120,6 +120,12 @@ class Corpus:
     def topic(self, guid: str, index: int) -> LabelledTopic:
         return self.episode(guid).topics[index]
 
+    def topic_covering(self, guid: str, start: float, end: float) -> LabelledTopic | None:
+        """The labelled topic sharing the most time with ``[start, end]`` (None if none):
+        maps a node of podmill's tree, or a digest entry, to its label and story."""
+        best = max(self.episode(guid).topics, key=lambda t: t.overlap(start, end))
+        return best if best.overlap(start, end) > 0 else None
+
     def story_topics(self, story: str) -> list[LabelledTopic]:
         return [t for t in self.topics if t.story == story]
 
@@ -234,6 +240,11 @@ class ProcessedCorpus:
             if known == key:
                 return guid
         return None
+
+    def label_of(self, episode_key: str, start: float, end: float) -> LabelledTopic | None:
+        """The labelled topic a hit or node (by episode key and times) mostly covers."""
+        guid = self.guid_of(episode_key)
+        return None if guid is None else self.corpus.topic_covering(guid, start, end)
 
     def tree(self, guid: str) -> dict[str, Any]:
         """The topic tree podmill wrote for an episode (topics.json)."""
