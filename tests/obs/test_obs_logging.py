@@ -23,6 +23,7 @@ from podmill.obs.logging import (
     ContextFilter,
     JsonFormatter,
     TextFormatter,
+    configure_logging,
     propagating,
     resolve_format,
     step_context,
@@ -163,3 +164,22 @@ def test_a_bad_log_format_is_one_line() -> None:
     assert str(result.exception) == (
         "log format 'xml': use --log-format text or json (or PODMILL_LOG_FORMAT)"
     )
+
+
+def test_configure_logging_installs_one_handler_on_the_current_stderr(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    root = logging.getLogger()
+    before, level = list(root.handlers), root.level
+    try:
+        configure_logging("INFO", "text")
+        handler = configure_logging("INFO", "json")  # a second command in one process
+        assert [h for h in root.handlers if h not in before] == [handler]
+        with step_context(correlation_id="cid-cfg", job_id=2, worker_id="w", stage="publish"):
+            logging.getLogger("podmill.cfg").info("configured")
+        lines = [json.loads(x) for x in capsys.readouterr().err.splitlines() if x.startswith("{")]
+        assert [(x["message"], x["correlation_id"]) for x in lines] == [("configured", "cid-cfg")]
+    finally:
+        for extra in [h for h in root.handlers if h not in before]:
+            root.removeHandler(extra)
+        root.setLevel(level)

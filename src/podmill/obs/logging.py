@@ -166,15 +166,28 @@ def resolve_format(value: str | None) -> str:
     return fmt
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is when a record comes (a test runner swaps it)."""
+
+    def __init__(self) -> None:
+        logging.Handler.__init__(self)
+
+    @property
+    def stream(self) -> Any:  # type: ignore[override]
+        return sys.stderr
+
+
 def configure_logging(level: str = "WARNING", fmt: str = "text") -> logging.Handler:
     """Send every log record to stderr through one handler with the step filter and
-    ``fmt``'s formatter, replacing the root logger's handlers; returns the handler."""
-    handler = logging.StreamHandler(sys.stderr)
+    ``fmt``'s formatter; returns the handler. Called again (a second command in one
+    process), it replaces the handler it installed before, and only that one."""
+    handler = _StderrHandler()
     handler.addFilter(ContextFilter())
     handler.setFormatter(JsonFormatter() if resolve_format(fmt) == "json" else TextFormatter())
     root = logging.getLogger()
     for old in list(root.handlers):
-        root.removeHandler(old)
+        if isinstance(old, _StderrHandler):
+            root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
     return handler
