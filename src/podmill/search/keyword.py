@@ -26,6 +26,9 @@ PG_TSVECTOR = "to_tsvector('english', search_docs.title || ' ' || search_docs.bo
 SQLITE_BM25 = "bm25(search_fts, 2.0, 1.0)"
 SQLITE_RANK = "bm25(2.0, 1.0)"  # the same, as FTS5's rank function
 FTS = table("search_fts", column("rowid"))  # the FTS5 table of migration 0006
+# A term in more documents than this is left out of the keyword ranking when the query
+# has rarer ones (docs/search.md: at 200,000 documents, p95 119 -> 13 ms).
+COMMON_DOCS = 2000
 
 STOP_WORDS = frozenset(
     """a about above after again against all am an and any are as at be because been
@@ -58,12 +61,37 @@ def _pg_tsquery(terms: Sequence[str]) -> str:
     return " | ".join(terms)
 
 
+def selective_terms(conn: Connection, terms: Sequence[str]) -> list[str]:
+    """The terms worth ranking by: those in at most :data:`COMMON_DOCS` documents (all
+    of them when none is; else the rarest). Ranking costs time per matching row, and a
+    term in thousands of rows adds little to bm25 (low IDF) but thousands of weak
+    candidates; meaning is the vector side's job. Counting stops at the threshold."""
+    counts = {t: _doc_frequency(conn, t) for t in terms}
+    kept = [t for t in terms if counts[t] <= COMMON_DOCS]
+    return kept or [min(terms, key=counts.__getitem__)]
+
+
+def _doc_frequency(conn: Connection, term: str) -> int:
+    if conn.dialect.name == "sqlite":
+        sql = "SELECT 1 FROM search_fts WHERE search_fts MATCH :match LIMIT :cap"
+        params: dict[str, object] = {"match": _sqlite_match([term])}
+    else:
+        sql = (
+            f"SELECT 1 FROM search_docs WHERE {PG_TSVECTOR} @@ "
+            "to_tsquery('english', :tsquery) LIMIT :cap"
+        )
+        params = {"tsquery": _pg_tsquery([term])}
+    capped = text(f"SELECT count(*) FROM ({sql}) AS matches")
+    return conn.execute(capped, {**params, "cap": COMMON_DOCS + 1}).scalar_one()
+
+
 def keyword_ranking(
     conn: Connection, terms: Sequence[str], filters: Filters, limit: int
 ) -> list[int]:
     """Ids of the ``limit`` best keyword matches, best first."""
     if not terms:
         return []
+    terms = selective_terms(conn, terms)
     if conn.dialect.name == "sqlite" and not filters.active:
         # FTS5 orders by its own ``rank`` column inside the module, without joining or
         # sorting every match in SQL: the cheap path for a common word over many rows.
