@@ -19,9 +19,8 @@ from podmill.search.store import DOCS, EPISODES, Filters
 
 MARK_START, MARK_END = "«", "»"
 SNIPPET_WORDS = 24
-# The expression of the GIN index of migration 0006: the planner uses the index only
-# for this exact expression.
-PG_TSVECTOR = "to_tsvector('english', search_docs.title || ' ' || search_docs.body)"
+# Migration 0006's stored tsvector column (Postgres), which its GIN index covers.
+PG_TSVECTOR = "search_docs.search_tsv"
 # Title matches count double: a topic titled with the query's words is about it.
 SQLITE_BM25 = "bm25(search_fts, 2.0, 1.0)"
 SQLITE_RANK = "bm25(2.0, 1.0)"  # the same, as FTS5's rank function

@@ -353,6 +353,7 @@ class FeedItemRow(Base):
 SEARCH_DOC_KINDS = ("node", "passage")
 SEARCH_FTS_TABLE = "search_fts"
 SEARCH_FTS_INDEX = "ix_search_docs_fts"
+SEARCH_TSV_COLUMN = "search_tsv"  # Postgres only: the stored tsvector the GIN index covers
 
 
 class SearchDocRow(Base):
@@ -386,14 +387,17 @@ class SearchDocRow(Base):
 
 def is_modelled(name: str | None, type_: str, parent_names: Any) -> bool:
     """Alembic ``include_name`` hook: ``False`` for the database-owned keyword index of
-    ``search_docs`` (FTS5 virtual and shadow tables, the Postgres GIN index), which the
-    migrations create and no model describes; every other reflected object is compared."""
+    ``search_docs`` (FTS5 virtual and shadow tables; the Postgres tsvector column and
+    its GIN index), which the migrations create and no model describes; every other
+    reflected object is compared."""
     if name is None:
         return True
     if type_ == "table":
         return name != SEARCH_FTS_TABLE and not name.startswith(SEARCH_FTS_TABLE + "_")
     if type_ == "index":
         return name != SEARCH_FTS_INDEX
+    if type_ == "column":
+        return not (name == SEARCH_TSV_COLUMN and parent_names.get("table_name") == "search_docs")
     return True
 
 
