@@ -152,3 +152,23 @@ def test_judge_rejects_wrong_places(corpus_labels: Corpus, tmp_path: Path) -> No
     previous = episode.topics[topic.index - 1]  # query 1 asks for a later topic
     assert processed_corpus.label_of(key, middle - 60, topic.start + 5) == previous
     assert processed_corpus.label_of("no-such-key", 0, 10) is None
+
+
+def test_since_and_feed_filters_see_the_rendered_dates(processed_corpus: ProcessedCorpus) -> None:
+    """Feeds are dated relative to now, so a 7-day window is the same episodes every run."""
+    corpus = processed_corpus.corpus
+    env: dict[str, str | None] = {k: None for k in os.environ if k.startswith("PODMILL_")}
+    data = str(processed_corpus.data_dir)
+    # coral bleaching: lab-03 (6 days ago) is inside the window, tech-05 and world-04 not
+    args = ["search", "coral reefs bleaching", "--data-dir", data, "--json", "--limit", "10"]
+    recent = json.loads(CliRunner().invoke(app, [*args, "--since", "7d"], env=env).stdout)
+    guids = {processed_corpus.guid_of(h["episode_key"]) for h in recent}
+    assert "lab-03" in guids and all(corpus.episode(g).days_ago < 7 for g in guids), guids
+    everywhere = json.loads(CliRunner().invoke(app, args, env=env).stdout)
+    assert {"tech-05", "world-04"} & {
+        processed_corpus.guid_of(h["episode_key"]) for h in everywhere
+    }
+    lab = json.loads(CliRunner().invoke(app, [*args, "--feed", "Lab Notes"], env=env).stdout)
+    assert lab and all(
+        corpus.episode(processed_corpus.guid_of(h["episode_key"])).feed == "lab" for h in lab
+    )
