@@ -30,6 +30,7 @@ def test_keyword_and_meaning_find_the_right_topic(engine: Any, tmp_path: Path, e
     hits = searcher.search("robot exploring the red planet", limit=3)
     assert {h.episode_key for h in hits} == {"sci0001mars"}
     assert "1" in {h.node_id for h in hits}
+    assert all(h.level > 0 for h in hits)  # the place in the episode, not the episode
     assert all(h.matched == ["vector"] for h in hits)
     assert "«" not in hits[0].snippet and hits[0].snippet  # the lead of the text
     # every hit names where it is

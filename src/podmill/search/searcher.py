@@ -340,13 +340,17 @@ def _place(row: Any) -> tuple[str, float, str, str]:
 
 def _dedupe(rows: list[Any], limit: int) -> list[Any]:
     """Drop a passage that mostly repeats a better-ranked passage of the same episode
-    (over half of the shorter span shared: the windows overlap by design). Nodes are
-    never dropped: an episode, its topic and a sub-topic are different answers, and a
-    passage inside a node hit says where in the topic the words are."""
+    (over half of the shorter span shared: the windows overlap by design), and an
+    episode (L0) hit when something inside that episode matched too: the place in the
+    episode is the answer. Topics and sub-topics stay: a topic and its sub-topic are
+    different answers, and a passage inside a topic hit says where the words are."""
+    specific = {r.episode_key for r in rows if r.kind == "passage" or r.level > 0}
     chosen: list[Any] = []
     for row in rows:
         if len(chosen) >= limit:
             break
+        if row.kind == "node" and row.level == 0 and row.episode_key in specific:
+            continue
         if not any(_repeats(row, better) for better in chosen):
             chosen.append(row)
     return chosen

@@ -121,6 +121,7 @@ def candidate_rows(conn: Connection, ids: Sequence[int], filters: Filters) -> di
         DOCS.c.episode_key,
         DOCS.c.kind,
         DOCS.c.node_id,
+        DOCS.c.level,
         DOCS.c.start_seconds,
         DOCS.c.end_seconds,
     ).where(DOCS.c.id.in_(list(ids)))
