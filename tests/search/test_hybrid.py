@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from podmill.search import store
+from podmill.search import keyword, store
 from podmill.search.searcher import EmptyQuery, Searcher, fuse
 from podmill.search.store import Filters
 
@@ -123,3 +123,30 @@ def test_a_row_that_committed_after_the_build_is_found(
     hits = searcher.search("pour over coffee grind", limit=5)
     late = [h for h in hits if h.doc_id == late_id]
     assert late and "vector" in late[0].matched
+
+
+def test_very_common_words_are_left_out_of_the_keyword_ranking(engine: Any) -> None:
+    rows = [
+        {
+            "episode_key": "bulk",
+            "fingerprint": "fp",
+            "doc_key": f"p:{n}",
+            "kind": "passage",
+            "node_id": "1",
+            "level": 1,
+            "start_seconds": float(n),
+            "end_seconds": float(n + 1),
+            "title": "weather",
+            "body": "weather report " + ("zeppelin" if n % 500 == 0 else "today"),
+            "vector": None,
+        }
+        for n in range(keyword.COMMON_DOCS + 100)
+    ]
+    with engine.begin() as conn:
+        conn.execute(store.DOCS.insert(), rows)
+    with engine.connect() as conn:
+        assert keyword.selective_terms(conn, ["weather", "zeppelin"]) == ["zeppelin"]
+        assert keyword.selective_terms(conn, ["weather", "report"]) == ["weather"]  # rarest
+        assert keyword.selective_terms(conn, ["weather"]) == ["weather"]
+        ranked = keyword.keyword_ranking(conn, ["weather", "zeppelin"], Filters(), 50)
+    assert len(ranked) == 5  # only the zeppelin rows: thousands of weather rows unranked

@@ -64,24 +64,30 @@ def selective_terms(conn: Connection, terms: Sequence[str]) -> list[str]:
     """The terms worth ranking by: those in at most :data:`COMMON_DOCS` documents (all
     of them when none is; else the rarest). Ranking costs time per matching row, and a
     term in thousands of rows adds little to bm25 (low IDF) but thousands of weak
-    candidates; meaning is the vector side's job. Counting stops at the threshold."""
-    counts = {t: _doc_frequency(conn, t) for t in terms}
+    candidates; meaning is the vector side's job. Counting stops at the threshold, and
+    every term is counted in one statement (one round trip)."""
+    if len(terms) == 1:
+        return list(terms)
+    counts = _doc_frequencies(conn, terms)
     kept = [t for t in terms if counts[t] <= COMMON_DOCS]
     return kept or [min(terms, key=counts.__getitem__)]
 
 
-def _doc_frequency(conn: Connection, term: str) -> int:
-    if conn.dialect.name == "sqlite":
-        sql = "SELECT 1 FROM search_fts WHERE search_fts MATCH :match LIMIT :cap"
-        params: dict[str, object] = {"match": _sqlite_match([term])}
-    else:
-        sql = (
-            f"SELECT 1 FROM search_docs WHERE {PG_TSVECTOR} @@ "
-            "to_tsquery('english', :tsquery) LIMIT :cap"
-        )
-        params = {"tsquery": _pg_tsquery([term])}
-    capped = text(f"SELECT count(*) FROM ({sql}) AS matches")
-    return conn.execute(capped, {**params, "cap": COMMON_DOCS + 1}).scalar_one()
+def _doc_frequencies(conn: Connection, terms: Sequence[str]) -> dict[str, int]:
+    parts, params = [], {"cap": COMMON_DOCS + 1}
+    for n, term in enumerate(terms):
+        if conn.dialect.name == "sqlite":
+            sql = f"SELECT 1 FROM search_fts WHERE search_fts MATCH :t{n} LIMIT :cap"
+            params[f"t{n}"] = _sqlite_match([term])
+        else:
+            sql = (
+                f"SELECT 1 FROM search_docs WHERE {PG_TSVECTOR} @@ "
+                f"to_tsquery('english', :t{n}) LIMIT :cap"
+            )
+            params[f"t{n}"] = _pg_tsquery([term])
+        parts.append(f"(SELECT count(*) FROM ({sql}) AS m{n}) AS c{n}")
+    row = conn.execute(text("SELECT " + ", ".join(parts)), params).one()
+    return {term: int(row[n]) for n, term in enumerate(terms)}
 
 
 def keyword_ranking(
