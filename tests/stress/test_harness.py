@@ -339,3 +339,70 @@ def test_ab_compares_two_worker_settings_side_by_side(stack: Stack) -> None:
     refused = stack.stress(*args, PODMILL_TEST_NOOP_STAGES="1")
     assert refused.code == 1
     assert refused.error_line.startswith("error: ab needs the queue to itself, but 1 other live")
+
+
+def test_sigterm_stops_the_run_and_the_workers_it_started(stack: Stack) -> None:
+    """An arm whose workers cannot finish a job (no asr pool): SIGTERM to the harness
+    returns at once (not at --job-timeout), and the workers it started are stopped."""
+    import os
+    import signal
+    import sys
+
+    out = stack.tmp_path / "out"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PODMILL_")}
+    env.update({"PODMILL_API_KEY": stack.key, "PODMILL_TEST_NOOP_STAGES": "1"})
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "podmill",
+            "stress",
+            "ab",
+            "--api",
+            stack.server.url,
+            "--out",
+            str(out),
+            "--db",
+            stack.url,
+            "--a",
+            "stuck:--pool io=1 --poll 0.05",
+            "--b",
+            "never:--pool io=1",
+            "--jobs",
+            "1",
+            "--concurrency",
+            "1",
+            "--poll",
+            "0.1",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    admin = stack.server.client(stack.key)
+
+    def live_workers() -> list[dict]:
+        return [w for w in admin.get("/admin/workers").json() if w["status"] == "running"]
+
+    try:
+        # the arm's worker is up and the job waits at transcribe, which no pool runs
+        wait_for(
+            lambda: any(
+                j["steps"].get("fetch", {}).get("status") == "done"
+                and j["steps"]["transcribe"]["status"] == "pending"
+                for j in admin.get("/jobs").json()
+                if j["status"] in ("pending", "running")
+            ),
+            90,
+            "the stuck arm's job to wait at transcribe",
+        )
+        assert len(live_workers()) == 1
+        proc.send_signal(signal.SIGTERM)
+        output, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    assert proc.returncode == 130, output
+    assert live_workers() == []
+    assert not (out / "ab" / ".staged-audio").exists()

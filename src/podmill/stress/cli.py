@@ -82,6 +82,17 @@ def _options(
     )
 
 
+def _interrupt_on_sigterm() -> None:
+    """SIGTERM (a CI timeout, `kill`) unwinds like Ctrl-C, so the workers ab started are
+    stopped and the polling threads return, instead of the process dying around them."""
+    import signal
+
+    def interrupt(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
 def _conclude(outcome: Outcome) -> None:
     """Print the verdict and where the artifacts are; exit 1 on a failed scenario."""
     line = f"stress {outcome.scenario} {'PASSED' if outcome.passed else 'FAILED'}: {outcome.reason}"
@@ -111,6 +122,7 @@ def soak(
     from podmill.stress.scenarios import soak as run_soak
 
     options = _options(api, api_key, out, audio, poll, job_timeout, worker_log, metrics_url)
+    _interrupt_on_sigterm()
     _conclude(run_soak(options, jobs=jobs, concurrency=concurrency))
 
 
@@ -148,6 +160,7 @@ def ramp(
     from podmill.stress.scenarios import ramp as run_ramp
 
     options = _options(api, api_key, out, audio, poll, job_timeout, worker_log, metrics_url)
+    _interrupt_on_sigterm()
     _conclude(run_ramp(options, levels=_levels(levels), jobs_per_level=jobs_per_level))
 
 
@@ -194,4 +207,5 @@ def ab(
         )
     options = _options(api, api_key, out, audio, poll, job_timeout, worker_log, metrics_url)
     arms = [Arm.parse(a), Arm.parse(b)]
+    _interrupt_on_sigterm()
     _conclude(run_ab(options, arms, db=db, workers=workers, jobs=jobs, concurrency=concurrency))

@@ -8,6 +8,7 @@ run queued or running at any moment.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -31,8 +32,11 @@ def run_one(
     *,
     poll: float,
     timeout: float,
+    stop: threading.Event | None = None,
 ) -> JobRecord:
-    """Upload one copy and follow its job to a terminal status (or ``timeout`` s)."""
+    """Upload one copy and follow its job to a terminal status (or ``timeout`` s, or
+    until ``stop`` is set: the run was interrupted)."""
+    stop = stop or threading.Event()
     record = JobRecord(index=index, group=group, audio_sha256=audio.sha256, status="submitting")
     record.submitted_at = _now()
     try:
@@ -50,7 +54,10 @@ def run_one(
             record.error = f"not finished after {timeout:g} s (last status {record.status})"
             record.status = "timeout"
             break
-        time.sleep(poll)
+        if stop.wait(poll):
+            record.error = f"the run was interrupted (last status {record.status})"
+            record.status = "interrupted"
+            break
         try:
             record.update_from_api(client.job(int(record.id or 0)))
         except FatalApiError:
@@ -73,14 +80,26 @@ def run_group(
     first_index: int = 0,
 ) -> list[JobRecord]:
     """Every copy as one job, at most ``concurrency`` in flight; records in submit order."""
+    stop = threading.Event()
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="stress") as pool:
         futures = [
-            pool.submit(run_one, client, audio, first_index + i, group, poll=poll, timeout=timeout)
+            pool.submit(
+                run_one,
+                client,
+                audio,
+                first_index + i,
+                group,
+                poll=poll,
+                timeout=timeout,
+                stop=stop,
+            )
             for i, audio in enumerate(copies)
         ]
         try:
             return [f.result() for f in futures]
         except BaseException:
-            # the API went away or refused the key: do not start the jobs still queued
+            # the API went away, the key was refused, or Ctrl-C / SIGTERM: start no more
+            # jobs, and let the polling threads return now rather than at their deadline
+            stop.set()
             pool.shutdown(wait=False, cancel_futures=True)
             raise
