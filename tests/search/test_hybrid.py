@@ -142,6 +142,11 @@ def test_very_common_words_are_left_out_of_the_keyword_ranking(engine: Any) -> N
         }
         for n in range(keyword.COMMON_DOCS + 100)
     ]
+    # one more "weather" document, long (so it ranks low), in a catalogued episode
+    rows.append(
+        rows[0]
+        | {"episode_key": "home002coff", "doc_key": "p:late", "body": "weather " + "x " * 80}
+    )
     with engine.begin() as conn:
         conn.execute(store.DOCS.insert(), rows)
     with engine.connect() as conn:
@@ -149,4 +154,8 @@ def test_very_common_words_are_left_out_of_the_keyword_ranking(engine: Any) -> N
         assert keyword.selective_terms(conn, ["weather", "report"]) == ["weather"]  # rarest
         assert keyword.selective_terms(conn, ["weather"]) == ["weather"]
         ranked = keyword.keyword_ranking(conn, ["weather", "zeppelin"], Filters(), 50)
+        # a filter whose one match ranks below the headroom: the database join finds it
+        only = Filters(since=datetime(2026, 11, 19, tzinfo=UTC))
+        filtered = keyword.keyword_ranking(conn, ["weather"], only, 10, {"home002coff"})
     assert len(ranked) == 5  # only the zeppelin rows: thousands of weather rows unranked
+    assert len(filtered) == 1

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy import Connection, bindparam, column, func, literal_column, select, table, text
 
@@ -28,6 +29,8 @@ FTS = table("search_fts", column("rowid"))  # the FTS5 table of migration 0006
 # A term in more documents than this is left out of the keyword ranking when the query
 # has rarer ones (docs/search.md: at 200,000 documents, p95 119 -> 13 ms).
 COMMON_DOCS = 2000
+# A filtered keyword ranking first reads this many times the candidates it needs.
+FILTER_HEADROOM = 8
 
 STOP_WORDS = frozenset(
     """a about above after again against all am an and any are as at be because been
@@ -91,20 +94,53 @@ def _doc_frequencies(conn: Connection, terms: Sequence[str]) -> dict[str, int]:
 
 
 def keyword_ranking(
-    conn: Connection, terms: Sequence[str], filters: Filters, limit: int
+    conn: Connection,
+    terms: Sequence[str],
+    filters: Filters,
+    limit: int,
+    allowed: set[str] | None = None,
 ) -> list[int]:
-    """Ids of the ``limit`` best keyword matches, best first."""
+    """Ids of the ``limit`` best keyword matches that pass ``filters``, best first.
+
+    With a filter, the unfiltered ranking is read with headroom (:data:`FILTER_HEADROOM`
+    × ``limit``) and the allowed episodes (``allowed``, the filter's episode keys) kept;
+    only when that is not enough does the database join every match to ``episodes``
+    (a selective filter: a tenant with few shows).
+    """
     if not terms:
         return []
     terms = selective_terms(conn, terms)
-    if conn.dialect.name == "sqlite" and not filters.active:
+    if not filters.active:
+        return _ranked(conn, terms, limit)
+    if allowed is not None:
+        wide = _ranked(conn, terms, limit * FILTER_HEADROOM)
+        owners = dict(
+            conn.execute(select(DOCS.c.id, DOCS.c.episode_key).where(DOCS.c.id.in_(wide))).all()
+        )
+        kept = [i for i in wide if owners.get(i) in allowed]
+        if len(kept) >= limit or len(wide) < limit * FILTER_HEADROOM:
+            return kept[:limit]
+    query, params = _ranking_query(conn, terms)
+    query = query.join(EPISODES, EPISODES.c.episode_key == DOCS.c.episode_key).where(
+        filters.condition()
+    )
+    return list(conn.execute(query.limit(limit), params).scalars())
+
+
+def _ranked(conn: Connection, terms: Sequence[str], limit: int) -> list[int]:
+    if conn.dialect.name == "sqlite":
         # FTS5 orders by its own ``rank`` column inside the module, without joining or
-        # sorting every match in SQL: the cheap path for a common word over many rows.
+        # sorting every match in SQL.
         sql = text(
             "SELECT rowid FROM search_fts WHERE search_fts MATCH :match "
             f"AND rank MATCH '{SQLITE_RANK}' ORDER BY rank LIMIT :limit"
         )
         return list(conn.execute(sql, {"match": _sqlite_match(terms), "limit": limit}).scalars())
+    query, params = _ranking_query(conn, terms)
+    return list(conn.execute(query.limit(limit), params).scalars())
+
+
+def _ranking_query(conn: Connection, terms: Sequence[str]) -> tuple[Any, dict[str, str]]:
     if conn.dialect.name == "sqlite":
         query = (
             select(DOCS.c.id)
@@ -113,21 +149,15 @@ def keyword_ranking(
             .where(literal_column("search_fts").op("MATCH")(bindparam("match")))
             .order_by(literal_column(SQLITE_BM25), DOCS.c.id)
         )
-        params = {"match": _sqlite_match(terms)}
-    else:
-        tsvector = literal_column(PG_TSVECTOR)
-        tsquery = func.to_tsquery(literal_column("'english'"), bindparam("tsquery"))
-        query = (
-            select(DOCS.c.id)
-            .where(tsvector.op("@@")(tsquery))
-            .order_by(func.ts_rank_cd(tsvector, tsquery).desc(), DOCS.c.id)
-        )
-        params = {"tsquery": _pg_tsquery(terms)}
-    if filters.active:
-        query = query.join(EPISODES, EPISODES.c.episode_key == DOCS.c.episode_key).where(
-            filters.condition()
-        )
-    return list(conn.execute(query.limit(limit), params).scalars())
+        return query, {"match": _sqlite_match(terms)}
+    tsvector = literal_column(PG_TSVECTOR)
+    tsquery = func.to_tsquery(literal_column("'english'"), bindparam("tsquery"))
+    query = (
+        select(DOCS.c.id)
+        .where(tsvector.op("@@")(tsquery))
+        .order_by(func.ts_rank_cd(tsvector, tsquery).desc(), DOCS.c.id)
+    )
+    return query, {"tsquery": _pg_tsquery(terms)}
 
 
 def highlights(conn: Connection, terms: Sequence[str], ids: Sequence[int]) -> dict[int, str]:

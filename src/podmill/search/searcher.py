@@ -251,10 +251,11 @@ class Searcher:
         qvec = self.embed_query(query)
         depth = max(MIN_CANDIDATES, limit * 5)
         with self._snapshot() as conn:
-            by_keyword = keyword.keyword_ranking(conn, terms, filters, depth)
+            allowed = store.allowed_episodes(conn, filters) if filters.active else None
+            by_keyword = keyword.keyword_ranking(conn, terms, filters, depth, allowed)
             # twice as deep: the generation may still name rows replaced since it was
             # built; ranks count only live rows, so answers do not move when it swaps
-            by_vector = self.vector_ranking(conn, qvec, filters, 2 * depth)
+            by_vector = self.vector_ranking(conn, qvec, allowed, 2 * depth)
             rows = store.candidate_rows(conn, list({*by_keyword, *by_vector}), filters)
             by_keyword = [i for i in by_keyword if i in rows]
             by_vector = [i for i in by_vector if i in rows][:depth]
@@ -288,13 +289,15 @@ class Searcher:
             for r in chosen
         ]
 
-    def vector_ranking(self, conn: Connection, qvec: Any, filters: Filters, k: int) -> list[int]:
-        """Ids of the ``k`` nearest documents that pass ``filters``, best first."""
+    def vector_ranking(
+        self, conn: Connection, qvec: Any, allowed: set[str] | None, k: int
+    ) -> list[int]:
+        """Ids of the ``k`` nearest documents of the ``allowed`` episodes (every one
+        when ``None``), best first."""
         import numpy as np
 
         generation = self.generation()
         delta = self._delta_rows(conn, generation)
-        allowed = store.allowed_episodes(conn, filters) if filters.active else None
         found_ids, found_scores = [], []
         if generation is not None and len(generation):
             mask = generation.mask_for(allowed) if allowed is not None else None
