@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import json
-import re
 import sys
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from enum import Enum
 from importlib import resources
 from pathlib import Path
@@ -29,6 +28,7 @@ from podmill.ml.arbiter import configure_process_arbiter
 from podmill.search import cli as search_cli
 from podmill.settings import Settings, effective_values, load_settings
 from podmill.stress import cli as stress_cli
+from podmill.timespec import optional_time
 
 app = typer.Typer(
     help="podmill: podcast and audio intelligence, self-hosted and offline.",
@@ -93,25 +93,8 @@ def _root(
 
 
 def parse_since(value: str | None) -> datetime | None:
-    """``2026-11-01``, an ISO timestamp, or a relative ``7d`` / ``12h``."""
-    if value is None:
-        return None
-    match = re.fullmatch(r"(\d+)([dhw])", value.strip())
-    if match:
-        amount, unit = int(match.group(1)), match.group(2)
-        delta = {
-            "d": timedelta(days=amount),
-            "h": timedelta(hours=amount),
-            "w": timedelta(weeks=amount),
-        }[unit]
-        return datetime.now(UTC) - delta
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise PodmillError(
-            f"--since {value!r} is not a date: use YYYY-MM-DD, an ISO timestamp or e.g. 7d"
-        ) from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    """``--since`` for ``run`` and ``submit``: ``2026-11-01``, an ISO timestamp, or ``7d``."""
+    return optional_time(value, option="--since")
 
 
 class ProgressReporter:

@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from podmill.errors import PodmillError
+from podmill.timespec import InvalidTime, parse_time
 
 DEFAULT_SINCE = "7d"
 MAX_BUDGET_SECONDS = 7 * 24 * 3600.0
-_RELATIVE = re.compile(r"(\d+)\s*([mhdw])")
-_UNITS = {"m": timedelta(minutes=1), "h": timedelta(hours=1), "d": timedelta(days=1),
-          "w": timedelta(weeks=1)}  # fmt: skip
 _BUDGET = re.compile(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?")
 
 
@@ -37,32 +35,16 @@ class Window:
         return (self.until - self.since).total_seconds()
 
 
-def parse_time(value: str, now: datetime, *, option: str = "--since") -> datetime:
-    """``7d``/``24h``/``2w``/``90m`` before ``now``, or a date / ISO timestamp (UTC if no zone)."""
-    text = value.strip()
-    match = _RELATIVE.fullmatch(text)
-    if match:
-        amount = int(match.group(1))
-        if amount > 100 * 52 * 7:  # keeps timedelta and the database in range
-            raise WindowError(f"{option} {value!r} reaches too far back: use at most 36400d")
-        return now - amount * _UNITS[match.group(2)]
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        raise WindowError(
-            f"{option} {value!r} is not a time: use e.g. 7d, 24h, 2w, 2026-11-01 "
-            "or an ISO timestamp"
-        ) from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
 def parse_window(
     since: str | None, until: str | None, now: datetime, *, prefix: str = "--"
 ) -> Window:
     """The window ``[since, until)``; ``since`` defaults to 7 days, ``until`` to ``now``.
     ``prefix`` is how errors name the options (``--`` on the command line, none in the API)."""
-    end = parse_time(until, now, option=f"{prefix}until") if until else now
-    start = parse_time(since or DEFAULT_SINCE, now, option=f"{prefix}since")
+    try:
+        end = parse_time(until, option=f"{prefix}until", now=now, end=True) if until else now
+        start = parse_time(since or DEFAULT_SINCE, option=f"{prefix}since", now=now)
+    except InvalidTime as exc:
+        raise WindowError(str(exc)) from None
     if start >= end:
         raise WindowError(
             f"the window is empty: since {start.isoformat()} is not before until "

@@ -3,45 +3,20 @@
 
 from __future__ import annotations
 
-import re
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import datetime
 
 from sqlalchemy import Connection, func, or_, select
 
 from podmill.errors import PodmillError
 from podmill.search.store import FEEDS
+from podmill.timespec import InvalidTime, optional_time
 
-
-class InvalidTime(PodmillError):
-    pass
-
-
-_UNITS = {"h": timedelta(hours=1), "d": timedelta(days=1), "w": timedelta(weeks=1)}
+__all__ = ["InvalidTime", "parse_time", "resolve_feed"]
 
 
 def parse_time(value: str | None, option: str = "--since", *, end: bool = False) -> datetime | None:
-    """``7d`` / ``12h`` / ``2w`` (that long ago), ``YYYY-MM-DD`` or an ISO timestamp.
-
-    A bare date is the start of that day (UTC), or with ``end=True`` (``--until``) the
-    start of the next, so ``--until 2026-11-20`` includes the 20th.
-    """
-    if value is None or not value.strip():
-        return None
-    text = value.strip()
-    match = re.fullmatch(r"(\d+)\s*([hdw])", text.lower())
-    if match:
-        return datetime.now(UTC) - int(match.group(1)) * _UNITS[match.group(2)]
-    try:
-        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
-            day = date.fromisoformat(text) + (timedelta(days=1) if end else timedelta())
-            return datetime.combine(day, time(), tzinfo=UTC)
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        raise InvalidTime(
-            f"{option} {value!r} is not a time: use e.g. 7d, 12h, 2w, 2026-11-01 or "
-            "2026-11-01T08:00:00+00:00"
-        ) from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    """``--since``/``--until`` as :mod:`podmill.timespec` reads them; blank means no bound."""
+    return optional_time(value, option=option, end=end)
 
 
 def resolve_feed(conn: Connection, value: str) -> int:
