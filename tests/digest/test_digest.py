@@ -223,4 +223,8 @@ def test_a_local_file_without_date_or_feed_counts_from_when_podmill_saw_it(
         None,
     )
     assert doc["listen"]["items"][0]["reason"] == "new in your episodes"
-    assert "Voice memo" in render(doc, "md") and "Voice memo" in render(doc, "html")
+    md, page = render(doc, "md"), render(doc, "html")
+    assert "Voice memo" in md and "Voice memo" in page
+    # no dangling separator where the feed title would go; one episode is not "episodes"
+    assert "### Voice memo\n" in md and "1 new episode, 0 stories" in md
+    assert "Voice memo, \n" not in md and "<p class=meta> · " not in page

@@ -45,6 +45,15 @@ def _day(iso: str) -> str:
     return iso[:10]
 
 
+def _count(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
+
+
+def _joined(*parts: str | None, sep: str = ", ") -> str:
+    """The parts that are there (a local file's episode has no feed title)."""
+    return sep.join(p for p in parts if p)
+
+
 def _span(item: dict[str, Any]) -> str:
     return f"{clock(item['start'])}–{clock(item['end'])}"
 
@@ -54,7 +63,8 @@ def to_markdown(doc: dict[str, Any]) -> str:
     lines = [f"# Digest {_day(window['since'])} – {_day(window['until'])}", ""]
     stats = doc["stats"]
     lines.append(
-        f"{stats['episodes']} new episodes, {stats['stories']} stories across shows"
+        f"{_count(stats['episodes'], 'new episode', 'new episodes')}, "
+        f"{_count(stats['stories'], 'story', 'stories')} across shows"
         + (f", {stats['duplicates_removed']} duplicates removed" if stats["duplicates_removed"]
            else "")
         + (f", {stats['not_processed']} not processed yet" if stats["not_processed"] else "")
@@ -68,7 +78,7 @@ def to_markdown(doc: dict[str, Any]) -> str:
         for n, item in enumerate(listen["items"], 1):
             lines.append(
                 f"{n}. **{md_escape(item['title'])}** ({_span(item)}) — "
-                f"{md_escape(item['episode_title'])}, {md_escape(item['feed_title'] or '')}"
+                f"{md_escape(_joined(item['episode_title'], item['feed_title']))}"
             )
         lines += ["", f"Total {clock(listen['total_seconds'])}."]
     if doc["stories"]:
@@ -89,7 +99,7 @@ def to_markdown(doc: dict[str, Any]) -> str:
     if not doc["episodes"]:
         lines.append("No new processed episodes in this window.")
     for ep in doc["episodes"]:
-        lines.append(f"### {md_escape(ep['title'])} — {md_escape(ep['feed_title'] or '')}")
+        lines.append(f"### {md_escape(_joined(ep['title'], ep['feed_title'], sep=' — '))}")
         lines += ["", f"{_day(ep['published'])} · {clock(ep['duration'])}", ""]
         if ep["lead"]:
             lines += [md_escape(ep["lead"]), ""]
@@ -116,7 +126,8 @@ def to_html(doc: dict[str, Any]) -> str:
     stats = doc["stats"]
     body = [
         f"<h1>{e(title)}</h1>",
-        f"<p class=meta>{stats['episodes']} new episodes · {stats['stories']} stories"
+        f"<p class=meta>{_count(stats['episodes'], 'new episode', 'new episodes')} · "
+        f"{_count(stats['stories'], 'story', 'stories')}"
         f" · {stats['duplicates_removed']} duplicates removed"
         f" · {stats['not_processed']} not processed yet</p>",
     ]
@@ -126,7 +137,7 @@ def to_html(doc: dict[str, Any]) -> str:
         for item in listen["items"]:
             body.append(
                 f"<li><strong>{e(item['title'])}</strong> <time>{e(_span(item))}</time>"
-                f" — {e(item['episode_title'])}, {e(item['feed_title'] or '')}</li>"
+                f" — {e(_joined(item['episode_title'], item['feed_title']))}</li>"
             )
         body.append(f"</ol><p class=meta>Total {e(clock(listen['total_seconds']))}</p>")
     if doc["stories"]:
@@ -146,10 +157,8 @@ def to_html(doc: dict[str, Any]) -> str:
     if not doc["episodes"]:
         body.append("<p>No new processed episodes in this window.</p>")
     for ep in doc["episodes"]:
-        body.append(
-            f"<h3>{e(ep['title'])}</h3><p class=meta>{e(ep['feed_title'] or '')} · "
-            f"{e(_day(ep['published']))} · {e(clock(ep['duration']))}</p>"
-        )
+        meta = _joined(ep["feed_title"], _day(ep["published"]), clock(ep["duration"]), sep=" · ")
+        body.append(f"<h3>{e(ep['title'])}</h3><p class=meta>{e(meta)}</p>")
         if ep["lead"]:
             body.append(f"<p>{e(ep['lead'])}</p>")
         body.append("<ul>")
