@@ -159,6 +159,15 @@ def describe_non_audio(head: bytes) -> str:
     return f"unrecognised binary data (first bytes 0x{head[:8].hex()})"
 
 
+def describe_served(head: bytes) -> str:
+    """:func:`describe_non_audio` in words only, for bytes a server sent: its content
+    (text, first bytes) must not reach an error a tenant reads."""
+    known = identify_non_audio(head)
+    if known is None:
+        return "unrecognised binary data"
+    return "plain text" if known.startswith("text (") else known
+
+
 def identify_non_audio(head: bytes) -> str | None:
     """Describe ``head`` if it is a well-known non-audio format; ``None`` when unknown.
 

@@ -37,6 +37,15 @@ class DownloadSettings(BaseModel):
     max_bytes: int = Field(1024**3, description="refuse downloads larger than this (bytes)")
     connect_timeout: float = Field(10.0, description="seconds to open a connection")
     read_timeout: float = Field(30.0, description="seconds without a byte before giving up")
+    total_timeout: float = Field(
+        3600.0, gt=0, description="overall seconds for one audio download, every try included"
+    )
+    feed_timeout: float = Field(
+        120.0, gt=0, description="overall seconds for one feed or transcript fetch, every try"
+    )
+    feed_max_bytes: int = Field(
+        20 * 1024**2, gt=0, description="refuse a feed or transcript larger than this (bytes)"
+    )
     max_attempts: int = Field(4, description="tries per URL on timeouts and 5xx answers")
     backoff_seconds: float = Field(0.5, description="first retry delay; doubles each try")
     user_agent: str = "podmill/0.1 (+self-hosted podcast transcription)"
@@ -153,7 +162,23 @@ class ServerSettings(BaseModel):
     webhook_backoff_seconds: float = Field(
         5.0, gt=0, description="first retry delay of a webhook; doubles per failure"
     )
-    webhook_timeout_seconds: float = Field(10.0, gt=0, description="seconds per webhook call")
+    webhook_timeout_seconds: float = Field(
+        10.0, gt=0, description="overall seconds for one webhook call (its answer is not read)"
+    )
+    validation_timeout_seconds: float = Field(
+        15.0, gt=0, description="overall seconds for the fetch that validates a new feed"
+    )
+    validations_per_tenant: int = Field(
+        2, ge=1, description="feed validations one tenant may run at once; more answer 429"
+    )
+    validation_threads: int = Field(
+        8, ge=1, description="threads for feed validations, all tenants (not request threads)"
+    )
+    poll_workers: int = Field(8, ge=1, description="feeds polled at once")
+    webhook_workers: int = Field(8, ge=1, description="webhooks delivered at once")
+    per_host_limit: int = Field(
+        2, ge=1, description="polls (and, apart, webhooks) in flight to one host at once"
+    )
     digest_weekly: bool = Field(
         True, description="store a weekly digest per tenant (GET /digests; docs/digest.md)"
     )
@@ -194,6 +219,11 @@ class Settings(BaseSettings):
     db: str | None = Field(None, description="database URL (default: SQLite in data_dir)")
     allow_private_networks: bool = Field(
         False, description="allow downloads from loopback, private and link-local addresses"
+    )
+    metadata_allowlist: list[str] = Field(
+        default_factory=list,
+        description="cloud metadata addresses podmill may call anyway (refused by default, "
+        "even with allow_private_networks)",
     )
     prefer_feed_transcripts: bool = Field(
         True, description="use a feed's podcast:transcript instead of running ASR"

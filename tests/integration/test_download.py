@@ -141,7 +141,7 @@ def test_a_large_non_audio_body_is_refused_after_its_first_bytes(
 ) -> None:
     # An endless text body: sniffing stops it long before any size cap would.
     http_server.add_lying_length("/endless", head=b"Please log in. " * 1000, content_type=None)
-    with pytest.raises(DownloadError, match=r"got text \(\"Please log in"):
+    with pytest.raises(DownloadError, match=r"got plain text \(Content-Type: none\)"):
         download(http_server.url + "/endless", dest, test_settings)
     assert leftovers(dest.parent) == []
 
@@ -155,7 +155,7 @@ def test_unknown_binary_passes_only_under_an_audio_content_type(
 
     got = download(http_server.url + "/odd-audio", dest, test_settings)
     assert got.format is None  # the decoder will have the final word
-    with pytest.raises(DownloadError, match=r"unrecognised binary data \(first bytes 0x0102"):
+    with pytest.raises(DownloadError, match=r"unrecognised binary data \(Content-Type"):
         download(http_server.url + "/odd-binary", dest, test_settings)
 
 
@@ -375,7 +375,7 @@ def test_loopback_is_refused_unless_private_networks_are_allowed(
     [
         ("http://10.1.2.3/ep.mp3", "10.1.2.3", "private"),
         ("http://192.168.0.10:8080/ep.mp3", "192.168.0.10", "private"),
-        ("http://169.254.169.254/latest/meta-data/", "169.254.169.254", "link-local"),
+        ("http://169.254.169.254/latest/meta-data/", "169.254.169.254", "cloud metadata"),
         ("http://[::1]/ep.mp3", "::1", "loopback"),
         ("http://[::ffff:127.0.0.1]/ep.mp3", "::ffff:7f00:1 (IPv4 127.0.0.1)", "loopback"),
         ("http://[2002:a00:1::]/ep.mp3", "2002:a00:1:: (IPv4 10.0.0.1)", "private"),
@@ -467,10 +467,12 @@ def test_redirect_chain_is_followed(
 def test_too_many_redirects(
     http_server: TestHTTPServer, test_settings: Settings, dest: Path
 ) -> None:
-    url = http_server.add_redirect("/loop", "/loop")
+    for n in range(7):
+        http_server.add_redirect(f"/hop{n}", f"/hop{n + 1}")
     with pytest.raises(DownloadError, match=r"too many redirects \(more than 5\)"):
-        download(url, dest, test_settings)
-    assert http_server.count("/loop") == 6
+        download(http_server.url_for("/hop0"), dest, test_settings)
+    assert http_server.count("/hop5") == 1
+    assert http_server.count("/hop6") == 0
 
 
 def test_a_redirect_to_a_local_file_is_refused(

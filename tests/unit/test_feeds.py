@@ -382,17 +382,16 @@ def test_empty_document() -> None:
     assert_feed_error(b"  \n\t ", "feed is empty")
 
 
-def test_html_page_names_the_feed_it_links_to() -> None:
+def test_html_page_that_links_to_a_feed_says_so_without_quoting_it() -> None:
     page = (
         b"<!DOCTYPE html>\n<html><head><title>My  Show\n</title>"
         b'<link rel="alternate" type="application/rss+xml" href="/rss"></head>'
         b"<body><p>Listen!</p></body></html>"
     )
-    assert_feed_error(
-        page,
-        "not a feed: the document is HTML (page title 'My Show')",
-        "use that URL: https://example.com/rss",
-    )
+    assert_feed_error(page, "not a feed: the document is HTML that links to a feed")
+    with pytest.raises(FeedError) as caught:
+        parse_feed(page, "https://example.com/")
+    assert "My" not in str(caught.value) and "/rss" not in str(caught.value)
     assert_feed_error(b"<html><body>nothing</body></html>", "not a feed: the document is HTML")
 
 
@@ -401,7 +400,9 @@ def test_json_document() -> None:
 
 
 def test_xml_that_is_not_a_feed() -> None:
-    assert_feed_error(b'<?xml version="1.0"?><svg><g/></svg>', "not a feed: the XML root is <svg>")
+    assert_feed_error(
+        b'<?xml version="1.0"?><svg><g/></svg>', "not a feed: the XML root element is not <rss>"
+    )
 
 
 def test_bytes_that_look_like_a_path_are_not_opened(tmp_path: Path) -> None:
@@ -412,7 +413,7 @@ def test_bytes_that_look_like_a_path_are_not_opened(tmp_path: Path) -> None:
 
 
 def test_feed_without_items_and_feed_without_audio() -> None:
-    assert_feed_error(rss(""), "feed has no items", "'Test show'")
+    assert_feed_error(rss(""), "feed has no items")
     no_audio = item("<link>https://news.example/1</link>", guid="a") + item("", guid="b")
     assert_feed_error(
         rss(no_audio),

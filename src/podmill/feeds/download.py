@@ -11,7 +11,10 @@ Every URL here comes from someone else's feed, so each request is treated as hos
 - bodies stream to a hidden temp file next to the destination and are renamed into
   place only when complete, so a failed download never leaves a partial file behind;
 - timeouts, connection errors, truncated bodies, 5xx and 429 answers are retried with
-  exponential backoff; other 4xx answers are final.
+  exponential backoff; other 4xx answers and malformed redirects are final;
+- every call has an overall deadline (every try included), not only per-read timeouts;
+- errors say what was wrong in words (status, content type, size), never quoting the
+  bytes a server sent.
 
 See ``docs/download.md`` for the rules and their limits (DNS rebinding).
 """
@@ -41,8 +44,9 @@ from urllib.request import url2pathname
 
 import httpx
 
-from podmill.audio import SNIFF_BYTES, describe_non_audio, identify_non_audio, sniff_audio
+from podmill.audio import SNIFF_BYTES, describe_served, identify_non_audio, sniff_audio
 from podmill.errors import DownloadError
+from podmill.feeds.deadline import Deadline
 from podmill.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -55,6 +59,7 @@ FETCH_MAX_BYTES = 50 * 1024**2
 _CHUNK = 64 * 1024
 _AUDIO_ACCEPT = "audio/*, video/*;q=0.8, */*;q=0.5"
 _SETTING_HINT = "raise download.max_bytes (env PODMILL_DOWNLOAD__MAX_BYTES) to allow it"
+_FEED_HINT = "raise download.feed_max_bytes (env PODMILL_DOWNLOAD__FEED_MAX_BYTES) to allow it"
 _PRIVATE_HINT = (
     "set allow_private_networks = true (env PODMILL_ALLOW_PRIVATE_NETWORKS=true) "
     "if you trust this source"
@@ -94,11 +99,13 @@ def download(
     With ``expect_audio`` the first bytes must look like audio, so an HTML error page
     served with status 200 fails here instead of in the decoder. ``client`` is used as
     given (its redirects are not followed; timeouts come from ``settings``) and is not
-    closed. ``sleep`` waits between retries.
+    closed. ``sleep`` waits between retries. All tries together end after
+    ``download.total_timeout`` seconds.
 
     Raises :class:`DownloadError`; ``retryable`` is true when trying later may help.
     """
     cap = _Cap(settings.download.max_bytes, _SETTING_HINT)
+    deadline = Deadline(settings.download.total_timeout, "download.total_timeout")
     local = _local_path(url, allow_file_urls)
     if local is not None:
         return _copy_local(local, dest, cap, expect_audio=expect_audio)
@@ -111,16 +118,19 @@ def download(
             accept=_AUDIO_ACCEPT,
             identity=True,
             check="check the enclosure URL",
+            deadline=deadline,
         ) as response:
             content_type = response.headers.get("content-type")
             body = _Body(out, cap, str(response.url), content_type, expect_audio=expect_audio)
-            _stream(response, body)
+            _stream(response, body, deadline)
             body.finish()
             return body.result(dest, str(response.url))
 
-    with _client(client, settings) as http:
+    with _client(client, settings) as http, deadline.enforced():
         # Each attempt streams into a fresh temp file, which is removed if it fails.
-        return _retrying(settings, sleep, lambda: _write_atomically(dest, partial(into_temp, http)))
+        return _retrying(
+            settings, sleep, lambda: _write_atomically(dest, partial(into_temp, http)), deadline
+        )
 
 
 def fetch_bytes(
@@ -138,7 +148,8 @@ def fetch_bytes(
     Returns ``(body, content_type, final_url)``; ``final_url`` is where redirects ended
     (resolve relative links against it). The cap is ``max_bytes`` or
     ``download.max_bytes``, whichever is smaller; bodies are decompressed
-    (gzip, deflate) and the cap applies to the decompressed size.
+    (gzip, deflate) and the cap applies to the decompressed size. All tries together
+    end after ``download.feed_timeout`` seconds.
     """
     if settings.download.max_bytes < max_bytes:
         cap = _Cap(settings.download.max_bytes, _SETTING_HINT)
@@ -148,17 +159,25 @@ def fetch_bytes(
     if local is not None:
         return _read_local(local, cap)
 
+    deadline = Deadline(settings.download.feed_timeout, "download.feed_timeout")
+
     def attempt(http: httpx.Client) -> tuple[bytes, str | None, str]:
         with _open_response(
-            http, url, settings, accept=accept or "*/*", identity=False, check="check the URL"
+            http,
+            url,
+            settings,
+            accept=accept or "*/*",
+            identity=False,
+            check="check the URL",
+            deadline=deadline,
         ) as response:
             buffer = io.BytesIO()
             content_type = response.headers.get("content-type")
-            _stream(response, _Body(buffer, cap, str(response.url), content_type))
+            _stream(response, _Body(buffer, cap, str(response.url), content_type), deadline)
             return buffer.getvalue(), content_type, str(response.url)
 
-    with _client(client, settings) as http:
-        return _retrying(settings, sleep, lambda: attempt(http))
+    with _client(client, settings) as http, deadline.enforced():
+        return _retrying(settings, sleep, lambda: attempt(http), deadline)
 
 
 @dataclass(frozen=True)
@@ -179,10 +198,18 @@ def fetch_feed(
     last_modified: str | None = None,
     client: httpx.Client | None = None,
     sleep: Sleep = time.sleep,
+    deadline: Deadline | None = None,
 ) -> FeedFetch:
     """Fetch a feed like :func:`fetch_bytes`, sending ``If-None-Match`` /
-    ``If-Modified-Since`` when validators from an earlier fetch are given."""
-    cap = _Cap(min(FETCH_MAX_BYTES, settings.download.max_bytes), _SETTING_HINT)
+    ``If-Modified-Since`` when validators from an earlier fetch are given.
+
+    A feed over ``download.feed_max_bytes`` is refused. All tries together end at
+    ``deadline`` (default: ``download.feed_timeout`` seconds from now)."""
+    if settings.download.feed_max_bytes <= settings.download.max_bytes:
+        cap = _Cap(settings.download.feed_max_bytes, _FEED_HINT)
+    else:
+        cap = _Cap(settings.download.max_bytes, _SETTING_HINT)
+    deadline = deadline or Deadline(settings.download.feed_timeout, "download.feed_timeout")
     conditional = {"If-None-Match": etag} if etag else {}
     if last_modified:
         conditional["If-Modified-Since"] = last_modified
@@ -196,6 +223,7 @@ def fetch_feed(
             identity=False,
             check="check the feed URL",
             conditional=conditional or None,
+            deadline=deadline,
         ) as response:
             new_etag = response.headers.get("etag") or etag
             new_modified = response.headers.get("last-modified") or last_modified
@@ -203,11 +231,11 @@ def fetch_feed(
                 return FeedFetch(None, new_etag, new_modified, str(response.url))
             buffer = io.BytesIO()
             content_type = response.headers.get("content-type")
-            _stream(response, _Body(buffer, cap, str(response.url), content_type))
+            _stream(response, _Body(buffer, cap, str(response.url), content_type), deadline)
             return FeedFetch(buffer.getvalue(), new_etag, new_modified, str(response.url))
 
-    with _client(client, settings) as http:
-        return _retrying(settings, sleep, lambda: attempt(http))
+    with _client(client, settings) as http, deadline.enforced():
+        return _retrying(settings, sleep, lambda: attempt(http), deadline)
 
 
 # ------------------------------------------------------------------- size and sniffing
@@ -281,7 +309,7 @@ class _Body:
         if identify_non_audio(self.head) is None and _is_media_type(self.content_type):
             return
         raise DownloadError(
-            f"{self.url} did not return audio: got {describe_non_audio(self.head)} "
+            f"{self.url} did not return audio: got {describe_served(self.head)} "
             f"(Content-Type: {self.content_type or 'none'}); "
             "check that the enclosure URL points at the audio file"
         )
@@ -399,10 +427,11 @@ def _read_local(path: Path, cap: _Cap) -> tuple[bytes, str | None, str]:
 class _Retry(Exception):
     """A failure that may succeed on another attempt."""
 
-    def __init__(self, reason: str, *, after: float | None = None) -> None:
+    def __init__(self, reason: str, *, after: float | None = None, url: str | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
         self.after = after
+        self.url = url
 
 
 @contextmanager
@@ -415,21 +444,24 @@ def _client(client: httpx.Client | None, settings: Settings) -> Iterator[httpx.C
         yield own
 
 
-def _timeout(settings: Settings) -> httpx.Timeout:
+def _timeout(settings: Settings, deadline: Deadline | None = None) -> httpx.Timeout:
     d = settings.download
-    return httpx.Timeout(
-        connect=d.connect_timeout, read=d.read_timeout, write=d.read_timeout, pool=d.connect_timeout
-    )
+    left = deadline.remaining() if deadline is not None else float("inf")
+    connect, read = min(d.connect_timeout, left), min(d.read_timeout, left)
+    return httpx.Timeout(connect=connect, read=read, write=read, pool=connect)
 
 
-def _retrying(settings: Settings, sleep: Sleep, attempt: Callable[[], T]) -> T:
-    """Run ``attempt`` up to ``download.max_attempts`` times, backing off between tries."""
+def _retrying(settings: Settings, sleep: Sleep, attempt: Callable[[], T], deadline: Deadline) -> T:
+    """Run ``attempt`` up to ``download.max_attempts`` times, backing off between tries,
+    all of them within ``deadline``."""
     attempts = max(1, settings.download.max_attempts)
     for number in range(1, attempts + 1):
         try:
             return attempt()
         except _Retry as failure:
             too_long = failure.after is not None and failure.after > MAX_RETRY_AFTER_SECONDS
+            if deadline.expired:
+                raise deadline.error(failure.url or "the server") from failure.__cause__
             if number == attempts or too_long:
                 why = (
                     f"the server asked to wait {failure.after:.0f} s"
@@ -443,6 +475,12 @@ def _retrying(settings: Settings, sleep: Sleep, attempt: Callable[[], T]) -> T:
             delay += random.uniform(0, delay / 10)  # jitter: retries from many workers spread
             if failure.after is not None:
                 delay = max(delay, failure.after)
+            if delay >= deadline.remaining():
+                raise DownloadError(
+                    f"{failure.reason}; no time is left for another try within "
+                    f"{deadline.setting} = {deadline.seconds:g} s; try again later",
+                    retryable=True,
+                ) from failure.__cause__
             log.info("%s; retry %d/%d in %.2f s", failure.reason, number, attempts - 1, delay)
             sleep(delay)
     raise AssertionError("unreachable")
@@ -457,6 +495,7 @@ def _open_response(
     accept: str,
     identity: bool,
     check: str,
+    deadline: Deadline,
     conditional: Mapping[str, str] | None = None,
 ) -> Iterator[httpx.Response]:
     """GET ``url`` following redirects by hand, checking every hop; yield the final
@@ -466,34 +505,37 @@ def _open_response(
     if identity:  # the stored bytes, their size and hash are the server's file
         headers["Accept-Encoding"] = "identity"
     current = url
+    visited = {url}
     for _hop in range(MAX_REDIRECTS + 1):
         _check_url(current, settings, origin=url)
+        deadline.check(current)
         try:
             request = client.build_request(
-                "GET", current, headers=headers, timeout=_timeout(settings)
+                "GET",
+                current,
+                headers=headers,
+                timeout=_timeout(settings, deadline),
+                extensions={"trace": deadline.trace},
             )
         except httpx.InvalidURL as exc:
             raise DownloadError(f"invalid URL {current!r}: {exc}") from exc
         try:
             response = client.send(request, stream=True, follow_redirects=False)
-        except httpx.ConnectTimeout as exc:
-            raise _Retry(
-                f"timed out connecting to {current} "
-                f"(download.connect_timeout = {settings.download.connect_timeout:g} s)"
-            ) from exc
-        except httpx.TimeoutException as exc:
-            raise _Retry(
-                f"no answer from {current} within "
-                f"download.read_timeout = {settings.download.read_timeout:g} s"
-            ) from exc
         except httpx.TransportError as exc:
-            raise _Retry(f"cannot connect to {current}: {exc}") from exc
+            raise _request_failure(exc, current, settings, deadline) from exc
         try:
             if conditional and response.status_code == 304:
                 yield response  # not modified since the validators we sent
                 return
             if response.is_redirect:
-                current = urljoin(current, response.headers["location"])
+                current = _redirect_target(response, current, url)
+                # A revisit that sets a cookie is a cookie bounce, not a loop.
+                if current in visited and "set-cookie" not in response.headers:
+                    raise DownloadError(
+                        f"redirect loop: {url} leads back to {current}; "
+                        "ask the publisher to fix the URL"
+                    )
+                visited.add(current)
                 continue
             _raise_for_status(response, current, check)
             yield response
@@ -505,32 +547,93 @@ def _open_response(
     )
 
 
-def _stream(response: httpx.Response, body: _Body) -> None:
+def _request_failure(
+    exc: httpx.TransportError, url: str, settings: Settings, deadline: Deadline
+) -> Exception:
+    """What a failed request (no response yet) raises. The exception's own text is not
+    quoted when it may hold the server's bytes (h11 quotes a bad status line)."""
+    if deadline.expired:
+        return deadline.error(url)
+    if isinstance(exc, httpx.ConnectTimeout):
+        return _Retry(
+            f"timed out connecting to {url} "
+            f"(download.connect_timeout = {settings.download.connect_timeout:g} s)",
+            url=url,
+        )
+    if isinstance(exc, httpx.TimeoutException):
+        return _Retry(
+            f"no answer from {url} within "
+            f"download.read_timeout = {settings.download.read_timeout:g} s",
+            url=url,
+        )
+    if isinstance(exc, httpx.ProtocolError):
+        return _Retry(f"{url} did not answer with valid HTTP ({type(exc).__name__})", url=url)
+    return _Retry(f"cannot connect to {url}: {exc}", url=url)
+
+
+def _redirect_target(response: httpx.Response, current: str, origin: str) -> str:
+    """Where a redirect points; a missing or unusable Location is a final error (the
+    server is misconfigured: asking again gives the same answer)."""
+    location = response.headers.get("location", "").strip()
+    via = "" if current == origin else f" (redirected from {origin})"
+    if not location:
+        raise DownloadError(
+            f"HTTP {response.status_code} redirect from {current}{via} has no Location "
+            "header; ask the publisher to fix the URL"
+        )
+    try:
+        target = urljoin(current, location)
+        parts = urlsplit(target)
+        parts.port  # noqa: B018 - raises ValueError for a bad or out-of-range port
+        httpx.URL(target)
+    except (ValueError, httpx.InvalidURL):
+        raise DownloadError(
+            f"HTTP {response.status_code} redirect from {current}{via} has a malformed "
+            f"Location header ({len(location)} characters); ask the publisher to fix the URL"
+        ) from None
+    if parts.scheme in ("http", "https") and not parts.hostname:
+        raise DownloadError(
+            f"HTTP {response.status_code} redirect from {current}{via} points at a URL "
+            "without a host; ask the publisher to fix the URL"
+        )
+    return target
+
+
+def _stream(response: httpx.Response, body: _Body, deadline: Deadline) -> None:
     """Copy the response body into ``body``; a short body is a retryable truncation."""
     declared = _content_length(response)
     if declared is not None and declared > body.cap.max_bytes:
         raise body.cap.refuse(f"{response.url} (Content-Length)", declared)
+    url = str(response.url)
     try:
-        for chunk in response.iter_bytes(_CHUNK):
+        # No chunk size: each piece as it arrives, so a trickle still meets the deadline.
+        for chunk in response.iter_bytes():
             body.write(chunk)
+            deadline.check(url)
     except httpx.TimeoutException as exc:
+        if deadline.expired:
+            raise deadline.error(url) from exc
         raise _Retry(
-            f"{response.url} stalled after {body.size} bytes (no data within download.read_timeout)"
+            f"{url} stalled after {body.size} bytes (no data within download.read_timeout)",
+            url=url,
         ) from exc
     except httpx.DecodingError as exc:
         raise DownloadError(
-            f"{response.url} sent a body that does not match its Content-Encoding: {exc}"
+            f"{url} sent a body that does not match its Content-Encoding "
+            f"({response.headers.get('content-encoding', 'none')})"
         ) from exc
     except httpx.TransportError as exc:
+        if deadline.expired:
+            raise deadline.error(url) from exc
         got = response.num_bytes_downloaded
         if declared is not None and got < declared:
-            raise _Retry(
-                f"download truncated: got {got} of {declared} bytes from {response.url}"
-            ) from exc
-        raise _Retry(f"connection to {response.url} failed mid-download: {exc}") from exc
+            raise _Retry(f"download truncated: got {got} of {declared} bytes from {url}") from exc
+        raise _Retry(
+            f"connection to {url} failed mid-download ({type(exc).__name__})", url=url
+        ) from exc
     got = response.num_bytes_downloaded
     if declared is not None and got < declared:
-        raise _Retry(f"download truncated: got {got} of {declared} bytes from {response.url}")
+        raise _Retry(f"download truncated: got {got} of {declared} bytes from {url}", url=url)
 
 
 def _content_length(response: httpx.Response) -> int | None:
@@ -552,9 +655,10 @@ def _raise_for_status(response: httpx.Response, url: str, check: str) -> None:
     code = response.status_code
     if 200 <= code < 300:
         return
-    status = f"HTTP {code} {response.reason_phrase or httpx.codes.get_reason_phrase(code)}"
+    # The standard phrase, never the server's own: that is bytes it chose to send.
+    status = f"HTTP {code} {httpx.codes.get_reason_phrase(code)}"
     if code == 429 or code >= 500:
-        raise _Retry(f"{status.strip()} from {url}", after=_retry_after(response))
+        raise _Retry(f"{status.strip()} from {url}", after=_retry_after(response), url=url)
     advice = _STATUS_ADVICE.get(code, check)
     raise DownloadError(f"{status.strip()} for {url}; {advice}")
 
@@ -596,9 +700,19 @@ def _check_url(url: str, settings: Settings, *, origin: str) -> None:
     host = parts.hostname
     if not host:
         raise DownloadError(f"no host in URL {url}")
-    if settings.allow_private_networks:
-        return
+    allowed = _metadata_allowlist(settings)
     for address, how in _addresses(host, parts.port or (443 if parts.scheme == "https" else 80)):
+        metadata = _metadata_address(address)
+        if metadata is not None and not any(metadata in net for net in allowed):
+            via = "" if url == origin else f" (redirected from {origin})"
+            raise DownloadError(
+                f"refusing to download {url}{via}: {how} {metadata}, a cloud metadata "
+                "address (refused even with allow_private_networks); list it in "
+                "metadata_allowlist (env PODMILL_METADATA_ALLOWLIST='[\"ADDRESS\"]') "
+                "only if podmill must call it"
+            )
+        if settings.allow_private_networks:
+            continue
         verdict = _non_public(address)
         if verdict is not None:
             shown, kind = verdict
@@ -624,13 +738,71 @@ def _addresses(host: str, port: int) -> list[tuple[IPAddress, str]]:
     return [(ipaddress.ip_address(str(info[4][0]).split("%")[0]), how) for info in infos]
 
 
+# Cloud metadata and platform endpoints: they hand out credentials to whoever asks from
+# inside the machine, so they stay refused when private networks are allowed.
+_METADATA_NETWORKS = tuple(
+    ipaddress.ip_network(net)
+    for net in (
+        "169.254.169.0/24",  # AWS, GCP, Azure, Oracle, OpenStack, DigitalOcean, ... (.254)
+        "169.254.170.0/24",  # AWS ECS task metadata (.2), EKS Pod Identity (.23)
+        "169.254.0.23/32",  # Tencent Cloud
+        "100.100.100.200/32",  # Alibaba Cloud
+        "192.0.0.192/32",  # Oracle Cloud (legacy)
+        "168.63.129.16/32",  # Azure WireServer (a public address)
+        "fd00:ec2::/64",  # AWS IMDS, DNS, NTP and EKS Pod Identity over IPv6
+    )
+)
+# What Python's ``is_global`` misses (or version-dependently calls global) though it is
+# not routable on the Internet.
+_NON_GLOBAL_NETWORKS = tuple(
+    (ipaddress.ip_network(net), kind)
+    for net, kind in (
+        ("192.0.0.0/24", "IETF protocol assignment"),
+        ("192.88.99.0/24", "deprecated 6to4 relay"),
+        ("fec0::/10", "site-local"),
+        ("3fff::/20", "documentation"),
+    )
+)
+
+
+def _metadata_allowlist(settings: Settings) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    try:
+        return [ipaddress.ip_network(entry, strict=False) for entry in settings.metadata_allowlist]
+    except ValueError as exc:
+        raise DownloadError(
+            f"metadata_allowlist: {exc}; list IP addresses or networks such as 169.254.169.254"
+        ) from None
+
+
+def _embedded_ipv4(address: IPAddress) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 address carries (mapped, 6to4, Teredo, NAT64)."""
+    if not isinstance(address, ipaddress.IPv6Address):
+        return None
+    embedded = address.ipv4_mapped or address.sixtofour or (address.teredo or (None, None))[1]
+    if embedded is None and address in _NAT64:
+        embedded = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return embedded
+
+
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+
+def _metadata_address(address: IPAddress) -> IPAddress | None:
+    """``address`` (or the IPv4 address it embeds) if it is a cloud metadata address."""
+    for candidate in (address, _embedded_ipv4(address)):
+        if candidate is not None and any(
+            candidate.version == net.version and candidate in net for net in _METADATA_NETWORKS
+        ):
+            return candidate
+    return None
+
+
 def _non_public(address: IPAddress) -> tuple[str, str] | None:
     """(address as shown, why it is off limits) or None if the address is public."""
-    if isinstance(address, ipaddress.IPv6Address):
-        # Addresses that embed an IPv4 address (mapped, 6to4, Teredo) are judged by it too.
-        embedded = address.ipv4_mapped or address.sixtofour or (address.teredo or (None, None))[1]
-        if embedded is not None and (kind := _non_public_kind(embedded)) is not None:
-            return f"{address} (IPv4 {embedded})", kind
+    # Addresses that embed an IPv4 address (mapped, 6to4, Teredo, NAT64) are judged by it too.
+    embedded = _embedded_ipv4(address)
+    if embedded is not None and (kind := _non_public_kind(embedded)) is not None:
+        return f"{address} (IPv4 {embedded})", kind
     kind = _non_public_kind(address)
     return None if kind is None else (str(address), kind)
 
@@ -645,5 +817,8 @@ def _non_public_kind(address: IPAddress) -> str | None:
         ("reserved", address.is_reserved),
     ):
         if flag:
+            return kind
+    for network, kind in _NON_GLOBAL_NETWORKS:
+        if address.version == network.version and address in network:
             return kind
     return None if address.is_global else "non-public"

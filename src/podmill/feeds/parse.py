@@ -185,9 +185,8 @@ def _no_entries_message(data: bytes, parsed: Any, url: str) -> str:
                 f"{_bozo_message(parsed.get('bozo_exception'))}; ask the publisher to fix "
                 "the feed or try another feed URL"
             )
-        title = _plain_text((parsed.get("feed") or {}).get("title"))
-        named = f" {title!r}" if title else ""
-        return f"feed has no items: the feed{named} contains no <item> or <entry>; check the URL"
+        # Errors name what was wrong, never the document's own words (its title).
+        return "feed has no items: it contains no <item> or <entry>; check the URL"
     return "not a feed: " + _describe_non_feed(data, parsed, url)
 
 
@@ -207,19 +206,19 @@ def _describe_non_feed(data: bytes, parsed: Any, url: str) -> str:
     lowered = head.lower()
     if lowered.startswith("<!doctype html") or "<html" in lowered:
         page = _HtmlPageScanner.scan(text)
-        what = "the document is HTML" + (f" (page title {page.title!r})" if page.title else "")
-        if page.feed_links:
-            link = urljoin(url, page.feed_links[0])
-            return f"{what}; the page links to a feed, use that URL: {link}"
+        what = "the document is HTML"
+        if page.feed_links:  # the link itself is the page's bytes: not quoted
+            return (
+                f'{what} that links to a feed (<link rel="alternate">); open the page '
+                "and give that feed's URL"
+            )
         return f"{what}; give the podcast's RSS or Atom feed URL, not a web page"
     if parsed.get("bozo"):
         return (
             f"the document is not XML ({_bozo_message(parsed.get('bozo_exception'))}); "
             "check that the URL serves the podcast's RSS or Atom feed"
         )
-    root = re.search(r"<([A-Za-z_][\w:.-]*)", re.sub(r"<[?!][^>]*>", "", head))
-    name = f"<{root.group(1)}>" if root else "not an element"
-    return f"the XML root is {name}, not <rss>, <feed> or <rdf:RDF>; give an RSS or Atom feed"
+    return "the XML root element is not <rss>, <feed> or <rdf:RDF>; give an RSS or Atom feed"
 
 
 class _HtmlPageScanner(HTMLParser):
