@@ -75,13 +75,18 @@ def test_cancel_withdraws_a_request_and_stops_the_job_when_nobody_wants_it(
 def test_a_catalog_items_audio_url_is_that_episode(
     alice: Caller, bob: Caller, live_feed: LiveFeed, platform: Platform
 ) -> None:
-    """Submitting a feed item's enclosure URL attaches to the item's episode (and job)."""
+    """Submitting the enclosure URL of a feed item the tenant may see attaches to the
+    item's episode (and job); for a tenant who may not, it is a bare audio URL of its own
+    (tests/security/test_catalog_takeover.py attacks that)."""
     subscribed = alice.post("/subscriptions", json={"url": live_feed.url})
     assert subscribed.status_code == 201, subscribed.text
     [backfilled] = alice.get("/jobs").json()  # backfill = 1: the newest item
     newest_audio = live_feed.server.url_for("/feed.xml.audio/ep2.mp3")
-    mine = bob.post("/jobs", json={"url": newest_audio}).json()
+    mine = alice.post("/jobs", json={"url": newest_audio}).json()
     assert mine["job"]["id"] == backfilled["id"] and mine["created"] is False
+    theirs = bob.post("/jobs", json={"url": newest_audio}).json()
+    assert theirs["job"]["id"] != backfilled["id"] and theirs["created"] is True
+    bob.post("/subscriptions", json={"url": live_feed.url})
     episode = bob.get(f"/episodes/{backfilled['episode_key']}").json()
     assert episode["title"] == "Episode 2"
 
@@ -119,9 +124,12 @@ def test_upload_audio(alice: Caller, bob: Caller, platform: Platform) -> None:
     job = response.json()["job"]
     [stored] = uploads(platform)
     assert stored.read_bytes() == audio and stored.suffix == ".mp3"
-    # the same bytes from another tenant (under another name) are the same job
-    again = bob.post("/jobs", files={"file": ("other.mp3", audio, "audio/mpeg")}).json()
+    # the same bytes from the same tenant are the same job
+    again = alice.post("/jobs", files={"file": ("sonnet.mp3", audio, "audio/mpeg")}).json()
     assert again["job"]["id"] == job["id"] and again["created"] is False
+    # from another tenant, a job of its own (tests/security/test_catalog_takeover.py); one file
+    theirs = bob.post("/jobs", files={"file": ("other.mp3", audio, "audio/mpeg")}).json()
+    assert theirs["job"]["id"] != job["id"] and theirs["created"] is True
     assert len(uploads(platform)) == 1
 
 

@@ -29,6 +29,18 @@ class FeedCreate(BaseModel):
     )
 
 
+class FeedMerge(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    into: int = Field(ge=1, le=2**31 - 1, description="the catalog feed that stays")
+    url: str | None = Field(
+        None,
+        min_length=1,
+        max_length=4000,
+        description="the URL the merged feed is polled at: either feed's (default: this one's)",
+    )
+
+
 class SubscriptionCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -72,6 +84,17 @@ def delete_feed(
     jobs and artifacts stay."""
     platform(request).delete_feed(feed_id)
     return Response(status_code=204)
+
+
+@router.post("/feeds/{feed_id}/merge", tags=["catalog"])
+def merge_feed(
+    request: Request, feed_id: RowId, body: FeedMerge, _admin: Tenant = Depends(admin_tenant)
+) -> dict[str, Any]:
+    """Declare this feed and ``into`` one show (two URLs that claim one identity are
+    two feeds until an admin says so: docs/feeds.md). ``into`` keeps its identity and
+    episodes and is polled at ``url``; this feed's subscribers move to it and this feed
+    leaves the catalog. Answers the merged feed."""
+    return platform(request).merge_feed(feed_id, body.into, body.url)
 
 
 @router.post("/subscriptions", tags=["subscriptions"], status_code=201)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -22,7 +23,7 @@ from podmill.api.params import RowId
 from podmill.api.platform import Platform, Problem, Tenant
 from podmill.audio import describe_non_audio, sniff_audio
 from podmill.domain import Episode
-from podmill.feeds.identity import file_episode_key
+from podmill.feeds.identity import file_episode_key, upload_episode_key
 
 router = APIRouter(tags=["jobs"], responses={401: ERROR_SCHEMA, 404: ERROR_SCHEMA})
 
@@ -84,11 +85,14 @@ async def create_job(request: Request, tenant: Tenant = Depends(current_tenant))
     reply_to = None
     if content_type == "multipart/form-data":
         episode, reply_to = await receive_upload(request, service)
+        episode = tenant_upload(episode, tenant)
     elif content_type in ("application/json", ""):
         body = await _json_body(request)
         reply_to = body.reply_to
         if body.url is not None:
-            episode, feed_id = await run_in_threadpool(service.episode_for_submission, body.url)
+            episode, feed_id = await run_in_threadpool(
+                service.episode_for_submission, tenant, body.url
+            )
         else:
             assert body.episode_key is not None
             episode, feed_id = await run_in_threadpool(
@@ -119,6 +123,13 @@ async def create_job(request: Request, tenant: Tenant = Depends(current_tenant))
         status_code=202,
         headers={"Location": f"/jobs/{job_id}"},
     )
+
+
+def tenant_upload(episode: Episode, tenant: Tenant) -> Episode:
+    """An upload as ``tenant``'s own episode: the same bytes from another tenant are
+    another episode and job, so an upload never reveals that someone uploaded it
+    before (``created``, status, title, how soon it is done) nor renames theirs."""
+    return replace(episode, episode_key=upload_episode_key(episode.episode_key, tenant.id))
 
 
 async def _json_body(request: Request) -> JobCreate:

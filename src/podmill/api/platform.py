@@ -21,11 +21,13 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, delete, exists, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
 
 from podmill.domain import Episode
 from podmill.engine.store import Store
 from podmill.errors import PodmillError
 from podmill.feeds.download import FeedFetch, fetch_feed
+from podmill.feeds.identity import fetch_url_identity, normalize_url
 from podmill.feeds.parse import ParsedFeed, parse_feed
 from podmill.pipeline.dag import step_profiles
 from podmill.settings import Settings
@@ -263,6 +265,8 @@ class Platform:
         self, conn: Connection, job_id: int, tenant_ids: list[int], reply_to: str | None
     ) -> None:
         now = utcnow()
+        # the job row's lock orders this with a concurrent cancel (Store.cancel_unless_wanted)
+        conn.execute(select(JOBS.c.id).where(JOBS.c.id == job_id).with_for_update())
         for tenant_id in tenant_ids:
             stmt = self._insert(REQUESTS).values(
                 tenant_id=tenant_id, job_id=job_id, created_at=now, reply_to=reply_to
@@ -303,15 +307,16 @@ class Platform:
     def jobs(self, tenant: Tenant, status: str | None, limit: int) -> list[dict[str, Any]]:
         return self.store.jobs(status, limit=limit, job_ids=self._requested(tenant))
 
-    def episode_for_submission(self, url: str) -> tuple[Episode, int | None]:
-        """The episode ``POST /jobs {"url": …}`` asks for, and its feed id: a catalog
-        feed item whose enclosure is ``url``, else the audio at ``url``. A feed, a
-        page that is not audio, or a URL that cannot be fetched is a 422."""
+    def episode_for_submission(self, tenant: Tenant, url: str) -> tuple[Episode, int | None]:
+        """The episode ``POST /jobs {"url": …}`` asks for, and its feed id: an episode
+        ``tenant`` may see whose enclosure is ``url``, else the audio at ``url`` as a
+        bare audio URL (another tenant's episode with that enclosure stays theirs). A
+        feed, a page that is not audio, or a URL that cannot be fetched is a 422."""
         from podmill.feeds.sources import resolve
 
         if not url.startswith(("http://", "https://")):
             raise Problem(422, "invalid_url", f"url {url!r} must be an http(s):// audio URL")
-        found = self.episode_for_url(url)
+        found = self.episode_for_url(tenant, url)
         if found is not None:
             return found
         try:
@@ -328,13 +333,14 @@ class Platform:
             )
         return resolved.episodes[0], None
 
-    def episode_for_url(self, url: str) -> tuple[Episode, int | None] | None:
-        """The catalog episode whose enclosure is ``url`` (a feed item's audio)."""
+    def episode_for_url(self, tenant: Tenant, url: str) -> tuple[Episode, int | None] | None:
+        """The episode ``tenant`` may see whose enclosure is ``url`` (a feed item's
+        audio). Knowing an enclosure URL is no entitlement: others' rows are not found."""
         with self.reader.connect() as conn:
             row = conn.execute(
                 select(EPISODES, FEEDS.c.feed_key, FEEDS.c.title.label("feed_title"))
                 .outerjoin(FEEDS, FEEDS.c.id == EPISODES.c.feed_id)
-                .where(EPISODES.c.audio_url == url)
+                .where(EPISODES.c.audio_url == url, self._visible(tenant))
                 .order_by(EPISODES.c.id)
                 .limit(1)
             ).first()
@@ -357,19 +363,24 @@ class Platform:
         job = self.job(tenant, job_id)
         if job["status"] in ("done", "cancelled"):
             raise Problem(409, "conflict", f"job {job_id} is {job['status']}: nothing to cancel")
-        with self.engine.begin() as conn:
+
+        def still_wanted(conn: Connection) -> bool:
+            # one transaction with the cancel, the job row locked (Store): a request
+            # added meanwhile is either counted here or revives the cancelled job
             conn.execute(
                 update(REQUESTS)
                 .where(REQUESTS.c.tenant_id == tenant.id, REQUESTS.c.job_id == job_id)
                 .values(cancelled_at=utcnow())
             )
-            wanted = conn.execute(
+            live = conn.execute(
                 select(func.count())
                 .select_from(REQUESTS)
                 .where(REQUESTS.c.job_id == job_id, REQUESTS.c.cancelled_at.is_(None))
             ).scalar_one()
-        if wanted == 0:
-            self.store.cancel_job(job_id)
+            return live > 0
+
+        # the operator's `podmill submit` holds a job too (jobs.held_by_operator)
+        self.store.cancel_unless_wanted(job_id, still_wanted)
         return self.job(tenant, job_id)
 
     def retry(self, tenant: Tenant, job_id: int) -> dict[str, Any]:
@@ -521,19 +532,7 @@ class Platform:
         now = utcnow()
         interval = interval_seconds or self.settings.server.poll_interval_seconds
         with self.store.sessions.begin() as session:
-            created = (
-                session.execute(
-                    select(FEEDS.c.id).where(FEEDS.c.feed_key == parsed.feed_key)
-                ).first()
-                is None
-            )
-            feed_id = repo.upsert_feed(
-                session,
-                feed_key=parsed.feed_key,
-                url=url,
-                title=parsed.title,
-                podcast_guid=parsed.podcast_guid,
-            )
+            feed_id, created, parsed = self._catalog_row(session, url, parsed)
             for episode in parsed.episodes:
                 repo.upsert_episode(session, episode, feed_id=feed_id)
             conn = session.connection()
@@ -552,6 +551,90 @@ class Platform:
             )
             self.mark_seen(conn, feed_id, [e.episode_key for e in parsed.episodes])
         return self.feed(feed_id), created
+
+    def _catalog_row(
+        self, session: Session, url: str, parsed: ParsedFeed
+    ) -> tuple[int, bool, ParsedFeed]:
+        """The catalog row of the feed fetched from ``url``: ``(id, created, parsed)``,
+        ``parsed`` keyed as that row.
+
+        A document's identity (``podcast:guid``, self link) is a claim: it names a new
+        row, or the row that was added from this same URL. A claim held by a feed at
+        another URL never moves that feed, renames it or touches its episodes: this URL
+        becomes a feed of its own, keyed by its fetch URL, until an admin merges the two
+        (``POST /feeds/{id}/merge``)."""
+        row_id = repo.insert_feed(
+            session,
+            feed_key=parsed.feed_key,
+            identity=parsed.identity,
+            url=url,
+            title=parsed.title,
+            podcast_guid=parsed.podcast_guid,
+        )
+        if row_id is not None:
+            return row_id, True, parsed
+        holder = session.execute(
+            select(FEEDS.c.id, FEEDS.c.url).where(FEEDS.c.feed_key == parsed.feed_key)
+        ).one()
+        if normalize_url(holder.url) == normalize_url(url):
+            repo.refresh_feed(session, holder.id, title=parsed.title, identity=parsed.identity)
+            return holder.id, False, parsed
+        own = parsed.keyed_as(fetch_url_identity(url))
+        row_id = repo.insert_feed(
+            session,
+            feed_key=own.feed_key,
+            identity=own.identity,
+            url=url,
+            title=own.title,
+            podcast_guid=own.podcast_guid,
+        )
+        if row_id is not None:
+            return row_id, True, own
+        # that key is derived from this URL: its row was added from this URL too
+        same = session.execute(select(FEEDS.c.id).where(FEEDS.c.feed_key == own.feed_key))
+        return same.scalar_one(), False, own
+
+    def merge_feed(self, feed_id: int, into: int, poll_url: str | None = None) -> dict[str, Any]:
+        """An admin's word that catalog feeds ``feed_id`` and ``into`` are one show (a
+        feed that moved, or a mirror): ``into`` keeps its identity and episodes and is
+        polled at ``poll_url`` (either feed's URL; default ``feed_id``'s, the newer
+        one); the subscribers of ``feed_id`` become subscribers of ``into``, and
+        ``feed_id`` leaves the catalog as :meth:`delete_feed` leaves it."""
+        if feed_id == into:
+            raise Problem(422, "invalid_merge", f"feed {feed_id} cannot be merged into itself")
+        source, target = self.feed(feed_id), self.feed(into)
+        poll_url = poll_url or source["url"]
+        if poll_url not in (source["url"], target["url"]):
+            raise Problem(
+                422,
+                "invalid_merge",
+                f"url {poll_url!r} is neither feed's URL: give {source['url']!r} or "
+                f"{target['url']!r}, or leave it out",
+            )
+        with self.engine.begin() as conn:
+            already = select(SUBSCRIPTIONS.c.tenant_id).where(SUBSCRIPTIONS.c.feed_id == into)
+            conn.execute(
+                update(SUBSCRIPTIONS)
+                .where(
+                    SUBSCRIPTIONS.c.feed_id == feed_id, SUBSCRIPTIONS.c.tenant_id.not_in(already)
+                )
+                .values(feed_id=into)
+            )
+            for table in (SUBSCRIPTIONS, POLLS, ITEMS):
+                conn.execute(delete(table).where(table.c.feed_id == feed_id))
+            if poll_url != target["url"]:
+                conn.execute(
+                    update(FEEDS)
+                    .where(FEEDS.c.id == into)
+                    .values(url=poll_url, updated_at=utcnow())
+                )
+                # the validators belong to the old URL's answers
+                conn.execute(
+                    update(POLLS)
+                    .where(POLLS.c.feed_id == into)
+                    .values(etag=None, last_modified=None)
+                )
+        return self.feed(into)
 
     def mark_seen(self, conn: Connection, feed_id: int, keys: list[str]) -> set[str]:
         """Record items as seen; returns the keys that were new (the cursor moves once)."""

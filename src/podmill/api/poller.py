@@ -80,7 +80,7 @@ class Poller:
         platform = self.platform
         with platform.reader.connect() as conn:
             row = conn.execute(
-                select(FEEDS.c.url, POLLS)
+                select(FEEDS.c.url, FEEDS.c.feed_key, FEEDS.c.identity, POLLS)
                 .join(POLLS, POLLS.c.feed_id == FEEDS.c.id)
                 .where(FEEDS.c.id == feed_id)
             ).first()
@@ -95,14 +95,24 @@ class Poller:
             return self._failed(feed_id, row.error_count + 1, str(exc))
         enqueued: list[int] = []
         if parsed is not None:
-            with platform.store.sessions.begin() as session:
-                repo.upsert_feed(
-                    session,
-                    feed_key=parsed.feed_key,
-                    url=row.url,
-                    title=parsed.title,
-                    podcast_guid=parsed.podcast_guid,
+            identity = row.identity or (
+                parsed.identity if parsed.feed_key == row.feed_key else None
+            )
+            if identity is None:
+                return self._failed(
+                    feed_id,
+                    row.error_count + 1,
+                    f"feed {feed_id} ({row.url}) no longer carries the identity it was added "
+                    "with and has none recorded (added before migration 0009): delete it and "
+                    "add it again",
                 )
+            if parsed.identity != identity:
+                # The document claims another identity now (a new podcast:guid, or a copy
+                # of another feed's): this row keeps its own, so no other catalog feed or
+                # its episodes are touched, and its own items keep their keys.
+                parsed = parsed.keyed_as(identity)
+            with platform.store.sessions.begin() as session:
+                repo.refresh_feed(session, feed_id, title=parsed.title, identity=identity)
                 conn = session.connection()
                 fresh = platform.mark_seen(conn, feed_id, [e.episode_key for e in parsed.episodes])
                 subscribers = platform.subscribers(conn, feed_id)

@@ -353,6 +353,8 @@ def submit(
                 payload,
                 correlation_id=correlation_id,
                 profiles=step_profiles(settings.topics.backend),
+                # tenants who ask for the same episode cannot cancel it from under us
+                held_by_operator=True,
             )
             if as_json:
                 _print_json(

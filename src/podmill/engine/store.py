@@ -155,6 +155,7 @@ class Store:
         correlation_id: str | None = None,
         resource_keys: dict[str, str] | None = None,
         profiles: Mapping[str, str] | None = None,
+        held_by_operator: bool = False,
     ) -> tuple[int, bool]:
         """The job for ``(episode_key, fingerprint)``: ``(job_id, created)``.
 
@@ -163,7 +164,9 @@ class Store:
         processes): the job insert is ``ON CONFLICT DO NOTHING``, then the winner's id is
         read. ``resource_keys`` maps a stage to the lock its step must hold to run;
         ``profiles`` a stage to the profile whose pools run it (default: the stage's own;
-        see :func:`podmill.pipeline.dag.step_profiles`).
+        see :func:`podmill.pipeline.dag.step_profiles`). ``held_by_operator`` (``podmill
+        submit``) marks the job, new or existing, as the operator's: see
+        :meth:`cancel_unless_wanted`.
         """
         resource_keys = resource_keys or {}
         profiles = {s.name: s.profile for s in STAGES} | dict(profiles or {})
@@ -174,11 +177,18 @@ class Store:
                 raise ValueError(
                     f"stage {name}: unknown profile {profile!r}; profiles are {', '.join(PROFILES)}"
                 )
-        return self._write(
-            lambda tx: self._submit(
+
+        def work(tx: _Tx) -> tuple[int, bool]:
+            job_id, created = self._submit(
                 tx, episode_key, fingerprint, payload, correlation_id, resource_keys, profiles
             )
-        )
+            if held_by_operator:
+                tx.conn.execute(
+                    update(JOBS).where(JOBS.c.id == job_id).values(held_by_operator=True)
+                )
+            return job_id, created
+
+        return self._write(work)
 
     def _submit(
         self,
@@ -703,6 +713,25 @@ class Store:
         """Cancel a job: its pending and waiting steps are cancelled, running ones finish.
         ``False`` if there is no such job or it is already done or cancelled."""
         return self._write(lambda tx: self._cancel_job(tx, job_id))
+
+    def cancel_unless_wanted(self, job_id: int, wanted: Callable[[Connection], bool]) -> bool:
+        """Cancel a job nobody holds any more: not when the operator submitted it
+        (``held_by_operator``) nor when ``wanted`` (run on the transaction's connection,
+        e.g. "does a tenant still request it?") is true. The check and the cancel are
+        one transaction with the job row locked, so a request that arrives meanwhile
+        either is counted or finds the job cancelled (and revives it).
+        ``True`` if it was cancelled."""
+
+        def work(tx: _Tx) -> bool:
+            job = self._lock_job(tx.conn, job_id)
+            if job is None or wanted(tx.conn):
+                return False
+            held = tx.conn.execute(
+                select(JOBS.c.held_by_operator).where(JOBS.c.id == job_id)
+            ).scalar_one()
+            return not held and self._cancel_job(tx, job_id)
+
+        return self._write(work)
 
     def _cancel_job(self, tx: _Tx, job_id: int) -> bool:
         job = self._lock_job(tx.conn, job_id)

@@ -69,6 +69,14 @@ def feed_identity(podcast_guid: str | None, self_link: str | None, url: str) -> 
     return normalize_url(url)
 
 
+def fetch_url_identity(url: str) -> str:
+    """The identity of a catalog feed whose document claims an identity another catalog
+    feed already holds: its own fetch URL, in a form no document can claim (a
+    ``podcast:guid`` identity is lowercased and a self link starts with ``http``, so
+    neither can begin with ``URL ``). See docs/feeds.md, "Two URLs, one identity"."""
+    return "URL " + normalize_url(url)
+
+
 def feed_key(identity: str) -> str:
     """Short stable key for a feed identity (see :func:`feed_identity`)."""
     return _digest("feed", identity)
@@ -137,6 +145,12 @@ def unique_episode_keys(feed_identity: str, items: Sequence[ItemIdentity]) -> li
 def file_episode_key(sha256_hex: str) -> str:
     """Key of a local audio file: its content hash, so moving or renaming it keeps the key."""
     return _digest("file", sha256_hex.strip().lower())
+
+
+def upload_episode_key(file_key: str, tenant_id: int) -> str:
+    """Key of an API upload: the file's key (:func:`file_episode_key`) within the
+    uploading tenant, so identical bytes from two tenants are two episodes."""
+    return _digest("upload", str(tenant_id), file_key)
 
 
 def url_episode_key(url: str) -> str:

@@ -15,7 +15,7 @@ import re
 import xml.sax
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from html.parser import HTMLParser
@@ -75,6 +75,22 @@ class ParsedFeed:
     skipped: list[SkippedItem]
     podcast_guid: str | None
     language: str | None
+    # what the document claims (podcast:guid, self link or URL: feeds/identity.py) and
+    # each episode's share of its key, so the catalog can key it as another identity
+    identity: str = ""
+    item_identities: list[ItemIdentity] = field(default_factory=list)
+
+    def keyed_as(self, identity: str) -> ParsedFeed:
+        """This feed with its feed key and episode keys derived from ``identity``
+        instead of the one the document claims (the catalog's, for a feed whose claim
+        belongs to another catalog feed)."""
+        key = feed_key(identity)
+        keys = unique_episode_keys(identity, self.item_identities)
+        episodes = [
+            replace(episode, episode_key=episode_key, feed_key=key)
+            for episode, episode_key in zip(self.episodes, keys, strict=True)
+        ]
+        return replace(self, feed_key=key, identity=identity, episodes=episodes)
 
 
 def parse_feed(data: bytes, url: str, *, is_local: bool = False) -> ParsedFeed:
@@ -152,6 +168,8 @@ def parse_feed(data: bytes, url: str, *, is_local: bool = False) -> ParsedFeed:
         skipped=skipped,
         podcast_guid=podcast_guid,
         language=language.strip() if language and language.strip() else None,
+        identity=identity,
+        item_identities=identities,
     )
 
 

@@ -108,6 +108,9 @@ class FeedRow(Base):
     url: Mapped[str] = mapped_column(Text)
     title: Mapped[str | None] = mapped_column(Text)
     podcast_guid: Mapped[str | None] = mapped_column(String(64))
+    # what the episode keys derive from, fixed when the row is created (migration 0009):
+    # a document's later podcast:guid or self link never re-keys or moves the feed
+    identity: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = _created_at()
     updated_at: Mapped[datetime] = _updated_at()
 
@@ -151,6 +154,8 @@ class JobRow(Base):
     # What a worker needs to run the job: {"episode": Episode.to_dict(), "settings": {...}}.
     payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, server_default=text("'{}'"))
     correlation_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    # `podmill submit` asked for it: tenants' cancels never stop it (migration 0009)
+    held_by_operator: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     steps: Mapped[list[StepRow]] = relationship(
         back_populates="job", order_by="StepRow.id", passive_deletes=True

@@ -61,6 +61,49 @@ def upsert_feed(
     return session.execute(stmt.returning(FeedRow.id)).scalar_one()
 
 
+def insert_feed(
+    session: Session,
+    *,
+    feed_key: str,
+    identity: str,
+    url: str,
+    title: str | None,
+    podcast_guid: str | None,
+) -> int | None:
+    """Add a catalog feed; its id, or ``None`` (and nothing changed) when a feed with
+    ``feed_key`` exists already. Unlike :func:`upsert_feed` it never touches an
+    existing row: a document that claims another feed's identity must not move it."""
+    stmt = (
+        _insert(session, FeedRow)
+        .values(
+            feed_key=feed_key,
+            identity=identity,
+            url=url,
+            title=title,
+            podcast_guid=podcast_guid,
+            updated_at=utcnow(),
+        )
+        .on_conflict_do_nothing(index_elements=["feed_key"])
+        .returning(FeedRow.id)
+    )
+    return session.execute(stmt).scalar_one_or_none()
+
+
+def refresh_feed(session: Session, feed_id: int, *, title: str | None, identity: str) -> None:
+    """What a poll of catalog feed ``feed_id`` may change: its title (``None`` keeps it),
+    and its identity only where the row has none yet (rows older than migration 0009).
+    Never its URL or key."""
+    session.execute(
+        update(FeedRow)
+        .where(FeedRow.id == feed_id)
+        .values(
+            title=func.coalesce(title, FeedRow.title),
+            identity=func.coalesce(FeedRow.identity, identity),
+            updated_at=utcnow(),
+        )
+    )
+
+
 def episode_metadata(episode: Episode) -> dict[str, Any]:
     """The feed metadata that has no column of its own (stored as ``metadata_json``)."""
     return {
