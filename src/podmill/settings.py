@@ -141,6 +141,9 @@ class ServerSettings(BaseModel):
     max_upload_bytes: int = Field(
         200 * 1024**2, gt=0, description="largest audio file POST /jobs accepts (bytes)"
     )
+    max_body_bytes: int = Field(
+        1024**2, gt=0, description="largest request body of every other route (JSON; bytes)"
+    )
     poll_interval_seconds: int = Field(
         1800, ge=1, description="how often a subscribed feed is polled (per-feed default)"
     )

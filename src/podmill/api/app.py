@@ -20,6 +20,7 @@ from podmill import __version__
 from podmill.api import admin, catalog, digests, episodes, errors, jobs, search
 from podmill.api.auth import LOCAL_TENANT, current_tenant
 from podmill.api.background import background_threads
+from podmill.api.bodies import BoundedBodyMiddleware
 from podmill.api.platform import Platform, Tenant
 from podmill.obs.asgi import ObservabilityMiddleware
 from podmill.obs.fleet import FleetCache
@@ -77,6 +78,14 @@ def create_app(settings: Settings, *, auth: bool = True, background: bool = Fals
     # from the database (cached 2 s: many scrapers, one set of queries).
     fleet = FleetCache(service.reader, stale_seconds=settings.health.worker_stale_seconds)
     app.state.metrics = ApiMetrics(settings.data_dir, fleet)
+    # Bodies are authenticated and bounded before anything reads them (api/bodies.py);
+    # added first, so it runs inside the observability middleware (413s are counted).
+    app.add_middleware(
+        BoundedBodyMiddleware,
+        body_limit=settings.server.max_body_bytes,
+        upload_limit=settings.server.max_upload_bytes,
+        upload_routes=jobs.UPLOAD_ROUTES,
+    )
     app.add_middleware(ObservabilityMiddleware, metrics=app.state.metrics)
     errors.install(app)
     app.include_router(jobs.router)

@@ -6,6 +6,8 @@ tenant ``local``: for a single user on their own machine.
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -25,20 +27,32 @@ def platform(request: Request) -> Platform:
 
 
 async def current_tenant(
-    request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(bearer)
+    request: Request, _credentials: HTTPAuthorizationCredentials | None = Depends(bearer)
 ) -> Tenant:
     """The tenant of the request's key; 401 when it is missing, unknown or revoked."""
-    local: Tenant | None = request.app.state.local_tenant
+    # A request with a body was authenticated before its body was read (api/bodies.py).
+    known: Tenant | None = getattr(request.state, "tenant", None)
+    if known is not None:
+        return known
+    return await authenticate(request.app.state, request.headers.get("authorization"))
+
+
+async def authenticate(state: Any, authorization: str | None) -> Tenant:
+    """The tenant of an ``Authorization: Bearer KEY`` header value, given the app's
+    ``state``; raises a 401 :class:`Problem` when the key is missing, unknown or revoked."""
+    local: Tenant | None = state.local_tenant
     if local is not None:
         return local
-    if credentials is None or not credentials.credentials:
+    scheme, _, key = (authorization or "").strip().partition(" ")
+    key = key.strip()
+    if scheme.lower() != "bearer" or not key:
         raise Problem(
             401,
             "unauthorized",
             "missing API key: send 'Authorization: Bearer KEY' "
             "(an admin creates keys with `podmill keys create TENANT`)",
         )
-    tenant = await run_in_threadpool(platform(request).authenticate, credentials.credentials)
+    tenant = await run_in_threadpool(state.platform.authenticate, key)
     if tenant is None:
         raise Problem(401, "unauthorized", "unknown or revoked API key: ask an admin for a new one")
     return tenant

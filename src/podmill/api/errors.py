@@ -70,13 +70,18 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(OperationalError)
     @app.exception_handler(InterfaceError)
     async def database_down(_request: Request, exc: Exception) -> JSONResponse:
-        log.warning("database unavailable: %s", exc)
-        return error_response(
-            503,
-            "unavailable",
-            "the database is unavailable; try again shortly",
-            {"Retry-After": "5"},
-        )
+        return database_unavailable(exc)
+
+
+DATABASE_ERRORS = (OperationalError, InterfaceError)
+
+
+def database_unavailable(exc: Exception) -> JSONResponse:
+    """The 503 for a database that cannot be reached (``DATABASE_ERRORS``)."""
+    log.warning("database unavailable: %s", exc)
+    return error_response(
+        503, "unavailable", "the database is unavailable; try again shortly", {"Retry-After": "5"}
+    )
 
 
 def describe_errors(errors: list[Any]) -> str:

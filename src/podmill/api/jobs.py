@@ -28,6 +28,8 @@ from podmill.feeds.identity import file_episode_key, upload_episode_key
 router = APIRouter(tags=["jobs"], responses={401: ERROR_SCHEMA, 404: ERROR_SCHEMA})
 
 JobStatus = Literal["pending", "running", "done", "failed", "cancelled"]
+# Multipart bodies to these may be as large as server.max_upload_bytes (api/bodies.py).
+UPLOAD_ROUTES = frozenset({("POST", "/jobs")})
 # Multipart framing around the file: a body this much over the cap is refused unread.
 _MULTIPART_SLACK = 64 * 1024
 _CHUNK = 1 << 20
