@@ -249,20 +249,26 @@ def show(
     """Print an episode's outline, topic tree or transcript."""
     from podmill.domain import TopicNode
     from podmill.pipeline.outline import render_outline
+    from podmill.storage.artifacts import ArtifactDamaged, read_set_json, read_set_text
 
     settings = _settings(config, data_dir=data_dir)
     folder = find_episode_dir(settings, episode_key)
-    if format is ShowFormat.outline:
-        data = json.loads((folder / "topics.json").read_text())
-        out.print(render_outline(TopicNode.from_dict(data["root"])), markup=False)
-        return
-    name = {
-        "json": "topics.json",
-        "srt": "transcript.srt",
-        "vtt": "transcript.vtt",
-        "txt": "transcript.txt",
-    }[format.value]
-    sys.stdout.write((folder / name).read_text())
+    try:  # checked reads: a damaged file is one line, and `podmill run` again repairs it
+        if format is ShowFormat.outline:
+            data = read_set_json(folder, "topics.json")
+            out.print(render_outline(TopicNode.from_dict(data["root"])), markup=False)
+            return
+        name = {
+            "json": "topics.json",
+            "srt": "transcript.srt",
+            "vtt": "transcript.vtt",
+            "txt": "transcript.txt",
+        }[format.value]
+        sys.stdout.write(read_set_text(folder, name))
+    except ArtifactDamaged as exc:
+        raise PodmillError(
+            f"{exc}; run `podmill run` on its feed or file again to re-process it"
+        ) from None
 
 
 # ---------------------------------------------------------------------------- demo

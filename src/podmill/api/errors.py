@@ -7,12 +7,14 @@ import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException
 
 from podmill.api.platform import Problem
+from podmill.storage.artifacts import ArtifactDamaged
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +64,10 @@ def install(app: FastAPI) -> None:
             return error_response(400, "invalid_json", "the request body is not valid JSON")
         return error_response(422, "invalid_request", describe_errors(errors))
 
+    @app.exception_handler(ArtifactDamaged)
+    async def damaged(request: Request, exc: ArtifactDamaged) -> JSONResponse:
+        return await run_in_threadpool(damaged_artifact, request.app.state.platform, exc)
+
     @app.exception_handler(DataError)
     async def bad_value(_request: Request, exc: DataError) -> JSONResponse:
         reason = str(exc.orig or exc).strip().splitlines()[0]
@@ -82,6 +88,23 @@ def database_unavailable(exc: Exception) -> JSONResponse:
     return error_response(
         503, "unavailable", "the database is unavailable; try again shortly", {"Retry-After": "5"}
     )
+
+
+def damaged_artifact(platform: Any, exc: ArtifactDamaged) -> JSONResponse:
+    """409 for an artifact that fails its manifest checksum, after queueing the stage that
+    wrote it and its dependants again (docs/security.md, "Corrupt artifacts")."""
+    from podmill.pipeline.repair import requeue
+
+    stages = requeue(
+        platform.store, platform.artifacts, exc.episode_key, exc.fingerprint, [exc.name]
+    )
+    log.warning("%s; re-running %s", exc, ", ".join(stages) or "nothing (no job)")
+    then = (
+        f"it has been queued for re-processing; GET /episodes/{exc.episode_key} shows its status"
+        if stages
+        else "it has been set aside; submit the episode again (POST /jobs) to re-process it"
+    )
+    return error_response(409, "artifact_damaged", f"{exc}; {then}", {"Retry-After": "30"})
 
 
 def describe_errors(errors: list[Any]) -> str:

@@ -10,7 +10,6 @@ A tenant sees the jobs it requested and the episodes of its subscriptions and jo
 from __future__ import annotations
 
 import hashlib
-import json
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -467,7 +466,8 @@ class Platform:
         folder = self._artifact_dir(key)
         tree = None
         if folder is not None and (folder / "topics.json").is_file():
-            tree = json.loads((folder / "topics.json").read_text())
+            # checked: a damaged file is a 409 and a re-run (api/errors.py), never a 500
+            tree = self.artifacts.read_json(key, folder.name, "topics.json")
         episode.update(
             job_id=current.id if current else None,
             status=current.status if current else "new",
@@ -486,6 +486,7 @@ class Platform:
             raise not_found(
                 f"episode {key} has no transcript yet: GET /episodes/{key} shows its job status"
             )
+        self.artifacts.read_checked(key, folder.name, f"transcript.{fmt}")  # 409 if damaged
         return folder / f"transcript.{fmt}"
 
     def _artifact_dir(self, key: str, name: str = "topics.json") -> Path | None:

@@ -9,7 +9,7 @@ episode's artifact set is (``artifact_dir``).
 
 from __future__ import annotations
 
-import json
+import io
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -20,6 +20,7 @@ from sqlalchemy import Connection, func, select
 
 from podmill.digest.window import Window
 from podmill.domain import TopicNode
+from podmill.storage.artifacts import read_set_bytes, read_set_json
 from podmill.storage.models import EpisodeRow, FeedRow
 
 EPISODES = EpisodeRow.__table__
@@ -134,7 +135,7 @@ def feed_choices(
 
 def load_episode(row: Any, folder: Path) -> DigestEpisode:
     """The episode of catalog ``row`` with the tree and vectors of artifact set ``folder``."""
-    data = json.loads((folder / "topics.json").read_text("utf-8"))
+    data = read_set_json(folder, "topics.json")
     root = TopicNode.from_dict(data["root"])
     vectors = _node_vectors(folder, root)
     topics = []
@@ -255,7 +256,7 @@ def _node_vectors(folder: Path, root: TopicNode) -> dict[str, Any]:
     vectors: dict[str, Any] = {}
     path = folder / "index.npz"
     if path.is_file():
-        with np.load(path, allow_pickle=False) as index:
+        with np.load(io.BytesIO(read_set_bytes(folder, "index.npz")), allow_pickle=False) as index:
             ids = [str(i) for i in index["ids"]]
             matrix = index["vectors"]
         vectors = {node_id: matrix[row] for row, node_id in enumerate(ids)}

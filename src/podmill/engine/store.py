@@ -765,9 +765,38 @@ class Store:
         again = [
             name for name in STAGE_NAMES if statuses.get(name) in ("failed", "dead", "cancelled")
         ]
+        return self._requeue(tx, job, statuses, again)
+
+    def rerun_steps(self, job_id: int, stages: Collection[str]) -> int:
+        """Run ``stages`` of a job again (damaged artifacts: docs/security.md), attempts
+        reset: those done, failed, dead or cancelled become ``pending`` or ``waiting``;
+        running, pending and waiting ones are left as they are, so a second call while
+        the first re-run is under way changes nothing. The caller names the dependants
+        too (``podmill.pipeline.repair``). Returns how many steps were queued."""
+        return self._write(lambda tx: self._rerun_steps(tx, job_id, set(stages)))
+
+    def _rerun_steps(self, tx: _Tx, job_id: int, stages: set[str]) -> int:
+        job = self._lock_job(tx.conn, job_id)
+        if job is None:
+            return 0
+        statuses = dict(
+            tx.conn.execute(
+                select(STEPS.c.stage, STEPS.c.status).where(STEPS.c.job_id == job_id)
+            ).all()
+        )
+        again = [
+            name
+            for name in STAGE_NAMES
+            if name in stages and statuses.get(name) in ("done", "failed", "dead", "cancelled")
+        ]
+        return self._requeue(tx, job, statuses, again)
+
+    def _requeue(self, tx: _Tx, job: Row[Any], statuses: dict[str, str], again: list[str]) -> int:
         if not again:
             return 0
+        statuses = {**statuses, **dict.fromkeys(again, "waiting")}  # none of them is done now
         now = self.clock.now()
+        job_id = job.id
         for name in again:
             not_done = sum(statuses.get(dep) != "done" for dep in stage(name).after)
             status = "waiting" if not_done else "pending"
@@ -890,6 +919,15 @@ class Store:
         """A job and its steps by stage (see docs/engine-spec.md), or ``None``."""
         found = self._job_views(JOBS.c.id == job_id, limit=1)
         return found[0] if found else None
+
+    def job_id(self, episode_key: str, fingerprint: str) -> int | None:
+        """The id of the job of ``(episode_key, fingerprint)``, or ``None``."""
+        with self._read() as conn:
+            return conn.execute(
+                select(JOBS.c.id).where(
+                    JOBS.c.episode_key == episode_key, JOBS.c.fingerprint == fingerprint
+                )
+            ).scalar_one_or_none()
 
     def jobs(
         self, status: str | None = None, limit: int = 100, *, job_ids: Any = None

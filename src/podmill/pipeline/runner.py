@@ -27,6 +27,7 @@ from podmill.errors import StageError
 from podmill.pipeline.context import StageContext
 from podmill.pipeline.dag import STAGE_NAMES, stage_range, step_profiles
 from podmill.pipeline.fingerprint import fingerprint
+from podmill.pipeline.repair import repair_if_damaged
 from podmill.pipeline.stages import ARTIFACT_KINDS, run_stage
 from podmill.settings import Settings
 from podmill.storage import db, repo
@@ -177,8 +178,11 @@ class Runner:
                 correlation_id=uuid.uuid4().hex,
                 profiles=step_profiles(self.settings.topics.backend),
             )
-            if not created and self.store.job(job_id)["status"] in ("failed", "cancelled"):
+            status = None if created else self.store.job(job_id)["status"]
+            if status in ("failed", "cancelled"):
                 self.store.retry_job(job_id)  # running `podmill run` again retries
+            elif status == "done":  # and repairs a damaged artifact set (docs/security.md)
+                repair_if_damaged(self.store, self.artifacts, ep.episode_key, self.fingerprint)
             jobs[job_id] = ep
         return jobs
 

@@ -9,6 +9,7 @@ were indexed), then builds a new vector generation.
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,7 +22,12 @@ from podmill.domain import Episode, TopicNode
 from podmill.pipeline.sentences import sentences_from_dicts
 from podmill.search import documents, store
 from podmill.storage import repo
-from podmill.storage.artifacts import EPISODES_DIR
+from podmill.storage.artifacts import (
+    EPISODES_DIR,
+    ArtifactDamaged,
+    read_set_bytes,
+    read_set_json,
+)
 
 
 @dataclass
@@ -45,13 +51,13 @@ def episode_docs_from_artifacts(
     """The search documents of one artifact set, and how many vectors had to be embedded."""
     import numpy as np
 
-    root = TopicNode.from_dict(json.loads((folder / "topics.json").read_text())["root"])
-    sentences = sentences_from_dicts(json.loads((folder / "sentences.json").read_text()))
+    root = TopicNode.from_dict(read_set_json(folder, "topics.json")["root"])
+    sentences = sentences_from_dicts(read_set_json(folder, "sentences.json"))
     nodes = list(root.walk())
     passage_list = documents.passages(root, sentences)
     node_vectors = passage_vectors = None
     if (folder / "index.npz").is_file():
-        with np.load(folder / "index.npz") as data:
+        with np.load(io.BytesIO(read_set_bytes(folder, "index.npz"))) as data:
             if [str(i) for i in data["ids"]] == [n.id for n in nodes]:
                 node_vectors = data["vectors"]
             spans = [[p.first, p.last] for p in passage_list]
@@ -100,7 +106,11 @@ def rebuild_from_artifacts(
         if folder is None or not (folder / "sentences.json").is_file():
             report.skipped.append(f"{key}: no finished run")
             continue
-        docs, embedded = episode_docs_from_artifacts(folder, embed)
+        try:
+            docs, embedded = episode_docs_from_artifacts(folder, embed)
+        except ArtifactDamaged as exc:  # `podmill run` again repairs it (docs/security.md)
+            report.skipped.append(f"{key}: {exc}")
+            continue
         with sessions.begin() as session:
             _ensure_catalog_row(session, folder, key)
             store.replace_episode(session, key, folder.name, docs)

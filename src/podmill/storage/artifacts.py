@@ -6,6 +6,9 @@ Layout (the one place it is defined)::
     DATA_DIR/episodes/<episode_key>/<fingerprint>/   one artifact set: transcript.json, ...
 
 Every write is atomic: a reader sees the old file or the new one, never a partial one.
+Every read of a published set is checked: ``manifest.json`` records each file's sha256,
+and :meth:`ArtifactStore.read_checked` raises :class:`ArtifactDamaged` when a file no
+longer matches it (a truncated or changed file; docs/security.md, "Corrupt artifacts").
 """
 
 from __future__ import annotations
@@ -19,8 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from podmill.errors import PodmillError
+
 EPISODES_DIR = "episodes"
 MEDIA_DIR = "media"
+MANIFEST = "manifest.json"  # written last by publish: {"artifacts": {name: {sha256, size}}}
 _TEMP_SUFFIX = ".tmp"
 
 
@@ -33,6 +39,17 @@ class StoredArtifact:
     relpath: str
     sha256: str
     size: int
+
+
+class ArtifactDamaged(PodmillError):
+    """An artifact file no longer matches its manifest checksum, or cannot be parsed."""
+
+    def __init__(self, episode_key: str, fingerprint: str, name: str, reason: str) -> None:
+        super().__init__(f"episode {episode_key}'s {name} is damaged ({reason})")
+        self.episode_key = episode_key
+        self.fingerprint = fingerprint
+        self.name = name
+        self.reason = reason
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -134,7 +151,64 @@ class ArtifactStore:
         return self.write_text(episode_key, fingerprint, name, text)
 
     def read_json(self, episode_key: str, fingerprint: str, name: str) -> Any:
-        return json.loads(self.path(episode_key, fingerprint, name).read_text("utf-8"))
+        """``name`` parsed as JSON, checked (:meth:`read_checked`)."""
+        data = self.read_checked(episode_key, fingerprint, name)
+        try:
+            return json.loads(data.decode("utf-8"))
+        except ValueError:  # JSONDecodeError and UnicodeDecodeError
+            raise ArtifactDamaged(episode_key, fingerprint, name, "not valid JSON") from None
+
+    def read_text(self, episode_key: str, fingerprint: str, name: str) -> str:
+        """``name`` as UTF-8 text, checked (:meth:`read_checked`)."""
+        data = self.read_checked(episode_key, fingerprint, name)
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ArtifactDamaged(episode_key, fingerprint, name, "not valid UTF-8") from None
+
+    def read_checked(self, episode_key: str, fingerprint: str, name: str) -> bytes:
+        """The bytes of ``name``; :class:`ArtifactDamaged` if the set's manifest records
+        another checksum for it (or the manifest itself is unreadable). Files of a set not
+        yet published (no manifest) and files the manifest does not list are read as they
+        are. ``FileNotFoundError`` if the file is missing."""
+        data = self.path(episode_key, fingerprint, name).read_bytes()
+        reason = _mismatch(data, self.recorded(episode_key, fingerprint).get(name))
+        if reason is not None:
+            raise ArtifactDamaged(episode_key, fingerprint, name, reason)
+        return data
+
+    def recorded(self, episode_key: str, fingerprint: str) -> dict[str, dict[str, Any]]:
+        """The manifest's ``{name: {"sha256", "size"}}``; empty before publish wrote it."""
+        path = self.path(episode_key, fingerprint, MANIFEST)
+        try:
+            manifest = json.loads(path.read_bytes().decode("utf-8"))
+        except FileNotFoundError:
+            return {}
+        except ValueError:
+            raise ArtifactDamaged(episode_key, fingerprint, MANIFEST, "not valid JSON") from None
+        if not isinstance(manifest, dict):
+            raise ArtifactDamaged(episode_key, fingerprint, MANIFEST, "not a JSON object")
+        artifacts = manifest.get("artifacts")  # absent in a hand-made set: nothing to check
+        return artifacts if isinstance(artifacts, dict) else {}
+
+    def damaged(self, episode_key: str, fingerprint: str) -> dict[str, str]:
+        """Every file of a published set that is missing or fails its checksum, with the
+        reason: ``{name: reason}`` (empty when the set is whole or not yet published)."""
+        try:
+            recorded = self.recorded(episode_key, fingerprint)
+        except ArtifactDamaged as exc:
+            return {exc.name: exc.reason}
+        found: dict[str, str] = {}
+        for name, entry in recorded.items():
+            try:
+                data = self.path(episode_key, fingerprint, name).read_bytes()
+            except (FileNotFoundError, ValueError):  # ValueError: a name that is no file name
+                found[name] = "missing"
+                continue
+            reason = _mismatch(data, entry)
+            if reason is not None:
+                found[name] = reason
+        return found
 
     def list(self, episode_key: str, fingerprint: str) -> list[StoredArtifact]:
         """The artifact files of one set, by name; empty if the set does not exist."""
@@ -159,6 +233,41 @@ class ArtifactStore:
     def _describe(self, path: Path, sha256: str, size: int) -> StoredArtifact:
         relpath = path.relative_to(self.data_dir).as_posix()
         return StoredArtifact(name=path.name, path=path, relpath=relpath, sha256=sha256, size=size)
+
+
+def set_of(folder: Path) -> tuple[ArtifactStore, str, str]:
+    """The store, episode key and fingerprint of the artifact set in ``folder``
+    (``DATA_DIR/episodes/<episode_key>/<fingerprint>``), for readers that hold a folder."""
+    folder = Path(folder)
+    return ArtifactStore(folder.parent.parent.parent), folder.parent.name, folder.name
+
+
+def read_set_json(folder: Path, name: str) -> Any:
+    """:meth:`ArtifactStore.read_json` of ``name`` in the set in ``folder``."""
+    store, key, fingerprint = set_of(folder)
+    return store.read_json(key, fingerprint, name)
+
+
+def read_set_bytes(folder: Path, name: str) -> bytes:
+    """:meth:`ArtifactStore.read_checked` of ``name`` in the set in ``folder``."""
+    store, key, fingerprint = set_of(folder)
+    return store.read_checked(key, fingerprint, name)
+
+
+def read_set_text(folder: Path, name: str) -> str:
+    """:meth:`ArtifactStore.read_text` of ``name`` in the set in ``folder``."""
+    store, key, fingerprint = set_of(folder)
+    return store.read_text(key, fingerprint, name)
+
+
+def _mismatch(data: bytes, recorded: Any) -> str | None:
+    """Why ``data`` is not the file the manifest entry ``recorded`` describes, or None."""
+    if not isinstance(recorded, dict) or hashlib.sha256(data).hexdigest() == recorded.get("sha256"):
+        return None
+    size = recorded.get("size")
+    if isinstance(size, int) and size != len(data):
+        return f"checksum mismatch; {len(data)} of {size} bytes"
+    return "checksum mismatch"
 
 
 def _hash_file(path: Path) -> tuple[str, int]:
