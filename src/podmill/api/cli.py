@@ -57,8 +57,19 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def bind_address(host: str) -> tuple[str, str]:
+    """``(address to bind, host as written in a URL)``: an IPv6 literal binds without
+    brackets (``[::1]`` → ``::1``) and is written with them (``http://[::1]:8000``)."""
+    address = host.strip()
+    if address.startswith("[") and address.endswith("]"):
+        address = address[1:-1]
+    return address, f"[{address}]" if ":" in address else address
+
+
 def serve(
-    host: Annotated[str, typer.Option(help="address to bind")] = "127.0.0.1",
+    host: Annotated[
+        str, typer.Option(help="address to bind (an IPv6 one as ::1 or [::1])")
+    ] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port")] = 8000,
     db: DbOpt = None,
     data_dir: DataDirOpt = None,
@@ -98,10 +109,11 @@ def serve(
             "server; bind 127.0.0.1 (the default), or drop --no-auth and create keys with "
             "`podmill keys create TENANT`"
         )
+    host, url_host = bind_address(host)
     settings = _settings(config, db=db, data_dir=data_dir, log_format=log_format)
     storage_db.upgrade(settings.database_url)
     err.print(
-        f"podmill API on http://{host}:{port} (docs at /docs), database "
+        f"podmill API on http://{url_host}:{port} (docs at /docs), database "
         f"{_display(settings.database_url)}{', no auth' if no_auth else ''}",
         markup=False,
     )
