@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 import time
 from datetime import datetime
@@ -131,6 +132,9 @@ class ProgressReporter:
         label = "[green]done" if result.status == "done" else f"[red]failed ({result.failed_stage})"
         self.progress.update(task, stage=label, speed=speed, completed=10)
 
+    def waiting(self, message: str) -> None:
+        self.progress.console.print(f"waiting: {message}", markup=False, soft_wrap=True)
+
 
 def _progress() -> Progress:
     return Progress(
@@ -162,7 +166,7 @@ def _print_summary(results: list[Any]) -> None:
 def run(
     source: Annotated[str, typer.Argument(help="feed URL or file, or audio URL or file")],
     data_dir: DataDirOpt = None,
-    limit: Annotated[int | None, typer.Option(help="newest N episodes of a feed")] = None,
+    limit: engine_cli.EpisodeLimitOpt = None,
     since: Annotated[str | None, typer.Option(help="episodes published since DATE or 7d")] = None,
     model: Annotated[ModelChoice | None, typer.Option(help="Whisper model")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="one JSON object per episode")] = False,
@@ -219,10 +223,34 @@ def run(
 # ---------------------------------------------------------------------------- show
 
 
+_EPISODE_KEY = re.compile(r"[0-9a-fA-F]{1,64}")
+
+
 def find_episode_dir(settings: Settings, key: str) -> Path:
-    """The newest finished artifact directory of an episode (a unique key prefix is enough)."""
+    """The newest finished artifact directory of an episode (a unique key prefix is enough).
+
+    The key is hex digits only and matched by name against the folders of
+    ``DATA_DIR/episodes``: never a glob or a path, so nothing outside the data dir is read.
+    """
+    from podmill.feeds.identity import KEY_LENGTH
+
+    if not _EPISODE_KEY.fullmatch(key):
+        raise PodmillError(
+            f"{key!r} is not an episode key: give the {KEY_LENGTH} hex digits "
+            "`podmill run` printed (or a unique prefix of them)"
+        )
+    key = key.lower()
     root = settings.data_dir / "episodes"
-    matches = sorted(p for p in root.glob(f"{key}*") if p.is_dir()) if root.is_dir() else []
+    inside = root.resolve()
+    matches = (
+        sorted(
+            p
+            for p in root.iterdir()
+            if p.name.startswith(key) and p.is_dir() and p.resolve().parent == inside
+        )
+        if root.is_dir()
+        else []
+    )
     if not matches:
         raise PodmillError(
             f"no episode {key!r} in {root}; run `podmill run` first or check --data-dir"
@@ -231,7 +259,10 @@ def find_episode_dir(settings: Settings, key: str) -> Path:
         names = ", ".join(p.name for p in matches[:5])
         raise PodmillError(f"episode key {key!r} is ambiguous ({names}); give more characters")
     episode = next((p for p in matches if p.name == key), matches[0])
-    done = [p for p in episode.iterdir() if (p / "topics.json").is_file()]
+    here = episode.resolve()
+    done = [
+        p for p in episode.iterdir() if p.resolve().parent == here and (p / "topics.json").is_file()
+    ]
     if not done:
         raise PodmillError(f"episode {episode.name} has no finished run in {episode}")
     return max(done, key=lambda p: (p / "topics.json").stat().st_mtime)

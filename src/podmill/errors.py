@@ -41,6 +41,16 @@ class AudioError(PodmillError):
     """A file is not audio we can decode."""
 
 
+class DiskFullError(PodmillError):
+    """A write failed for want of space: ENOSPC, a quota (EDQUOT), a file-size limit
+    (EFBIG) or SQLite's "database or disk is full". Not the step's fault: the step is
+    handed back, not failed (docs/security.md); ``released`` says whether that worked."""
+
+    def __init__(self, message: str, *, released: bool = False) -> None:
+        super().__init__(message)
+        self.released = released
+
+
 class StageError(PodmillError):
     """A pipeline stage failed; carries the stage name and the cause."""
 

@@ -44,6 +44,24 @@ ConfigOpt = Annotated[
     Path | None, typer.Option("--config", help="podmill.toml to read (default ./podmill.toml)")
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="one JSON object per line")]
+
+
+def check_limit(value: int | None, maximum: int | None = None) -> int | None:
+    """``--limit`` is a count of 1 or more (``-1`` once meant "all but the last")."""
+    if value is not None and (value < 1 or (maximum is not None and value > maximum)):
+        bound = f"from 1 to {maximum}" if maximum is not None else "of 1 or more"
+        raise PodmillError(f"--limit {value}: give a number {bound}")
+    return value
+
+
+def positive_limit(value: int | None) -> int | None:
+    """The ``--limit`` callback (typer passes one argument)."""
+    return check_limit(value)
+
+
+EpisodeLimitOpt = Annotated[
+    int | None, typer.Option(help="newest N episodes of a feed", callback=positive_limit)
+]
 LogFormatOpt = Annotated[
     str | None,
     typer.Option(
@@ -312,7 +330,7 @@ def submit(
     data_dir: Annotated[
         Path | None, typer.Option("--data-dir", help="where workers write artifacts")
     ] = None,
-    limit: Annotated[int | None, typer.Option(help="newest N episodes of a feed")] = None,
+    limit: EpisodeLimitOpt = None,
     since: Annotated[str | None, typer.Option(help="episodes published since DATE or 7d")] = None,
     as_json: JsonOpt = False,
     allow_private_networks: Annotated[
@@ -382,7 +400,7 @@ def jobs_list(
     status: Annotated[
         str | None, typer.Option(help="pending, running, done, failed or cancelled")
     ] = None,
-    limit: Annotated[int, typer.Option(help="newest N jobs")] = 100,
+    limit: Annotated[int, typer.Option(help="newest N jobs", callback=positive_limit)] = 100,
     as_json: JsonOpt = False,
     config: ConfigOpt = None,
 ) -> None:

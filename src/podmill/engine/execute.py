@@ -23,6 +23,7 @@ the process tests and ``bench/engine.py`` exercise the engine without loading mo
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -35,7 +36,7 @@ from typing import Any, Literal
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from podmill.domain import Episode
-from podmill.errors import DownloadError, PodmillError
+from podmill.errors import DiskFullError, DownloadError, PodmillError
 from podmill.obs.logging import step_context
 from podmill.obs.metrics import recorder
 from podmill.pipeline.context import StageContext
@@ -45,7 +46,7 @@ from podmill.storage.artifacts import ArtifactStore
 
 log = logging.getLogger(__name__)
 
-Outcome = Literal["done", "retry", "dead", "lost"]
+Outcome = Literal["done", "retry", "dead", "lost", "released"]
 # Runs one claimed step; raises on failure; may return the stage's notes to keep.
 StepRunner = Callable[[Any], "list[str] | None"]
 
@@ -71,7 +72,9 @@ def run_claimed(
     will not go away (the step goes dead at once) unless it is a retryable
     :class:`~podmill.errors.DownloadError`; any other exception is retried with backoff.
     Returns ``"done"``, ``"retry"``, ``"dead"`` or ``"lost"`` (the lease was lost and
-    the result discarded). ``complete(step_id, lease_token, duration=…)`` records a
+    the result discarded). A step that runs out of disk space is released (``pending``
+    again, the attempt not counted) and :class:`~podmill.errors.DiskFullError` is
+    raised. ``complete(step_id, lease_token, duration=…)`` records a
     success (default ``store.complete``; a worker passes its batcher).
     """
     if run_step is None:
@@ -96,6 +99,9 @@ def run_claimed(
         outcome: Outcome | None = None
         try:
             outcome = _run_and_record(store, claimed, run_step, complete)
+        except DiskFullError:
+            outcome = "released"  # handed back, not failed: the worker decides what next
+            raise
         finally:
             seconds = time.monotonic() - started
             metrics.step_finished(claimed.stage, seconds, outcome or "lost")
@@ -121,6 +127,9 @@ def _run_and_record(
     try:
         notes = run_step(claimed)
     except Exception as exc:
+        full = disk_full(exc)
+        if full is not None:
+            raise _hand_back(store, claimed, full) from exc
         duration = time.monotonic() - started
         retryable = is_retryable(exc)
         error = f"{type(exc).__name__}: {exc}"
@@ -164,6 +173,48 @@ def _run_and_record(
             extra={"correlation_id": claimed.correlation_id},
         )
     return outcome
+
+
+def disk_full(exc: BaseException) -> BaseException | None:
+    """The out-of-space error behind ``exc`` (itself or a cause), else ``None``: ENOSPC,
+    EDQUOT, EFBIG (a file-size limit) or SQLite's "database or disk is full"."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, DiskFullError):
+            return current
+        if isinstance(current, OSError) and current.errno in _DISK_FULL_ERRNOS:
+            return current
+        if "database or disk is full" in str(current).lower():
+            return current
+        current = current.__cause__ or current.__context__ or getattr(current, "orig", None)
+    return None
+
+
+_DISK_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+
+
+def _hand_back(store: Any, claimed: Any, full: BaseException) -> DiskFullError:
+    """Release a step that failed for want of space and say so in one line.
+
+    Not a failure of the step: released, it is ``pending`` again with its attempt not
+    counted, so a full disk never burns a step's attempts or kills it. The release is
+    fenced, and it is itself a write: on a full disk it may fail too, and then the lease
+    expires and the reaper hands the step on.
+    """
+    try:
+        released = bool(store.release(claimed.step_id, claimed.lease_token))
+    except Exception as exc:
+        released = False
+        log.info("could not release step %s after a full disk: %s", claimed.step_id, exc)
+    where = f" ({full.filename})" if getattr(full, "filename", None) else ""
+    reason = getattr(full, "strerror", None) or str(getattr(full, "orig", None) or full)
+    return DiskFullError(
+        f"disk full in stage {claimed.stage}: {reason}{where}; free space in the data dir "
+        "(and the database's disk) and run again: finished stages are kept",
+        released=released,
+    )
 
 
 def is_retryable(exc: BaseException) -> bool:
@@ -282,6 +333,11 @@ def _until_recorded(write: Callable[[], Any]) -> Any:
         try:
             return write()
         except (OperationalError, InterfaceError) as exc:
+            if disk_full(exc) is not None:  # waiting will not free space: say so now
+                raise DiskFullError(
+                    f"disk full recording a step outcome: {_first_line(exc)}; free space "
+                    "on the database's disk and run again"
+                ) from exc
             if time.monotonic() > deadline:
                 raise
             log.warning("database unavailable while recording a step outcome; retrying: %s", exc)
@@ -299,3 +355,8 @@ def _stage_delays() -> dict[str, float]:
 
 def _env_list(name: str) -> list[str]:
     return [part.strip() for part in os.environ.get(name, "").split(",") if part.strip()]
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

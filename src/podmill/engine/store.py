@@ -1213,6 +1213,7 @@ def _job_view(job: Row[Any], steps: dict[str, Row[Any]]) -> dict[str, Any]:
                 "attempts": step.attempts,
                 "max_attempts": step.max_attempts,
                 "worker_id": step.worker_id,
+                "lease_expires_at": step.lease_expires_at,
                 "started_at": step.started_at,
                 "finished_at": step.finished_at,
                 "duration_seconds": step.duration_seconds,

@@ -13,6 +13,11 @@ step it cannot start.
 Shutdown (``stop()``, called by the CLI's SIGTERM/SIGINT handlers): stop claiming, let
 running steps finish for up to ``grace`` seconds, release the rest to ``pending``
 (fenced, keeping their attempt count), mark the worker ``stopped`` and return.
+
+A full disk (:class:`~podmill.errors.DiskFullError`) is not a step's fault: the step is
+released, the worker reports itself degraded (:attr:`Worker.degraded`, its health) and
+claims nothing for a while (``disk_full_pause``, doubling up to 5 minutes), so other
+workers can take the step; the first step that finishes afterwards clears it.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from typing import Any, Literal
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from podmill.engine.execute import Outcome, run_claimed
+from podmill.errors import DiskFullError, PodmillError
 from podmill.obs.metrics import recorder
 from podmill.pipeline.dag import PROFILES, STAGE_NAMES, STAGES
 from podmill.settings import Settings
@@ -43,6 +49,7 @@ log = logging.getLogger(__name__)
 # set a flag: taking a lock inside a handler could deadlock with the interrupted code).
 _TICK = 0.1
 _DB_ERRORS = (OperationalError, InterfaceError)
+_DISK_FULL_PAUSE_MAX = 300.0
 
 
 def default_pools() -> dict[str, int]:
@@ -205,6 +212,8 @@ class Worker:
         max_idle: float | None = None,
         order: Literal["auto", "fifo", "drain"] = "auto",
         settings_base: Settings | None = None,
+        disk_full_pause: float = 30.0,
+        on_disk_full: Callable[[DiskFullError], None] | None = None,
     ) -> None:
         self.store = store
         self.pool_sizes = dict(pools or default_pools())
@@ -226,6 +235,14 @@ class Worker:
         self.settings_base = settings_base
         self.outcomes: dict[str, int] = {"done": 0, "retry": 0, "dead": 0, "lost": 0}
         self.released = 0
+        # Disk full: why this worker is degraded (None when it is not), and until when
+        # (monotonic) it claims nothing. ``on_disk_full`` replaces the log line (the
+        # embedded run reports it as its own error).
+        self.degraded: str | None = None
+        self.disk_full_pause = disk_full_pause
+        self.on_disk_full = on_disk_full
+        self._pause = disk_full_pause
+        self._claims_paused_until = 0.0
         self.last_heartbeat: float | None = None  # unix time of the last one written
 
         self._stop_requests = 0  # written by signal handlers: a plain int, no locks
@@ -325,7 +342,7 @@ class Worker:
         LLM step starts while audio is being transcribed. So a job's LLM stages follow
         its transcription without the models trading places in between.
         """
-        if self.stopping:
+        if self.stopping or time.monotonic() < self._claims_paused_until:
             return 0
         with self._lock:
             full, hinted = self._full_scan, self._hinted
@@ -448,10 +465,18 @@ class Worker:
                 run_step=self.run_step,
                 complete=self._completions.complete,
             )
-        except Exception:
+        except DiskFullError as exc:
+            self._disk_full(step, exc)
+        except Exception as exc:
             # The outcome could not be recorded: the lease will expire and the reaper
-            # will hand the step to another worker.
-            log.exception("step %s (%s): could not record its outcome", step.step_id, step.stage)
+            # will hand the step to another worker. A traceback for bugs only.
+            log.error(
+                "step %s (%s): could not record its outcome: %s",
+                step.step_id,
+                step.stage,
+                _first_line(exc),
+                exc_info=exc if not isinstance(exc, PodmillError) else None,
+            )
         finally:
             if self.store.dialect == "postgresql":
                 # a slot is free: ask this pool again; NOTIFY names the successors' stages
@@ -464,8 +489,32 @@ class Worker:
                 self._running.pop(step.step_id, None)
                 if outcome is not None:
                     self.outcomes[outcome] += 1
+                if outcome == "done" and self.degraded is not None:
+                    log.warning("worker %s: a step finished; no longer degraded", self.worker_id)
+                    self.degraded, self._pause = None, self.disk_full_pause
                 self._changed.notify_all()
             self._wake.set()
+
+    def _disk_full(self, step: Any, exc: DiskFullError) -> None:
+        """Degraded: claim nothing for a pause (doubling while the disk stays full)."""
+        with self._lock:
+            if exc.released:
+                self.released += 1
+            self.degraded = str(exc)
+            self._claims_paused_until = time.monotonic() + self._pause
+            pause, self._pause = self._pause, min(self._pause * 2, _DISK_FULL_PAUSE_MAX)
+        if exc.released:
+            recorder().step_released(step.stage)
+        if self.on_disk_full is not None:
+            self.on_disk_full(exc)
+        else:
+            log.error(
+                "%s; step %s %s; claiming nothing for %.0fs (health: degraded)",
+                exc,
+                step.step_id,
+                "released" if exc.released else "not released (its lease will expire)",
+                pause,
+            )
 
     # --------------------------------------------------------- background threads
 

@@ -147,8 +147,11 @@ def transcribe(
     """
     info = resolve_model(settings.model)
     name = model_name(info, settings)
-    try:
-        with process_arbiter().acquire(name) as model:
+    import av
+
+    with process_arbiter().acquire(name) as model:
+        try:
+            # faster-whisper decodes the whole file here, before the first segment
             segments, meta = model.transcribe(
                 str(audio_path),
                 language=settings.language,
@@ -157,13 +160,13 @@ def transcribe(
                 word_timestamps=True,
                 condition_on_previous_text=False,
             )
-            result = list(_segments(segments, on_progress))  # decoding happens here
-    except PodmillError:
-        raise
-    except Exception as exc:  # PyAV / CTranslate2 errors on damaged input
-        raise AudioError(
-            f"cannot decode {audio_path.name}: {exc}; the file is damaged or not audio"
-        ) from exc
+        except av.error.FFmpegError as exc:  # only PyAV's errors mean damaged input
+            raise AudioError(
+                f"cannot decode {audio_path.name}: {exc}; the file is damaged or not audio"
+            ) from exc
+        # The model runs here. Its errors, and those of on_progress, are not a verdict
+        # on the audio: they surface as they are, never replaced by a guess.
+        result = list(_segments(segments, on_progress))
     if meta.duration <= 0:
         raise AudioError(f"{audio_path.name} contains no decodable audio")
     recorder().audio_processed(float(meta.duration))

@@ -17,7 +17,8 @@ The overall status is the worst check's. The rules (docs/observability.md):
 - ``models``: the configured ASR, embedder (and local LLM) packages importable and their
   weights present — checked without loading anything → else degraded;
 - ``gpu`` (only when ``asr.device`` or ``diarization.device`` is ``cuda``): CTranslate2
-  sees a CUDA device → else degraded.
+  sees a CUDA device → else degraded;
+- ``writes`` (a worker's own): its last step ran out of disk space → degraded.
 
 A check that cannot run because the database is down says ``unknown``; it does not
 change the overall status (the database check already made it unhealthy).
@@ -125,6 +126,14 @@ def check_disk(path: Path, low_bytes: int, critical_bytes: int) -> Check:
     if free < low_bytes:
         return Check(DEGRADED, f"{free >> 20} MiB free, under {low_bytes >> 20} MiB", data)
     return Check(HEALTHY, f"{free >> 20} MiB free", data)
+
+
+def check_writes(disk_full: str | None) -> Check:
+    """Degraded while a worker's last step ran out of disk space (it released the step
+    and pauses its claims; the next step that finishes clears it)."""
+    if disk_full:
+        return Check(DEGRADED, disk_full)
+    return Check(HEALTHY, "no step ran out of disk space")
 
 
 def check_models(settings: Settings) -> Check:
@@ -304,6 +313,7 @@ def worker_health(worker: Any, settings: Settings) -> dict[str, Any]:
         else f"{len(steps)} step(s) running",
         {"count": len(steps), "steps": steps, "stopping": worker.stopping},
     )
+    checks["writes"] = check_writes(worker.degraded)
     _common_checks(settings, checks)
     document = report(checks)
     document["worker_id"] = worker.worker_id

@@ -17,17 +17,20 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from podmill.domain import Episode
 from podmill.engine.execute import execute_step
 from podmill.engine.store import Store
 from podmill.engine.worker import Worker
-from podmill.errors import StageError
+from podmill.errors import DiskFullError, PodmillError, StageError
 from podmill.pipeline.context import StageContext
 from podmill.pipeline.dag import STAGE_NAMES, stage_range, step_profiles
 from podmill.pipeline.fingerprint import fingerprint
 from podmill.pipeline.repair import repair_if_damaged
+from podmill.pipeline.runlock import Holder, data_dir_lock
 from podmill.pipeline.stages import ARTIFACT_KINDS, run_stage
 from podmill.settings import Settings
 from podmill.storage import db, repo
@@ -47,6 +50,7 @@ class Reporter(Protocol):
     ) -> None: ...
     def audio_progress(self, episode: Episode, position: float) -> None: ...
     def episode_finished(self, result: EpisodeResult) -> None: ...
+    def waiting(self, message: str) -> None: ...
 
 
 class NullReporter:
@@ -63,6 +67,9 @@ class NullReporter:
         pass
 
     def episode_finished(self, result: EpisodeResult) -> None:
+        pass
+
+    def waiting(self, message: str) -> None:
         pass
 
 
@@ -122,10 +129,30 @@ class Runner:
         )
         self.sessions = self.store.sessions
         self.fingerprint = fingerprint(settings)
+        self._mine: set[str] = set()  # the episode keys of the run under way
 
     def run_many(self, episodes: Sequence[Episode], feed: Any = None) -> list[EpisodeResult]:
+        """Process ``episodes`` to the end; one run per data dir at a time (a second one
+        waits, see :mod:`podmill.pipeline.runlock`).
+
+        Raises :class:`~podmill.errors.DiskFullError` when a step runs out of space (the
+        step is released; nothing is retried) and the worker's own error (e.g.
+        :class:`~podmill.storage.db.DatabaseGoneError`) if it stops.
+        """
+        with data_dir_lock(self.settings.data_dir, self._waiting_for_run):
+            return self._run_locked(episodes, feed)
+
+    def _waiting_for_run(self, lock: Path, holder: Holder) -> None:
+        self.reporter.waiting(
+            f"data dir {self.settings.data_dir} is in use by another podmill run "
+            f"({holder.describe()}; lock {lock}); waiting for it to finish (Ctrl-C to stop)"
+        )
+
+    def _run_locked(self, episodes: Sequence[Episode], feed: Any) -> list[EpisodeResult]:
         jobs = self._submit(episodes, feed)
         by_key = {ep.episode_key: ep for ep in episodes}
+        self._mine = set(by_key)
+        disk_full: list[DiskFullError] = []
         worker = Worker(
             self.store,
             pools=self.pools,
@@ -133,20 +160,37 @@ class Runner:
             poll_interval=0.05,
             run_step=self._run_step,
             order=self.order,
+            on_disk_full=disk_full.append,  # reported below, as this run's error
         )
-        thread = threading.Thread(target=worker.run, name="podmill-embedded-worker", daemon=True)
+        stopped: list[BaseException] = []
+
+        def work() -> None:
+            try:
+                worker.run()
+            except BaseException as exc:  # raised in this run's thread, below
+                stopped.append(exc)
+
+        thread = threading.Thread(target=work, name="podmill-embedded-worker", daemon=True)
         for ep in episodes:
             self.reporter.episode_started(ep)
         thread.start()
         seen: dict[tuple[int, str], str] = {}
+        leases_told: set[tuple[int, str, str]] = set()
         finished: dict[int, EpisodeResult] = {}
         try:
             while len(finished) < len(jobs):
+                if disk_full:
+                    raise disk_full[0]  # no retry: a full disk stays full
+                if stopped:
+                    raise stopped[0]
+                if not thread.is_alive():
+                    raise PodmillError("the embedded worker stopped unexpectedly; see the log")
                 for job_id, episode in jobs.items():
                     if job_id in finished:
                         continue
                     job = self.store.job(job_id)
                     self._report_steps(job, episode, seen)
+                    self._report_foreign_leases(job, episode, worker.worker_id, leases_told)
                     if job["status"] in TERMINAL:
                         finished[job_id] = self._result(job, by_key[episode.episode_key])
                         self.reporter.episode_finished(finished[job_id])
@@ -155,6 +199,33 @@ class Runner:
             worker.stop()
             thread.join()
         return [finished[job_id] for job_id in jobs]
+
+    def _report_foreign_leases(
+        self,
+        job: dict[str, Any],
+        episode: Episode,
+        worker_id: str,
+        told: set[tuple[int, str, str]],
+    ) -> None:
+        """Say once per step when one of this run's steps is leased to another worker:
+        after ``kill -9`` of an earlier run, its steps wait for their leases to expire."""
+        for name, step in job["steps"].items():
+            holder = step.get("worker_id")
+            expires = step.get("lease_expires_at")
+            if step["status"] != "running" or holder in (None, worker_id) or expires is None:
+                continue
+            if (job["id"], name, holder) in told:
+                continue
+            told.add((job["id"], name, holder))
+            if expires.tzinfo is None:  # SQLite keeps UTC without a zone
+                expires = expires.replace(tzinfo=UTC)
+            left = max(0.0, (expires - datetime.now(UTC)).total_seconds())
+            self.reporter.waiting(
+                f"{episode.title}: step {name} is leased to worker {holder}, not this run "
+                "(an earlier run stopped with kill -9 leaves its leases); waiting for the "
+                f"lease to expire at {expires.astimezone():%H:%M:%S} (in {left:.0f}s), "
+                "then it runs here"
+            )
 
     def _submit(self, episodes: Sequence[Episode], feed: Any) -> dict[int, Episode]:
         with self.sessions.begin() as session:
@@ -188,10 +259,15 @@ class Runner:
 
     def _run_step(self, claimed: Any) -> list[str]:
         episode = Episode.from_dict(claimed.payload["episode"])
+        # The reporter draws this run's episodes only: the worker may also run a step
+        # another process queued on this database.
+        mine = episode.episode_key in self._mine
         return execute_step(
             claimed,
             self.settings,
-            on_audio_progress=lambda pos: self.reporter.audio_progress(episode, pos),
+            on_audio_progress=(lambda pos: self.reporter.audio_progress(episode, pos))
+            if mine
+            else None,
             sessions=self.sessions,
         )
 

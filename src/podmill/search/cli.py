@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
+from podmill.engine.cli import check_limit
 from podmill.errors import PodmillError
 from podmill.settings import Settings, load_settings
 
@@ -88,7 +89,12 @@ def search(
     until: Annotated[
         str | None, typer.Option("--until", help="published before: a date (inclusive) or 7d")
     ] = None,
-    limit: Annotated[int, typer.Option("--limit", min=1, max=200, help="hits to show")] = 10,
+    limit: Annotated[
+        int,
+        typer.Option(
+            "--limit", help="hits to show (1-200)", callback=lambda v: check_limit(v, 200)
+        ),
+    ] = 10,
     as_json: Annotated[bool, typer.Option("--json", help="print the hits as a JSON list")] = False,
     config: ConfigOpt = None,
 ) -> None:

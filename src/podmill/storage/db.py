@@ -36,6 +36,10 @@ class DatabaseError(PodmillError):
     """The database could not be reached or migrated."""
 
 
+class DatabaseGoneError(DatabaseError):
+    """The SQLite file was deleted or replaced while a connection had it open."""
+
+
 # Execution option: on an engine made with ``immediate=True``, a connection carrying it
 # starts its SQLite transaction with a plain (deferred) BEGIN, for reads.
 DEFERRED = "podmill_sqlite_deferred"
@@ -192,7 +196,42 @@ def _engine(
         cursor.execute(f"PRAGMA foreign_keys={'ON' if foreign_keys else 'OFF'}")
         cursor.close()
 
+    path = _sqlite_file(parsed)
+    if path is not None:
+        _refuse_commits_to_a_lost_file(engine, path.absolute())
     return engine
+
+
+def _refuse_commits_to_a_lost_file(engine: Engine, path: Path) -> None:
+    """Fail every commit once the database file a connection opened is no longer at
+    ``path`` (deleted, or replaced by another file).
+
+    SQLite keeps writing into an unlinked file it still has open: without this check a
+    run whose database was deleted would record its work nowhere and report it done.
+    One ``stat`` per commit.
+    """
+
+    @event.listens_for(engine, "connect")
+    def _remember_file(_dbapi_connection: Any, record: Any) -> None:
+        record.info["podmill_sqlite_file"] = _file_identity(path)
+
+    @event.listens_for(engine, "commit")
+    def _same_file(conn: Connection) -> None:
+        opened = conn.connection.info.get("podmill_sqlite_file")
+        if opened is not None and _file_identity(path) != opened:
+            raise DatabaseGoneError(
+                f"database file {path} was deleted or replaced while podmill was using it; "
+                "nothing since was saved: run again (a new database is made and finished "
+                "artifacts are reused) or restore the file first"
+            )
+
+
+def _file_identity(path: Path) -> tuple[int, int] | None:
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return None
+    return (stat.st_dev, stat.st_ino)
 
 
 def _enable_wal(cursor: Any) -> None:
