@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from podmill.api.auth import admin_tenant, current_tenant, platform
 from podmill.api.errors import ERROR_SCHEMA
-from podmill.api.params import RowId
+from podmill.api.params import FetchableUrl, RowId
 from podmill.api.platform import Tenant
 
 router = APIRouter(
@@ -23,7 +23,7 @@ router = APIRouter(
 class FeedCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    url: str = Field(min_length=1, max_length=4000)
+    url: FetchableUrl
     interval_seconds: int | None = Field(
         None, ge=1, le=7 * 86400, description="poll interval (default server.poll_interval_seconds)"
     )
@@ -44,7 +44,7 @@ class FeedMerge(BaseModel):
 class SubscriptionCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    url: str = Field(min_length=1, max_length=4000, description="the feed's URL")
+    url: FetchableUrl = Field(description="the feed's URL")
 
 
 @router.post("/feeds", tags=["catalog"], status_code=201)

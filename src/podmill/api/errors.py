@@ -112,5 +112,7 @@ def describe_errors(errors: list[Any]) -> str:
     parts = []
     for e in errors:
         where = ".".join(str(p) for p in e.get("loc", ()))
-        parts.append(f"{where}: {e.get('msg', 'invalid')}" if where else str(e.get("msg")))
+        # a validator's ValueError reads "Value error, <message>": the message says it all
+        message = str(e.get("msg", "invalid")).removeprefix("Value error, ")
+        parts.append(f"{where}: {message}" if where else message)
     return "; ".join(parts) or "invalid request"

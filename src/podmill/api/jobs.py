@@ -19,7 +19,7 @@ from starlette.datastructures import UploadFile
 
 from podmill.api.auth import current_tenant, platform
 from podmill.api.errors import ERROR_SCHEMA, describe_errors
-from podmill.api.params import RowId
+from podmill.api.params import FetchableUrl, RowId
 from podmill.api.platform import Platform, Problem, Tenant
 from podmill.audio import describe_non_audio, sniff_audio
 from podmill.domain import Episode
@@ -41,12 +41,10 @@ class JobCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    url: str | None = Field(None, min_length=1, max_length=4000)
+    url: FetchableUrl | None = None
     episode_key: str | None = Field(None, min_length=1, max_length=32)
-    reply_to: str | None = Field(
+    reply_to: FetchableUrl | None = Field(
         None,
-        min_length=1,
-        max_length=4000,
         description="webhook called (HMAC-signed) when the job finishes; see docs/api.md",
     )
 
