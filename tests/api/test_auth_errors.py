@@ -87,8 +87,11 @@ def test_errors_are_json_a_user_can_act_on(alice: Caller) -> None:
     assert "http" in body["detail"]
 
 
-def test_health_needs_no_key(client: TestClient) -> None:
-    health = client.get("/health").json()
+def test_health_needs_no_key(client: TestClient, admin: Caller) -> None:
+    # A remote caller without a key gets the status only (docs/security.md); an admin
+    # gets the checks.
+    assert client.get("/health").json() == {"status": "healthy"}
+    health = admin.get("/health").json()
     assert health["status"] == "healthy", health
     assert {"database", "backlog", "workers", "disk", "models"} <= set(health["checks"])
     assert client.get("/openapi.json").status_code == 200

@@ -25,7 +25,7 @@ from support.api import ServerProcess, assert_error, podmill_env, start_server
 from support.paths import FIXTURES
 
 TRANSCRIPT = FIXTURES / "transcripts" / "podcast-namespace__podcasting-qa-trailer.vtt"
-KEY = "ep-corrupt"
+KEY = "c0ffee00deadbeef"  # the 16 hex digits `podmill show` expects
 
 
 def _episode() -> Episode:

@@ -18,11 +18,13 @@ from fastapi_offline import FastAPIOffline
 
 from podmill import __version__
 from podmill.api import admin, catalog, digests, episodes, errors, jobs, search
-from podmill.api.auth import LOCAL_TENANT, current_tenant
+from podmill.api.auth import LOCAL_TENANT, authenticate, current_tenant
 from podmill.api.background import background_threads
 from podmill.api.bodies import BoundedBodyMiddleware
-from podmill.api.platform import Platform, Tenant
+from podmill.api.headers import SecurityHeadersMiddleware
+from podmill.api.platform import Platform, Problem, Tenant
 from podmill.obs.asgi import ObservabilityMiddleware
+from podmill.obs.exposure import is_local_caller, status_only
 from podmill.obs.fleet import FleetCache
 from podmill.obs.health import api_health, http_status
 from podmill.obs.metrics import ApiMetrics
@@ -87,6 +89,7 @@ def create_app(settings: Settings, *, auth: bool = True, background: bool = Fals
         upload_routes=jobs.UPLOAD_ROUTES,
     )
     app.add_middleware(ObservabilityMiddleware, metrics=app.state.metrics)
+    app.add_middleware(SecurityHeadersMiddleware)  # outermost: every answer (api/headers.py)
     errors.install(app)
     app.include_router(jobs.router)
     app.include_router(episodes.router)
@@ -101,11 +104,14 @@ def create_app(settings: Settings, *, auth: bool = True, background: bool = Fals
         return request.app.state.platform.me(tenant)
 
     @app.get("/health", tags=["health"], responses={503: {"description": "unhealthy"}})
-    def health(request: Request) -> JSONResponse:
-        """``healthy | degraded | unhealthy`` with one entry per check (database, backlog,
-        workers, disk, models, gpu if configured), version and git sha; 503 when
-        unhealthy. No key needed. Rules: docs/observability.md."""
-        document = api_health(settings, request.app.state.platform.reader)
+    async def health(request: Request) -> JSONResponse:
+        """``healthy | degraded | unhealthy``; 503 when unhealthy. No key needed for the
+        status; the checks (database, backlog, workers, disk, models, gpu if configured),
+        version and git sha only for a caller on this machine or with an admin key
+        (docs/security.md). Rules: docs/observability.md."""
+        document = await run_in_threadpool(api_health, settings, request.app.state.platform.reader)
+        if not await _may_see_detail(request):
+            document = status_only(document)
         return JSONResponse(document, status_code=http_status(document))
 
     @app.get("/metrics", tags=["health"], include_in_schema=False)
@@ -115,6 +121,20 @@ def create_app(settings: Settings, *, auth: bool = True, background: bool = Fals
         return Response(body, media_type=content_type)
 
     return app
+
+
+async def _may_see_detail(request: Request) -> bool:
+    """Health detail: a local caller (no proxy in between), or an admin's key."""
+    peer = request.client.host if request.client else None
+    if is_local_caller(peer, request.headers):
+        return True
+    if request.headers.get("authorization") is None:
+        return False
+    try:
+        tenant = await authenticate(request.app.state, request.headers["authorization"])
+    except Problem:
+        return False
+    return tenant.is_admin
 
 
 def app_from_environment() -> FastAPI:

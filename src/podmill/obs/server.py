@@ -42,6 +42,7 @@ def serve_worker_endpoints(
 ) -> WorkerEndpoints:
     """Serve ``metrics()`` at ``/metrics`` and ``health()`` at ``/health`` (503 when
     unhealthy) on ``host:port``, from a daemon thread."""
+    from podmill.obs.exposure import is_local_caller, status_only
     from podmill.obs.health import http_status
 
     class Handler(BaseHTTPRequestHandler):
@@ -53,6 +54,8 @@ def serve_worker_endpoints(
                     self._send(200, body, content_type)
                 elif path == "/health":
                     document = health()
+                    if not is_local_caller(self.client_address[0], self.headers):
+                        document = status_only(document)  # obs/exposure.py
                     self._send(
                         http_status(document), json.dumps(document).encode(), "application/json"
                     )
@@ -62,9 +65,12 @@ def serve_worker_endpoints(
                         b'{"error": "not_found", "detail": "GET /metrics or /health"}',
                         "application/json",
                     )
-            except Exception as exc:  # an endpoint must answer, even when a check breaks
+            except Exception:  # an endpoint must answer, even when a check breaks
                 log.exception("worker endpoint %s failed", path)
-                detail = json.dumps({"error": "internal", "detail": str(exc)}).encode()
+                # the error text stays in the log: it may name paths or hosts
+                detail = json.dumps(
+                    {"error": "internal", "detail": "the endpoint failed; see the worker's log"}
+                ).encode()
                 self._send(500, detail, "application/json")
 
         def _send(self, status: int, body: bytes, content_type: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from podmill.digest.render import md_escape
 from podmill.domain import Episode, TopicNode, Word
 from podmill.pipeline.speakers import speaker_shares
 
@@ -34,29 +35,32 @@ def render_markdown(
     When the transcript's ``words`` carry speakers (diarization), the episode and each
     topic also say who speaks in it, with each speaker's share of the speaking time.
     """
-    lines = [f"# {root.title}", ""]
+    # Titles, summaries and key points come from feeds and transcripts (strangers):
+    # escaped, so summary.md shows them as written and renders no links, HTML or headings.
+    e = md_escape
+    lines = [f"# {e(root.title)}", ""]
     meta = []
     if episode.feed_title:
-        meta.append(f"**Feed:** {episode.feed_title}")
+        meta.append(f"**Feed:** {e(episode.feed_title)}")
     if episode.published:
         meta.append(f"**Published:** {episode.published.date().isoformat()}")
     meta.append(f"**Duration:** {timestamp(root.end)}")
-    meta.append(f"**Transcript:** {data.get('transcript_source', '?')}")
+    meta.append(f"**Transcript:** {e(str(data.get('transcript_source', '?')))}")
     if speakers := _speakers(root, words):
-        meta.append(f"**Speakers:** {speakers}")
-    lines += [" · ".join(meta), "", root.summary, ""]
+        meta.append(f"**Speakers:** {e(speakers)}")
+    lines += [" · ".join(meta), "", e(root.summary), ""]
     if root.key_points:
-        lines += ["**Key points**", ""] + [f"- {p}" for p in root.key_points] + [""]
+        lines += ["**Key points**", ""] + [f"- {e(p)}" for p in root.key_points] + [""]
     for node in root.children:
-        lines += [f"## {_span(node)} {node.title}", "", node.summary, ""]
+        lines += [f"## {_span(node)} {e(node.title)}", "", e(node.summary), ""]
         if speakers := _speakers(node, words):
-            lines += [f"*Speakers: {speakers}*", ""]
-        lines += [f"- {p}" for p in node.key_points] + [""]
+            lines += [f"*Speakers: {e(speakers)}*", ""]
+        lines += [f"- {e(p)}" for p in node.key_points] + [""]
         for child in node.children:
-            lines += [f"### {_span(child)} {child.title}", "", child.summary, ""]
+            lines += [f"### {_span(child)} {e(child.title)}", "", e(child.summary), ""]
             if speakers := _speakers(child, words):
-                lines += [f"*Speakers: {speakers}*", ""]
-            lines += [f"- {p}" for p in child.key_points] + [""]
+                lines += [f"*Speakers: {e(speakers)}*", ""]
+            lines += [f"- {e(p)}" for p in child.key_points] + [""]
     return "\n".join(lines).rstrip() + "\n"
 
 
