@@ -135,6 +135,20 @@ class ModelSettings(BaseModel):
     )
 
 
+class FeedSettings(BaseModel):
+    """Caps on what one feed document may put into podmill (docs/feeds.md)."""
+
+    max_items: int = Field(
+        5000, ge=1, description="items read from one feed; over it, the newest are kept"
+    )
+    max_title_chars: int = Field(
+        1000, ge=1, description="feed and episode titles are cut to this many characters"
+    )
+    max_description_chars: int = Field(
+        64 * 1024, ge=1, description="episode descriptions are cut to this many characters"
+    )
+
+
 class ServerSettings(BaseModel):
     """``podmill serve`` and ``podmill scheduler`` (docs/api.md)."""
 
@@ -242,6 +256,7 @@ class Settings(BaseSettings):
     llm: LlmSettings = Field(default_factory=LlmSettings)
     pipeline: PipelineSettings = Field(default_factory=PipelineSettings)
     models: ModelSettings = Field(default_factory=ModelSettings)
+    feeds: FeedSettings = Field(default_factory=FeedSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
     health: HealthSettings = Field(default_factory=HealthSettings)
 

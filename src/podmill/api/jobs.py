@@ -132,6 +132,9 @@ def tenant_upload(episode: Episode, tenant: Tenant) -> Episode:
     return replace(episode, episode_key=upload_episode_key(episode.episode_key, tenant.id))
 
 
+_FIELD_ERRORS = {"url": "invalid_url", "reply_to": "invalid_reply_to"}
+
+
 async def _json_body(request: Request) -> JobCreate:
     import json
 
@@ -147,7 +150,11 @@ async def _json_body(request: Request) -> JobCreate:
     try:
         body = JobCreate.model_validate(data)
     except ValidationError as exc:
-        raise Problem(422, "invalid_request", describe_errors(exc.errors())) from None
+        errors = exc.errors()
+        # a bad URL keeps the code it had when the fetch refused it
+        fields = {str(e["loc"][0]) for e in errors if e.get("loc")}
+        code = _FIELD_ERRORS.get(fields.pop(), "invalid_request") if len(fields) == 1 else None
+        raise Problem(422, code or "invalid_request", describe_errors(errors)) from None
     if (body.url is None) == (body.episode_key is None):
         raise Problem(422, "invalid_request", 'give exactly one of "url" and "episode_key"')
     return body

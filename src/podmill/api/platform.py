@@ -514,7 +514,8 @@ class Platform:
         try:
             fetched = fetch_feed(url, self.settings)
             assert fetched.body is not None
-            return parse_feed(fetched.body, fetched.final_url), fetched
+            parsed = parse_feed(fetched.body, fetched.final_url, limits=self.settings.feeds)
+            return parsed, fetched
         except PodmillError as exc:
             raise Problem(422, "invalid_feed", f"{url} is not a usable feed: {exc}") from None
 

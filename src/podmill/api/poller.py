@@ -90,7 +90,11 @@ class Poller:
             fetched = fetch_feed(
                 row.url, platform.settings, etag=row.etag, last_modified=row.last_modified
             )
-            parsed = None if fetched.body is None else parse_feed(fetched.body, fetched.final_url)
+            parsed = (
+                None
+                if fetched.body is None
+                else parse_feed(fetched.body, fetched.final_url, limits=platform.settings.feeds)
+            )
         except PodmillError as exc:
             return self._failed(feed_id, row.error_count + 1, str(exc))
         enqueued: list[int] = []

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import re
 import xml.sax
 from collections import Counter
@@ -29,6 +30,9 @@ from podmill.domain import Chapter, Episode, Person, TranscriptLink
 from podmill.errors import FeedError
 from podmill.feeds.identity import ItemIdentity, feed_identity, feed_key, unique_episode_keys
 from podmill.feeds.transcripts import FORMAT_MIME_TYPES, transcript_format
+from podmill.settings import FeedSettings
+
+log = logging.getLogger(__name__)
 
 PODCAST_NAMESPACES = frozenset(
     {
@@ -79,6 +83,8 @@ class ParsedFeed:
     # each episode's share of its key, so the catalog can key it as another identity
     identity: str = ""
     item_identities: list[ItemIdentity] = field(default_factory=list)
+    # what the caps of the ``feeds`` settings cut (items dropped, fields shortened)
+    warnings: list[str] = field(default_factory=list)
 
     def keyed_as(self, identity: str) -> ParsedFeed:
         """This feed with its feed key and episode keys derived from ``identity``
@@ -93,7 +99,9 @@ class ParsedFeed:
         return replace(self, feed_key=key, identity=identity, episodes=episodes)
 
 
-def parse_feed(data: bytes, url: str, *, is_local: bool = False) -> ParsedFeed:
+def parse_feed(
+    data: bytes, url: str, *, is_local: bool = False, limits: FeedSettings | None = None
+) -> ParsedFeed:
     """Parse feed bytes fetched from ``url`` into episodes.
 
     ``url`` is where the feed came from (``http(s)://`` or ``file://``); relative
@@ -103,9 +111,14 @@ def parse_feed(data: bytes, url: str, *, is_local: bool = False) -> ParsedFeed:
     Items without usable audio are listed in ``skipped`` with a reason; an item with no
     audio but a ``podcast:transcript`` is kept with ``audio_url=None``.
 
+    ``limits`` (default: the ``feeds`` settings' defaults) caps what one document can
+    put in: over ``max_items`` items only the newest are read; longer titles and
+    descriptions are cut. Each cut is said in ``warnings`` and logged, never an error.
+
     Raises :class:`FeedError` (and nothing else) when the document is not a feed or no
     item can be processed; the message is one line saying what was wrong and what to do.
     """
+    limits = limits or FeedSettings()
     if not isinstance(data, bytes | bytearray):
         raise FeedError(f"feed data must be bytes, got {type(data).__name__}")
     data = bytes(data)
@@ -121,6 +134,15 @@ def parse_feed(data: bytes, url: str, *, is_local: bool = False) -> ParsedFeed:
     channel = parsed.get("feed") or {}
     tags = _scan_podcast_tags(data, parsed.get("encoding"))
     item_tags = _match_item_tags(entries, tags.items if tags else None)
+    warnings: list[str] = []
+    if len(entries) > limits.max_items:
+        kept = _newest(entries, limits.max_items)
+        warnings.append(
+            f"the feed has {len(entries)} items; only the newest {limits.max_items} are read "
+            "(feeds.max_items)"
+        )
+        entries = [entries[i] for i in kept]
+        item_tags = [item_tags[i] for i in kept]
 
     podcast_guid = (tags.channel_guid if tags else None) or _text(channel.get("podcast_guid"))
     podcast_guid = podcast_guid.strip() if podcast_guid and podcast_guid.strip() else None
@@ -130,10 +152,10 @@ def parse_feed(data: bytes, url: str, *, is_local: bool = False) -> ParsedFeed:
     )
     identity = feed_identity(podcast_guid, self_link, url)
     title = _plain_text(channel.get("title_detail")) or _plain_text(channel.get("title"))
-    feed_title = title or "Untitled feed"
+    feed_title = _cut(title, limits.max_title_chars) or "Untitled feed"
     key = feed_key(identity)
 
-    context = _ItemContext(url, is_local, feed_title, key)
+    context = _ItemContext(url, is_local, feed_title, key, limits)
     episodes: list[Episode] = []
     identities: list[ItemIdentity] = []
     skipped: list[SkippedItem] = []
@@ -159,6 +181,20 @@ def parse_feed(data: bytes, url: str, *, is_local: bool = False) -> ParsedFeed:
     ):
         episode.episode_key = episode_key
 
+    if feed_title != (title or "Untitled feed"):
+        context.cut_titles += 1
+    if context.cut_titles:
+        warnings.append(
+            f"{context.cut_titles} title(s) cut to {limits.max_title_chars} characters "
+            "(feeds.max_title_chars)"
+        )
+    if context.cut_descriptions:
+        warnings.append(
+            f"{context.cut_descriptions} description(s) cut to "
+            f"{limits.max_description_chars} characters (feeds.max_description_chars)"
+        )
+    for warning in warnings:
+        log.warning("feed %s: %s", url, warning)
     language = _text(channel.get("language"))
     return ParsedFeed(
         feed_key=key,
@@ -170,7 +206,22 @@ def parse_feed(data: bytes, url: str, *, is_local: bool = False) -> ParsedFeed:
         language=language.strip() if language and language.strip() else None,
         identity=identity,
         item_identities=identities,
+        warnings=warnings,
     )
+
+
+def _newest(entries: list[Any], count: int) -> list[int]:
+    """Positions of the ``count`` newest entries (undated ones count as oldest; ties
+    keep feed order), in feed order."""
+    oldest = datetime.min.replace(tzinfo=UTC)
+    order = sorted(
+        range(len(entries)), key=lambda i: (_published(entries[i]) or oldest, -i), reverse=True
+    )
+    return sorted(order[:count])
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
 # --- feedparser and whole-document checks ------------------------------------------
@@ -461,6 +512,21 @@ class _ItemContext:
     is_local: bool
     feed_title: str
     feed_key: str
+    limits: FeedSettings
+    cut_titles: int = 0
+    cut_descriptions: int = 0
+
+    def cut_title(self, title: str) -> str:
+        if len(title) <= self.limits.max_title_chars:
+            return title
+        self.cut_titles += 1
+        return _cut(title, self.limits.max_title_chars)
+
+    def cut_description(self, text: str | None) -> str | None:
+        if text is None or len(text) <= self.limits.max_description_chars:
+            return text
+        self.cut_descriptions += 1
+        return _cut(text, self.limits.max_description_chars)
 
     def resolve(self, href: str) -> str:
         href = href.strip()
@@ -501,6 +567,7 @@ def _read_item(
     ]
     chosen, problem = _choose_enclosure(_enclosures(entry) + alternates, ctx)
     raw_title = _plain_text(entry.get("title_detail")) or _plain_text(entry.get("title"))
+    raw_title = ctx.cut_title(raw_title)
     title = raw_title or _fallback_title(position, published, guid, chosen.url if chosen else None)
     if chosen is None and not transcripts:
         assert problem is not None
@@ -526,7 +593,7 @@ def _read_item(
         published=published,
         mime_type=mime_type,
         enclosure_length=_length(chosen.length) if chosen else None,
-        description=_description(entry),
+        description=ctx.cut_description(_description(entry)),
         transcripts=transcripts,
         chapters_url=chapters_url if chapters_url and ctx.allowed(chapters_url) else None,
         chapters=_psc_chapters(entry),

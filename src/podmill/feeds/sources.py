@@ -83,7 +83,7 @@ def _from_url(
         return Resolved(
             [Episode(episode_key=url_episode_key(url), title=_url_title(url), audio_url=url)]
         )
-    feed = parse_feed(body, final_url, is_local=False)
+    feed = parse_feed(body, final_url, is_local=False, limits=settings.feeds)
     return _select(feed, limit=limit, since=since)
 
 
