@@ -212,7 +212,7 @@ def test_an_upload_abandoned_half_way_leaves_nothing_on_disk(served: Served) -> 
         ("application/json", b"{not json", 400, "invalid_json"),
         ("application/json", b"\xff\xfe\x00garbage", 400, "invalid_json"),
         ("application/json", b"[1, 2, 3]", 422, "invalid_request"),
-        ("application/json", b'{"url": 5}', 422, "invalid_request"),
+        ("application/json", b'{"url": 5}', 422, "invalid_url"),
         ("text/plain", b"http://example.com/a.mp3", 415, "unsupported_media_type"),
         ("application/xml", b"<url>x</url>", 415, "unsupported_media_type"),
         ("application/x-www-form-urlencoded", b"url=x", 415, "unsupported_media_type"),
