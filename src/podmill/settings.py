@@ -152,6 +152,11 @@ class FeedSettings(BaseModel):
 class ServerSettings(BaseModel):
     """``podmill serve`` and ``podmill scheduler`` (docs/api.md)."""
 
+    metrics_token: SecretStr | None = Field(
+        None,
+        description="bearer token GET /metrics asks for (API, workers, scheduler); unset: "
+        "only callers on this machine and admin API keys may scrape (docs/security.md)",
+    )
     max_upload_bytes: int = Field(
         200 * 1024**2, gt=0, description="largest audio file POST /jobs accepts (bytes)"
     )

@@ -85,7 +85,8 @@ def test_worker_metrics_record_what_the_engine_reports(tmp_path: Path) -> None:
     assert get(found, "podmill_worker_heartbeat_timestamp_seconds") == 1_700_000_000.0
     [build] = [key for key in found if key[0] == "podmill_build_info"]
     assert dict(build[1])["version"] and dict(build[1])["git_sha"]
-    assert get(found, "podmill_disk_free_bytes", path=str(tmp_path)) > 0
+    assert get(found, "podmill_disk_free_bytes", path="data_dir") > 0
+    assert str(tmp_path) not in metrics.exposition()[0].decode()  # no path for scrapers
 
 
 def test_the_process_recorder_is_a_no_op_until_installed(tmp_path: Path) -> None:

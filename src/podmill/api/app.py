@@ -24,7 +24,13 @@ from podmill.api.bodies import BoundedBodyMiddleware
 from podmill.api.headers import SecurityHeadersMiddleware
 from podmill.api.platform import Platform, Problem, Tenant
 from podmill.obs.asgi import ObservabilityMiddleware
-from podmill.obs.exposure import is_local_caller, status_only
+from podmill.obs.exposure import (
+    is_local_caller,
+    may_scrape_without_key,
+    metrics_refused,
+    metrics_token,
+    status_only,
+)
 from podmill.obs.fleet import FleetCache
 from podmill.obs.health import api_health, http_status
 from podmill.obs.metrics import ApiMetrics
@@ -114,10 +120,15 @@ def create_app(settings: Settings, *, auth: bool = True, background: bool = Fals
             document = status_only(document)
         return JSONResponse(document, status_code=http_status(document))
 
+    scrape_token = metrics_token(settings)
+
     @app.get("/metrics", tags=["health"], include_in_schema=False)
-    def metrics(request: Request) -> Response:
-        """Prometheus text exposition (no key needed): docs/observability.md."""
-        body, content_type = request.app.state.metrics.exposition()
+    async def metrics(request: Request) -> Response:
+        """Prometheus text exposition: with ``server.metrics_token`` set, for a request
+        bearing it; else for a local caller; always for an admin's key (docs/security.md,
+        docs/observability.md). 401 without any of these, 403 for a member's key."""
+        await _may_scrape(request, scrape_token)
+        body, content_type = await run_in_threadpool(request.app.state.metrics.exposition)
         return Response(body, media_type=content_type)
 
     return app
@@ -135,6 +146,21 @@ async def _may_see_detail(request: Request) -> bool:
     except Problem:
         return False
     return tenant.is_admin
+
+
+async def _may_scrape(request: Request, token: str | None) -> None:
+    """Returns when the request may read /metrics; raises a 401 or 403 :class:`Problem`."""
+    peer = request.client.host if request.client else None
+    if may_scrape_without_key(peer, request.headers, token):
+        return
+    try:
+        tenant = await authenticate(request.app.state, request.headers.get("authorization"))
+    except Problem:
+        raise Problem(401, "unauthorized", metrics_refused(admin_keys=True)) from None
+    if not tenant.is_admin:
+        raise Problem(
+            403, "forbidden", f"tenant {tenant.name!r} is a member; GET /metrics is for admins"
+        )
 
 
 def app_from_environment() -> FastAPI:

@@ -201,6 +201,7 @@ def scheduler(
     service = _platform(settings)
     endpoints = None
     if exposition is not None:
+        from podmill.obs.exposure import metrics_token
         from podmill.obs.health import process_health
         from podmill.obs.server import serve_worker_endpoints
 
@@ -210,6 +211,7 @@ def scheduler(
                 metrics_port,
                 exposition,
                 lambda: process_health(settings, service.reader),
+                metrics_token=metrics_token(settings),
             )
         except OSError as exc:
             service.close()

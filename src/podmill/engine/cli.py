@@ -307,12 +307,17 @@ def _serve_metrics(running: Any, metrics: Any, settings: Settings, host: str, po
     """Serve /metrics and /health on ``port`` (``None`` when metrics are off)."""
     if metrics is None:
         return None
+    from podmill.obs.exposure import metrics_token
     from podmill.obs.health import worker_health
     from podmill.obs.server import serve_worker_endpoints
 
     try:
         return serve_worker_endpoints(
-            host, port, metrics.exposition, lambda: worker_health(running, settings)
+            host,
+            port,
+            metrics.exposition,
+            lambda: worker_health(running, settings),
+            metrics_token=metrics_token(settings),
         )
     except OSError as exc:
         raise PodmillError(

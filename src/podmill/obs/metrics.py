@@ -106,7 +106,8 @@ def install(new: Recorder) -> Recorder:
 
 class ProcessInfoCollector:
     """``podmill_build_info{version,git_sha}`` = 1 and ``podmill_disk_free_bytes{path}``
-    (read at scrape time; every exporter has them)."""
+    (read at scrape time; every exporter has them). ``path`` is the name ``data_dir``, not
+    the directory: where the data lives is for ``/health``'s detail, not for scrapers."""
 
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir
@@ -126,7 +127,7 @@ class ProcessInfoCollector:
         )
         free = disk_free_bytes(self.data_dir)
         if free is not None:
-            disk.add_metric([str(self.data_dir)], free)
+            disk.add_metric(["data_dir"], free)
         yield disk
 
 

@@ -39,10 +39,18 @@ def serve_worker_endpoints(
     port: int,
     metrics: Callable[[], tuple[bytes, str]],
     health: Callable[[], dict[str, Any]],
+    *,
+    metrics_token: str | None = None,
 ) -> WorkerEndpoints:
     """Serve ``metrics()`` at ``/metrics`` and ``health()`` at ``/health`` (503 when
-    unhealthy) on ``host:port``, from a daemon thread."""
-    from podmill.obs.exposure import is_local_caller, status_only
+    unhealthy) on ``host:port``, from a daemon thread. ``/metrics`` answers a local
+    caller, or with ``metrics_token`` set only a request bearing it (obs/exposure.py)."""
+    from podmill.obs.exposure import (
+        is_local_caller,
+        may_scrape_without_key,
+        metrics_refused,
+        status_only,
+    )
     from podmill.obs.health import http_status
 
     class Handler(BaseHTTPRequestHandler):
@@ -50,6 +58,11 @@ def serve_worker_endpoints(
             path = self.path.split("?", 1)[0]
             try:
                 if path == "/metrics":
+                    if not may_scrape_without_key(
+                        self.client_address[0], self.headers, metrics_token
+                    ):
+                        self._refuse()
+                        return
                     body, content_type = metrics()
                     self._send(200, body, content_type)
                 elif path == "/health":
@@ -73,9 +86,18 @@ def serve_worker_endpoints(
                 ).encode()
                 self._send(500, detail, "application/json")
 
-        def _send(self, status: int, body: bytes, content_type: str) -> None:
+        def _refuse(self) -> None:
+            detail = {"error": "unauthorized", "detail": metrics_refused(admin_keys=False)}
+            body = json.dumps(detail).encode()
+            self._send(401, body, "application/json", {"WWW-Authenticate": "Bearer"})
+
+        def _send(
+            self, status: int, body: bytes, content_type: str, headers: dict[str, str] | None = None
+        ) -> None:
             self.send_response(status)
             self.send_header("Content-Type", content_type)
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
