@@ -29,6 +29,7 @@ import argparse
 import json
 import os
 import re
+import secrets
 import shutil
 import socket
 import subprocess
@@ -52,13 +53,19 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def interpolate(value: str) -> str:
-    """Compose's ``${VAR:-default}`` with the defaults (the values a fresh checkout uses)."""
-    return re.sub(
-        r"\$\{(\w+)(?::?-([^}]*))?\}",
-        lambda m: os.environ.get(m.group(1)) or m.group(2) or "",
-        value,
-    )
+def interpolate(value: str, env: dict[str, str]) -> str:
+    """Compose's ``${VAR:-default}`` and ``${VAR:?error}`` from ``env``: a variable's value,
+    else its default; a required one that is missing stops the smoke with its error."""
+
+    def one(m: re.Match[str]) -> str:
+        name, kind, text = m.group(1), m.group(2) or "", m.group(3) or ""
+        if env.get(name):
+            return env[name]
+        if kind.endswith("?"):
+            raise SystemExit(f"docker-compose.yml needs {name}: {text}")
+        return text
+
+    return re.sub(r"\$\{(\w+)(?:(:?[-?])([^}]*))?\}", one, value)
 
 
 class Stack:
@@ -69,8 +76,11 @@ class Stack:
         self.services = compose["services"]
         self.work = work
         self.env = dict(os.environ)
+        # what .env holds in a deployment; PODMILL_DB is replaced by --db below
+        self.metrics_token = secrets.token_hex(16)
+        dotenv = {"POSTGRES_PASSWORD": "unused", "PODMILL_METRICS_TOKEN": self.metrics_token}
         for key, value in self.services["api"]["environment"].items():
-            self.env[key] = interpolate(str(value))
+            self.env[key] = interpolate(str(value), {**dotenv, **os.environ})
         self.env["PODMILL_DB"] = db
         self.env["PODMILL_DATA_DIR"] = str(work / "data")  # the compose data volume
         self.podmill = str(Path(sys.executable).parent / "podmill")
@@ -138,20 +148,24 @@ def run_job(client: httpx.Client, audio: Path) -> dict[str, Any]:
     raise SystemExit(f"job {job_id} did not finish in 10 minutes")
 
 
-def prometheus_config(stack: Stack) -> dict[str, Any]:
-    """deploy/prometheus/prometheus.yml's jobs with local static targets (no compose DNS)."""
+def prometheus_config(stack: Stack, token_file: Path) -> dict[str, Any]:
+    """deploy/prometheus/prometheus.yml's jobs with local static targets (no compose DNS),
+    sending the metrics token from ``token_file`` as compose's Prometheus does."""
+    authorization = {"type": "Bearer", "credentials_file": str(token_file)}
     return {
         "global": {"scrape_interval": "2s", "evaluation_interval": "2s"},
         "rule_files": [str(REPO / "deploy/prometheus/alerts.yml")],
         "scrape_configs": [
             {
                 "job_name": "podmill-api",
+                "authorization": authorization,
                 "static_configs": [
                     {"targets": [f"127.0.0.1:{stack.ports['api']}"], "labels": {"role": "api"}}
                 ],
             },
             {
                 "job_name": "podmill-workers",
+                "authorization": authorization,
                 "static_configs": [
                     {"targets": [f"127.0.0.1:{stack.ports[r]}"], "labels": {"role": r}}
                     for r in ("worker-asr", "worker-cpu")
@@ -215,7 +229,9 @@ def main() -> int:
               {s: v["worker_id"] for s, v in job["steps"].items()})  # fmt: skip
         problems += [] if job["status"] == "done" else [f"job 1 {job['status']}: {job['error']}"]
         prom_port = free_port()
-        (work / "prometheus.yml").write_text(yaml.safe_dump(prometheus_config(stack)))
+        (work / "metrics_token").write_text(stack.metrics_token)
+        config = prometheus_config(stack, work / "metrics_token")
+        (work / "prometheus.yml").write_text(yaml.safe_dump(config))
         stack.start(
             "prometheus",
             [
@@ -233,7 +249,10 @@ def main() -> int:
         print(f"dashboard queries and rules: {len(dashboard_problems)} problem(s)")
         problems += dashboard_problems
         for role in ("api", "worker-asr", "worker-cpu"):
-            text = httpx.get(f"http://127.0.0.1:{stack.ports[role]}/metrics").text
+            text = httpx.get(
+                f"http://127.0.0.1:{stack.ports[role]}/metrics",
+                headers={"Authorization": f"Bearer {stack.metrics_token}"},
+            ).text
             lint = subprocess.run(
                 ["promtool", "check", "metrics"], input=text, capture_output=True, text=True
             )

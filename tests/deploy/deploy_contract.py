@@ -179,14 +179,31 @@ def substitute_grafana_variables(expr: str) -> str:
 
 # ----------------------------------------------------------------------- compose helpers
 
-_INTERPOLATION = re.compile(r"\$\{(\w+)(?::?-([^}]*))?\}")
+_INTERPOLATION = re.compile(r"\$\{(\w+)(?:(:?[-?])([^}]*))?\}")
+# ${VAR:?error}: compose refuses to start while VAR is unset or empty
+REQUIRED_VARIABLE = re.compile(r"\$\{(\w+):\?[^}]*\}")
+DOTENV_EXAMPLE = REPO / ".env.example"
+
+
+class MissingVariable(AssertionError):
+    """A ``${VAR:?error}`` without a value: ``docker compose`` would stop with the error."""
 
 
 def interpolate(value: str, env: dict[str, str] | None = None) -> str:
-    """Compose's ``${VAR}`` / ``${VAR:-default}`` with an empty environment by default:
-    the values a fresh checkout runs with."""
+    """Compose's ``${VAR}`` / ``${VAR:-default}`` / ``${VAR:?error}`` with an empty
+    environment by default: the values a fresh checkout runs with (a required variable
+    without a value raises :class:`MissingVariable`)."""
     env = env or {}
-    return _INTERPOLATION.sub(lambda m: env.get(m.group(1)) or (m.group(2) or ""), value)
+
+    def one(m: re.Match[str]) -> str:
+        name, kind, text = m.group(1), m.group(2) or "", m.group(3) or ""
+        if env.get(name):
+            return env[name]
+        if kind.endswith("?"):
+            raise MissingVariable(f"{name}: {text}")
+        return text
+
+    return _INTERPOLATION.sub(one, value)
 
 
 def load_compose(path: Path = COMPOSE_FILE) -> dict:

@@ -8,18 +8,23 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 from pathlib import Path
 
 import jsonschema
 import pytest
 import typer
+import yaml
 from deploy_contract import (
     COMPOSE_FILE,
     COMPOSE_GPU_FILE,
     DOCKERFILE,
+    DOTENV_EXAMPLE,
     PODMILL_SERVICES,
     REPO,
     REQUIRED_SERVICES,
+    REQUIRED_VARIABLE,
+    MissingVariable,
     flag_value,
     flag_values,
     interpolate,
@@ -30,6 +35,13 @@ from deploy_contract import (
 from podmill.cli import app
 from podmill.pipeline.dag import PROFILES, STAGE_NAMES, STAGES
 from podmill.settings import load_settings
+
+# What an operator's .env holds (.env.example names the variables).
+DOTENV = {
+    "POSTGRES_PASSWORD": "s3cret-db",
+    "GRAFANA_ADMIN_PASSWORD": "s3cret-grafana",
+    "PODMILL_METRICS_TOKEN": "s3cret-token",
+}
 
 
 @pytest.fixture(scope="module")
@@ -133,7 +145,7 @@ def test_podmill_roles_share_image_database_and_data_volume(services: dict) -> N
         data_dir = env["PODMILL_DATA_DIR"]
         mounts = {t: s for s, t, _ in map(parse_volume, role["volumes"])}
         assert mounts.get(data_dir) == "podmill-data", f"{name}: {data_dir} is not the data volume"
-        assert "@postgres:5432/" in interpolate(env["PODMILL_DB"]), name
+        assert "@postgres:5432/" in interpolate(env["PODMILL_DB"], DOTENV), name
         assert env["PODMILL_LOG_FORMAT"] == "json", name
 
 
@@ -144,11 +156,12 @@ def test_podmill_environment_is_read_by_podmill_settings(
     monkeypatch.chdir(tmp_path)  # no podmill.toml here
     for key in [k for k in os.environ if k.startswith("PODMILL_")]:
         monkeypatch.delenv(key)
-    env = {k: interpolate(str(v)) for k, v in services["worker-asr"]["environment"].items()}
+    env = {k: interpolate(str(v), DOTENV) for k, v in services["worker-asr"]["environment"].items()}
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     settings, provenance = load_settings()
-    assert settings.db == "postgresql+psycopg://podmill:podmill@postgres:5432/podmill"
+    assert settings.db == "postgresql+psycopg://podmill:s3cret-db@postgres:5432/podmill"
+    assert settings.server.metrics_token.get_secret_value() == "s3cret-token"
     assert str(settings.data_dir) == "/data"
     assert settings.log_format == "json"
     assert settings.log_level == "INFO"
@@ -248,3 +261,101 @@ def test_gpu_override_reserves_a_gpu_for_the_asr_worker(services: dict) -> None:
     assert worker["build"]["args"]["GPU"] == "1"
     assert "ARG GPU=0" in DOCKERFILE.read_text()
     assert worker["image"] != services["worker-asr"]["image"], "GPU image must not shadow CPU"
+
+
+# ------------------------------------------------------------------ safe defaults
+
+
+def published_ports(compose: dict) -> list[tuple[str, str]]:
+    """(service, short-syntax port spec) of every published port in a compose document."""
+    found = []
+    for name, service in compose["services"].items():
+        for spec in service.get("ports", []):
+            assert isinstance(spec, str), f"{name}: use HOST_IP:HOST_PORT:PORT, not {spec!r}"
+            found.append((name, spec))
+    return found
+
+
+def ports_on_every_address(compose: dict) -> list[str]:
+    """Published ports that a fresh checkout opens beyond 127.0.0.1."""
+    return [
+        f"{name} publishes {spec!r}"
+        for name, spec in published_ports(compose)
+        if interpolate(spec).split(":")[0] != "127.0.0.1" or len(spec.split(":")) < 3
+    ]
+
+
+@pytest.mark.parametrize("path", [COMPOSE_FILE, COMPOSE_GPU_FILE], ids=lambda p: p.name)
+def test_every_published_port_listens_on_loopback_by_default(path: Path) -> None:
+    assert not ports_on_every_address(load_compose(path))
+
+
+def test_the_loopback_check_catches_a_port_on_every_address(compose: dict) -> None:
+    broken = copy.deepcopy(compose)
+    broken["services"]["grafana"]["ports"] = ["3000:3000"]
+    broken["services"]["postgres"]["ports"] = ["${DB_BIND:-0.0.0.0}:5432:5432"]
+    assert len(ports_on_every_address(broken)) == 2
+
+
+def test_only_the_api_and_grafana_may_be_opened_and_prometheus_never(services: dict) -> None:
+    opened = {}
+    for name, spec in published_ports(load_compose()):
+        parts = interpolate(spec, {"PODMILL_BIND": "0.0.0.0", "GRAFANA_BIND": "0.0.0.0"})
+        opened[name] = parts.split(":")[0]
+    assert opened == {"api": "0.0.0.0", "grafana": "0.0.0.0", "prometheus": "127.0.0.1"}
+    for name in ("postgres", *PODMILL_SERVICES):
+        if name != "api":
+            assert "ports" not in services[name], f"{name} must not be published"
+
+
+def secret_settings(compose: dict) -> list[tuple[str, str, str]]:
+    """(service, variable, value) of every environment entry that holds a secret."""
+    found = []
+    for name, service in compose["services"].items():
+        for key, value in (service.get("environment") or {}).items():
+            if any(word in key for word in ("PASSWORD", "TOKEN", "SECRET")) or key == "PODMILL_DB":
+                found.append((name, key, str(value)))
+    return found
+
+
+@pytest.mark.parametrize("path", [COMPOSE_FILE, COMPOSE_GPU_FILE], ids=lambda p: p.name)
+def test_no_password_or_token_has_a_default(path: Path) -> None:
+    for name, key, value in secret_settings(load_compose(path)):
+        assert REQUIRED_VARIABLE.search(value), (
+            f"{name}: {key}={value!r} must come from .env as ${{VAR:?...}}, with no default"
+        )
+        with pytest.raises(MissingVariable):
+            interpolate(value)  # a fresh checkout without .env does not start
+    text = path.read_text()
+    assert not re.search(r"(PASSWORD|TOKEN)\w*:?-", text), f"{path.name}: a secret has a default"
+    for literal in ("podmill:podmill@", "PASSWORD: podmill", "PASSWORD: admin"):
+        assert literal not in text, f"{path.name}: literal password {literal!r}"
+
+
+def test_env_example_names_every_required_variable_without_a_value() -> None:
+    required = set(REQUIRED_VARIABLE.findall(COMPOSE_FILE.read_text()))
+    assert required == set(DOTENV), "update DOTENV in this test with .env.example"
+    example = {}
+    for line in DOTENV_EXAMPLE.read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            key, _, value = line.partition("=")
+            example[key.strip()] = value.strip()
+    assert set(example) == required, f".env.example differs: {set(example) ^ required}"
+    assert not any(example.values()), ".env.example must not ship a usable password"
+    assert ".env" in (REPO / ".gitignore").read_text().split()
+    assert ".env" in (REPO / ".dockerignore").read_text().split()
+
+
+def test_the_metrics_token_reaches_podmill_and_prometheus(compose: dict, services: dict) -> None:
+    token = "${PODMILL_METRICS_TOKEN:?"
+    for name in PODMILL_SERVICES:
+        assert services[name]["environment"]["PODMILL_SERVER__METRICS_TOKEN"].startswith(token)
+    (secret,) = services["prometheus"]["secrets"]
+    assert compose["secrets"][secret] == {"environment": "PODMILL_METRICS_TOKEN"}
+    config = yaml.safe_load((REPO / "deploy/prometheus/prometheus.yml").read_text())
+    for job in config["scrape_configs"]:
+        if job["job_name"].startswith("podmill"):
+            assert job["authorization"] == {
+                "type": "Bearer",
+                "credentials_file": f"/run/secrets/{secret}",
+            }, job["job_name"]

@@ -139,9 +139,19 @@ def run_promtool(*args: str, cwd: Path = PROMETHEUS_DIR) -> subprocess.Completed
 
 
 @needs_promtool
-def test_promtool_accepts_the_config_and_rules() -> None:
-    for args in (("check", "config", CONFIG.name), ("check", "rules", ALERTS.name)):
-        result = run_promtool(*args)
+def test_promtool_accepts_the_config_and_rules(tmp_path: Path) -> None:
+    # promtool opens the metrics token's file: point the secret's path at one that exists
+    token = tmp_path / "metrics_token"
+    token.write_text("s3cret-token")
+    text = CONFIG.read_text()
+    assert text.count("/run/secrets/metrics_token") == 2
+    (tmp_path / CONFIG.name).write_text(text.replace("/run/secrets/metrics_token", str(token)))
+    shutil.copy(ALERTS, tmp_path)
+    for args, cwd in (
+        (("check", "config", CONFIG.name), tmp_path),
+        (("check", "rules", ALERTS.name), PROMETHEUS_DIR),
+    ):
+        result = run_promtool(*args, cwd=cwd)
         assert result.returncode == 0, result.stdout + result.stderr
 
 
