@@ -23,6 +23,7 @@ from podmill.api.background import background_threads
 from podmill.api.bodies import BoundedBodyMiddleware
 from podmill.api.headers import SecurityHeadersMiddleware
 from podmill.api.platform import Platform, Problem, Tenant
+from podmill.api.validation import FeedValidations
 from podmill.obs.asgi import ObservabilityMiddleware
 from podmill.obs.exposure import (
     is_local_caller,
@@ -82,6 +83,8 @@ def create_app(settings: Settings, *, auth: bool = True, background: bool = Fals
     )
     app.state.platform = service
     app.state.local_tenant = None
+    # Fetching routes run on their own threads, a few per tenant (api/validation.py).
+    app.state.feed_validations = FeedValidations(settings.server)
     # /metrics: this process's requests and submissions, and the fleet's gauges read
     # from the database (cached 2 s: many scrapers, one set of queries).
     fleet = FleetCache(service.reader, stale_seconds=settings.health.worker_stale_seconds)

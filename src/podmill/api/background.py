@@ -21,9 +21,11 @@ def background_threads(service: Platform, stop: threading.Event) -> list[threadi
     from podmill.digest.weekly import WeeklyDigests
 
     seconds = service.settings.server.poll_check_seconds
+    # Polls and deliveries run on their own pools (a few per host); a pass only queues
+    # them, so one slow host never holds the next pass up.
     passes = {
-        "poller": Poller(service).poll_due,
-        "webhooks": Notifier(service).deliver_due,
+        "poller": Poller(service).start_due,
+        "webhooks": Notifier(service).start_due,
         "digests": WeeklyDigests(service).store_due,  # one per tenant per week
     }
     return [

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
-from fastapi.concurrency import run_in_threadpool
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
@@ -14,6 +13,7 @@ from podmill.api.auth import admin_tenant, current_tenant, platform
 from podmill.api.errors import ERROR_SCHEMA
 from podmill.api.params import FetchableUrl, RowId
 from podmill.api.platform import Tenant
+from podmill.api.validation import feed_validations
 
 router = APIRouter(
     responses={401: ERROR_SCHEMA, 403: ERROR_SCHEMA, 404: ERROR_SCHEMA, 422: ERROR_SCHEMA}
@@ -52,9 +52,10 @@ async def add_feed(
     request: Request, body: FeedCreate, _admin: Tenant = Depends(admin_tenant)
 ) -> JSONResponse:
     """Add a feed to the catalog after fetching and parsing it (422 with the reason
-    when that fails). 200 with the existing feed if it is already there."""
-    feed, created = await run_in_threadpool(
-        platform(request).add_feed, body.url, body.interval_seconds
+    when that fails). 200 with the existing feed if it is already there. 429 while
+    this tenant has ``server.validations_per_tenant`` validations running."""
+    feed, created = await feed_validations(request).run(
+        _admin, platform(request).add_feed, body.url, body.interval_seconds
     )
     return JSONResponse(
         jsonable_encoder(feed),
@@ -103,8 +104,11 @@ async def subscribe(
 ) -> JSONResponse:
     """Subscribe to a feed by URL; a feed not yet in the catalog is added after it was
     fetched and parsed (422 with the reason otherwise). The newest
-    ``server.backfill`` episodes are queued; later ones as the poller finds them."""
-    subscription, created = await run_in_threadpool(platform(request).subscribe, tenant, body.url)
+    ``server.backfill`` episodes are queued; later ones as the poller finds them.
+    429 while this tenant has ``server.validations_per_tenant`` validations running."""
+    subscription, created = await feed_validations(request).run(
+        tenant, platform(request).subscribe, tenant, body.url
+    )
     return JSONResponse(
         jsonable_encoder(subscription),
         status_code=201 if created else 200,

@@ -44,6 +44,7 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(Problem)
     async def problem(_request: Request, exc: Problem) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        headers = getattr(exc, "headers", None) or headers  # e.g. Retry-After with a 429
         return error_response(exc.status, exc.error, exc.detail, headers)
 
     @app.exception_handler(HTTPException)

@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 from podmill.domain import Episode
 from podmill.engine.store import Store
 from podmill.errors import PodmillError
+from podmill.feeds.deadline import Deadline
 from podmill.feeds.download import FeedFetch, fetch_feed
 from podmill.feeds.identity import fetch_url_identity, normalize_url
 from podmill.feeds.parse import ParsedFeed, parse_feed
@@ -326,7 +327,7 @@ class Platform:
             raise Problem(
                 422,
                 "invalid_url",
-                f"{url} is a feed ({resolved.feed.title!r}, {len(resolved.feed.episodes)} "
+                f"{url} is a feed ({len(resolved.feed.episodes)} "
                 "episodes), not audio: subscribe with POST /subscriptions, or give one "
                 "item's audio URL",
             )
@@ -508,11 +509,16 @@ class Platform:
     # ------------------------------------------------------------------- catalog
 
     def fetch_and_parse(self, url: str) -> tuple[ParsedFeed, FeedFetch]:
-        """Validate a feed URL: fetch (SSRF-guarded) and parse, or 422 with the reason."""
+        """Validate a feed URL: fetch (SSRF-guarded) and parse, or 422 with the reason.
+        The fetch ends after ``server.validation_timeout_seconds``, every try included:
+        a request is waiting for it."""
         if not url.startswith(("http://", "https://")):
             raise Problem(422, "invalid_feed", f"feed URL {url!r} must start with http(s)://")
+        deadline = Deadline(
+            self.settings.server.validation_timeout_seconds, "server.validation_timeout_seconds"
+        )
         try:
-            fetched = fetch_feed(url, self.settings)
+            fetched = fetch_feed(url, self.settings, deadline=deadline)
             assert fetched.body is not None
             parsed = parse_feed(fetched.body, fetched.final_url, limits=self.settings.feeds)
             return parsed, fetched

@@ -11,17 +11,22 @@ number may run against one database:
 - the **cursor** is the ``feed_items`` table: an item is enqueued only by the poll that
   inserted its row, so a restarted poller (or a second one) never enqueues it again;
 - a failing feed **backs off**: the next poll waits ``poll_error_backoff_seconds`` ×
-  2^(errors − 1), at most ``poll_max_backoff_seconds``; a success resets it.
+  2^(errors − 1), at most ``poll_max_backoff_seconds``; a success resets it;
+- polls run **concurrently**, ``server.poll_workers`` at once and at most
+  ``server.per_host_limit`` per host (api/hostpool.py), each fetch within
+  ``download.feed_timeout``: a slow host delays only its own feeds.
 """
 
 from __future__ import annotations
 
 import logging
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
 
+from podmill.api.hostpool import HostPool, host_of
 from podmill.api.platform import FEEDS, POLLS, Platform
 from podmill.engine.clock import Clock, SystemClock
 from podmill.errors import PodmillError
@@ -31,7 +36,8 @@ from podmill.storage import repo
 
 log = logging.getLogger(__name__)
 
-# How long a claimed poll may take before another poller may take the feed over.
+# How long a claimed poll may take before another poller may take the feed over
+# (longer than download.feed_timeout, the fetch's overall deadline, by default).
 CLAIM_SECONDS = 300
 
 
@@ -44,27 +50,38 @@ class PollOutcome:
 
 
 class Poller:
-    """Polls due feeds; :meth:`poll_due` is one pass, :meth:`run` loops until stopped."""
+    """Polls due feeds: :meth:`start_due` claims them and hands them to the pool (the
+    background thread's pass: it does not wait), :meth:`poll_due` also waits for them."""
 
     def __init__(self, platform: Platform, *, clock: Clock | None = None) -> None:
         self.platform = platform
         self.settings = platform.settings.server
         self.clock: Clock = clock or SystemClock()
+        self.pool = HostPool(
+            "poll", workers=self.settings.poll_workers, per_host=self.settings.per_host_limit
+        )
 
     def poll_due(self) -> list[PollOutcome]:
-        """Poll every due feed that has subscribers, once each."""
+        """Poll every due feed that has subscribers, once each, and wait for them."""
+        return [future.result() for future in self.start_due()]
+
+    def start_due(self) -> list[Future[PollOutcome]]:
+        """Claim every due feed that has subscribers and queue its poll."""
         now = self.clock.now()
         with self.platform.reader.connect() as conn:
             due = conn.execute(
-                select(POLLS.c.feed_id, POLLS.c.next_poll_at)
+                select(POLLS.c.feed_id, POLLS.c.next_poll_at, FEEDS.c.url)
+                .join(FEEDS, FEEDS.c.id == POLLS.c.feed_id)
                 .where(POLLS.c.next_poll_at <= now, self.platform.has_subscribers())
                 .order_by(POLLS.c.next_poll_at)
             ).all()
-        outcomes = []
-        for feed_id, next_poll_at in due:
+        futures = []
+        for feed_id, next_poll_at, url in due:
             if self._claim(feed_id, next_poll_at, now):
-                outcomes.append(self.poll(feed_id))
-        return outcomes
+                future = self.pool.submit(host_of(url), lambda f=feed_id: self.poll(f))
+                future.add_done_callback(_log_failure)
+                futures.append(future)
+        return futures
 
     def _claim(self, feed_id: int, seen_next: datetime, now: datetime) -> bool:
         with self.platform.engine.begin() as conn:
@@ -163,3 +180,9 @@ class Poller:
             "feed %s poll failed (%d in a row, next in %.0f s): %s", feed_id, errors, delay, reason
         )
         return PollOutcome(feed_id, "error", [], reason)
+
+
+def _log_failure(future: Future[PollOutcome]) -> None:
+    """A poll that raised (the database went away, a bug): nobody else may look."""
+    if not future.cancelled() and (exc := future.exception()) is not None:
+        log.error("feed poll failed", exc_info=exc)

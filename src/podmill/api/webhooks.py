@@ -16,6 +16,12 @@ A 2xx answer is a delivery; anything else (or no answer) is retried after
 ``webhook_backoff_seconds`` × 2^(attempt − 1), up to ``webhook_attempts`` tries; the
 last error is kept in ``job_requests.reply_error``. Redirects are not followed, and the
 URL must pass the download SSRF guard (``allow_private_networks``).
+
+Each call ends after ``webhook_timeout_seconds`` overall, and the answer's body is never
+read (only its status counts), so a receiver cannot hold a thread or fill memory, and
+its bytes never reach ``reply_error``. Deliveries run concurrently,
+``server.webhook_workers`` at once and at most ``server.per_host_limit`` per host
+(api/hostpool.py): a slow receiver delays only its own webhooks.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import hashlib
 import hmac
 import json
 import logging
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -31,9 +38,11 @@ from typing import Any
 import httpx
 from sqlalchemy import Row, select, update
 
+from podmill.api.hostpool import HostPool, host_of
 from podmill.api.platform import JOBS, REQUESTS, TENANTS, Platform
 from podmill.engine.clock import Clock, SystemClock
 from podmill.errors import PodmillError
+from podmill.feeds.deadline import Deadline
 from podmill.feeds.download import check_url
 
 log = logging.getLogger(__name__)
@@ -59,7 +68,8 @@ class Delivery:
 
 
 class Notifier:
-    """Delivers due webhooks; :meth:`deliver_due` is one pass, :meth:`run` loops."""
+    """Delivers due webhooks: :meth:`start_due` claims them and hands them to the pool
+    (the background thread's pass: it does not wait), :meth:`deliver_due` also waits."""
 
     def __init__(
         self,
@@ -74,8 +84,16 @@ class Notifier:
         self.client = client or httpx.Client(
             timeout=self.settings.webhook_timeout_seconds, follow_redirects=False
         )
+        self.pool = HostPool(
+            "webhook", workers=self.settings.webhook_workers, per_host=self.settings.per_host_limit
+        )
 
     def deliver_due(self) -> list[Delivery]:
+        """Deliver every due webhook once, and wait for them."""
+        return [future.result() for future in self.start_due()]
+
+    def start_due(self) -> list[Future[Delivery]]:
+        """Claim every due webhook and queue its delivery."""
         now = self.clock.now()
         with self.platform.reader.connect() as conn:
             due = conn.execute(
@@ -105,7 +123,13 @@ class Notifier:
                 )
                 .order_by(REQUESTS.c.id)
             ).all()
-        return [self._deliver(row) for row in due if self._claim(row)]
+        futures = []
+        for row in due:
+            if self._claim(row):
+                future = self.pool.submit(host_of(row.reply_to), lambda r=row: self._deliver(r))
+                future.add_done_callback(_log_failure)
+                futures.append(future)
+        return futures
 
     def _claim(self, row: Row[Any]) -> bool:
         now = self.clock.now()
@@ -148,16 +172,41 @@ class Notifier:
             "X-Podmill-Timestamp": timestamp,
             "X-Podmill-Signature": sign(r.webhook_secret or "", timestamp, body),
         }
-        error = None
-        try:
-            check_url(r.reply_to, self.platform.settings)
-            response = self.client.post(r.reply_to, content=body, headers=headers)
-            if not response.is_success:
-                error = f"HTTP {response.status_code} from {r.reply_to}"
-        except (httpx.HTTPError, PodmillError) as exc:
-            error = f"{type(exc).__name__}: {exc}"
+        error = self._post(r.reply_to, body, headers)
         self._record(r.id, attempt, error)
         return Delivery(r.id, r.job_id, attempt, error is None, error)
+
+    def _post(self, url: str, body: bytes, headers: dict[str, str]) -> str | None:
+        """POST within the overall deadline; ``None`` on a 2xx, else what went wrong in
+        words (the receiver's bytes are not read, so never quoted)."""
+        seconds = self.settings.webhook_timeout_seconds
+        deadline = Deadline(seconds, "server.webhook_timeout_seconds")
+        try:
+            check_url(url, self.platform.settings)
+            request = self.client.build_request(
+                "POST",
+                url,
+                content=body,
+                headers=headers,
+                timeout=max(0.001, min(seconds, deadline.remaining())),
+                extensions={"trace": deadline.trace},
+            )
+            with deadline.enforced():
+                response = self.client.send(request, stream=True, follow_redirects=False)
+                response.close()  # the body is not read: only the status counts
+        except PodmillError as exc:
+            return str(exc)
+        except httpx.HTTPError as exc:
+            if deadline.expired:
+                return str(deadline.error(url))
+            if isinstance(exc, httpx.TimeoutException):
+                return f"no answer from {url} within server.webhook_timeout_seconds = {seconds:g} s"
+            if isinstance(exc, httpx.ProtocolError):
+                return f"{url} did not answer with valid HTTP ({type(exc).__name__})"
+            return f"cannot connect to {url}: {type(exc).__name__}: {exc}"
+        if not response.is_success:
+            return f"HTTP {response.status_code} from {url}"
+        return None
 
     def _record(self, request_id: int, attempt: int, error: str | None) -> None:
         now = self.clock.now()
@@ -178,3 +227,9 @@ class Notifier:
             )
         with self.platform.engine.begin() as conn:
             conn.execute(update(REQUESTS).where(REQUESTS.c.id == request_id).values(**values))
+
+
+def _log_failure(future: Future[Delivery]) -> None:
+    """A delivery that raised (the database went away, a bug): nobody else may look."""
+    if not future.cancelled() and (exc := future.exception()) is not None:
+        log.error("webhook delivery failed", exc_info=exc)

@@ -554,6 +554,13 @@ def _request_failure(
     quoted when it may hold the server's bytes (h11 quotes a bad status line)."""
     if deadline.expired:
         return deadline.error(url)
+    if isinstance(exc, httpx.RemoteProtocolError) and "location header" in str(exc).lower():
+        # httpx reads a redirect's Location even when it does not follow it: one it
+        # cannot parse fails the request. The same answer comes again: final.
+        return DownloadError(
+            f"HTTP 3xx redirect from {url} has a malformed Location header; "
+            "ask the publisher to fix the URL"
+        )
     if isinstance(exc, httpx.ConnectTimeout):
         return _Retry(
             f"timed out connecting to {url} "
@@ -631,6 +638,8 @@ def _stream(response: httpx.Response, body: _Body, deadline: Deadline) -> None:
         raise _Retry(
             f"connection to {url} failed mid-download ({type(exc).__name__})", url=url
         ) from exc
+    # Cutting the socket ends a body without Content-Length as if it were complete.
+    deadline.check(url)
     got = response.num_bytes_downloaded
     if declared is not None and got < declared:
         raise _Retry(f"download truncated: got {got} of {declared} bytes from {url}", url=url)
