@@ -203,3 +203,15 @@ def test_a_webhook_answer_body_is_never_read(
 
 def _ended(futures: list[Future[object]]) -> list:  # type: ignore[type-arg]
     return [future.result(timeout=SAFETY) for future in futures]
+
+
+def test_idle_pool_threads_end_and_come_back() -> None:
+    pool = HostPool("idle", workers=3, per_host=2, idle_seconds=0.05)
+    assert pool.submit("a.example", lambda: 1).result(timeout=SAFETY) == 1
+    names = {f"podmill-idle-{n}" for n in range(3)}
+    wait_for(
+        lambda: not names & {t.name for t in threading.enumerate()},
+        SAFETY,
+        "the idle threads to end",
+    )
+    assert pool.submit("a.example", lambda: 2).result(timeout=SAFETY) == 2

@@ -36,13 +36,17 @@ class _Call(Generic[T]):
 
 
 class HostPool:
-    """A small thread pool with a per-host limit. Threads start on the first call and
-    are daemons: a call stuck on a dead host never holds up the process's exit."""
+    """A small thread pool with a per-host limit. Threads start when calls come and end
+    after ``idle_seconds`` without one; they are daemons: a call stuck on a dead host
+    never holds up the process's exit."""
 
-    def __init__(self, name: str, *, workers: int, per_host: int) -> None:
+    def __init__(
+        self, name: str, *, workers: int, per_host: int, idle_seconds: float = 60.0
+    ) -> None:
         self.name = name
         self.workers = workers
         self.per_host = per_host
+        self.idle_seconds = idle_seconds
         self._lock = threading.Condition()
         self._queue: deque[_Call[object]] = deque()
         self._busy: Counter[str] = Counter()
@@ -83,7 +87,9 @@ class HostPool:
             with self._lock:
                 call = self._next()
                 while call is None:
-                    self._lock.wait()
+                    if not self._lock.wait(self.idle_seconds) and not self._queue:
+                        self._threads.remove(threading.current_thread())
+                        return  # idle: the next submit starts another
                     call = self._next()
             try:
                 if call.future.set_running_or_notify_cancel():

@@ -21,9 +21,11 @@ from podmill.api.auth import current_tenant, platform
 from podmill.api.errors import ERROR_SCHEMA, describe_errors
 from podmill.api.params import FetchableUrl, RowId
 from podmill.api.platform import Platform, Problem, Tenant
+from podmill.api.validation import feed_validations
 from podmill.audio import describe_non_audio, sniff_audio
 from podmill.domain import Episode
 from podmill.feeds.identity import file_episode_key, upload_episode_key
+from podmill.feeds.sources import fetched_to_resolve
 
 router = APIRouter(tags=["jobs"], responses={401: ERROR_SCHEMA, 404: ERROR_SCHEMA})
 
@@ -90,9 +92,16 @@ async def create_job(request: Request, tenant: Tenant = Depends(current_tenant))
         body = await _json_body(request)
         reply_to = body.reply_to
         if body.url is not None:
-            episode, feed_id = await run_in_threadpool(
-                service.episode_for_submission, tenant, body.url
-            )
+            # A URL that must be fetched to know what it is fetches on the validation
+            # threads, a few per tenant (api/validation.py), never the request threads.
+            if fetched_to_resolve(body.url):
+                episode, feed_id = await feed_validations(request).run(
+                    tenant, service.episode_for_submission, tenant, body.url
+                )
+            else:
+                episode, feed_id = await run_in_threadpool(
+                    service.episode_for_submission, tenant, body.url
+                )
         else:
             assert body.episode_key is not None
             episode, feed_id = await run_in_threadpool(

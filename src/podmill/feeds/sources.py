@@ -68,11 +68,16 @@ def _from_file(path: Path, *, limit: int | None, since: datetime | None) -> Reso
     return _select(feed, limit=limit, since=since)
 
 
+def fetched_to_resolve(url: str) -> bool:
+    """Whether :func:`resolve` fetches the http(s) ``url`` to learn what it is (its
+    name is not an audio file's): a caller waiting on a request may run it apart."""
+    return Path(urlparse(url).path).suffix.lower() not in AUDIO_EXTENSIONS
+
+
 def _from_url(
     url: str, settings: Settings, *, limit: int | None, since: datetime | None
 ) -> Resolved:
-    suffix = Path(urlparse(url).path).suffix.lower()
-    if suffix in AUDIO_EXTENSIONS:
+    if not fetched_to_resolve(url):
         return Resolved(
             [Episode(episode_key=url_episode_key(url), title=_url_title(url), audio_url=url)]
         )
