@@ -59,6 +59,7 @@ BAD_URLS = [
     "https://example.com/" + "a" * 4100,
     "http://ex\u00e4m\u200bple..com/a.mp3",
     "http://\u2603\u2603..com/",
+    "http://xn--zz.example.com/a.mp3",  # an A-label that is not punycode
     "http://exa%00mple.com/a.mp3",
     "http://user:pass@/a.mp3",
     "ftp://example.com/a.mp3",

@@ -71,7 +71,20 @@ def _valid_hostname(host: str) -> bool:
     except UnicodeError:  # an empty or over-long label, a character IDNA refuses
         return False
     labels = ascii_host.split(".")
-    return len(ascii_host) <= 253 and all(_LABEL.fullmatch(label.lower()) for label in labels)
+    return (
+        len(ascii_host) <= 253
+        and all(_LABEL.fullmatch(label.lower()) for label in labels)
+        and all(_valid_a_label(label) for label in labels if label.lower().startswith("xn--"))
+    )
+
+
+def _valid_a_label(label: str) -> bool:
+    # "xn--" promises punycode; one that does not decode fails only at download time
+    try:
+        label.encode("ascii").decode("idna")
+    except UnicodeError:
+        return False
+    return True
 
 
 FetchableUrl = Annotated[str, Field(min_length=1, max_length=4000), AfterValidator(fetchable_url)]
