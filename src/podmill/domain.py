@@ -110,6 +110,9 @@ class Transcript:
     duration: float
     segments: list[Segment]
     source: str  # "asr:<model>" or "feed:<mime>"
+    # Cues of a publisher's file whose timing line could not be read (so they are not in
+    # ``segments``); 0 for recogniser output.
+    unreadable_cues: int = 0
 
     @property
     def words(self) -> list[Word]:
@@ -120,10 +123,12 @@ class Transcript:
         return " ".join(s.text.strip() for s in self.segments if s.text.strip())
 
     def to_dict(self) -> dict[str, Any]:
+        extra = {"unreadable_cues": self.unreadable_cues} if self.unreadable_cues else {}
         return {
             "language": self.language,
             "duration": self.duration,
             "source": self.source,
+            **extra,
             "segments": [
                 {
                     "start": s.start,
@@ -142,6 +147,7 @@ class Transcript:
             language=data["language"],
             duration=float(data["duration"]),
             source=data["source"],
+            unreadable_cues=int(data.get("unreadable_cues") or 0),
             segments=[
                 Segment(
                     start=float(s["start"]),
