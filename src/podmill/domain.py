@@ -51,6 +51,7 @@ class Episode:
     published: datetime | None = None
     mime_type: str | None = None
     enclosure_length: int | None = None
+    duration: float | None = None  # seconds, as the feed states it (itunes:duration)
     description: str | None = None
     transcripts: list[TranscriptLink] = field(default_factory=list)
     chapters_url: str | None = None

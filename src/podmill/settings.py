@@ -149,6 +149,25 @@ class FeedSettings(BaseModel):
     )
 
 
+class FeedTranscriptSettings(BaseModel):
+    """When a feed's ``podcast:transcript`` is good enough to replace ASR (docs/feeds.md).
+
+    Whether one is tried at all stays ``prefer_feed_transcripts``."""
+
+    min_coverage: float = Field(
+        0.8,
+        ge=0,
+        le=1,
+        description="a transcript spanning less than this share of the audio falls back "
+        "to ASR; 0: use any readable transcript, unchecked",
+    )
+    max_start_gap_seconds: float = Field(
+        60.0,
+        ge=0,
+        description="a transcript whose first cue starts later than this falls back to ASR",
+    )
+
+
 class ServerSettings(BaseModel):
     """``podmill serve`` and ``podmill scheduler`` (docs/api.md)."""
 
@@ -262,6 +281,7 @@ class Settings(BaseSettings):
     pipeline: PipelineSettings = Field(default_factory=PipelineSettings)
     models: ModelSettings = Field(default_factory=ModelSettings)
     feeds: FeedSettings = Field(default_factory=FeedSettings)
+    feed_transcripts: FeedTranscriptSettings = Field(default_factory=FeedTranscriptSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
     health: HealthSettings = Field(default_factory=HealthSettings)
 

@@ -593,6 +593,7 @@ def _read_item(
         published=published,
         mime_type=mime_type,
         enclosure_length=_length(chosen.length) if chosen else None,
+        duration=_duration(entry.get("itunes_duration")),
         description=ctx.cut_description(_description(entry)),
         transcripts=transcripts,
         chapters_url=chapters_url if chapters_url and ctx.allowed(chapters_url) else None,
@@ -806,6 +807,17 @@ def _length(value: Any) -> int | None:
         return None
     number = int(text)
     return number if number > 0 else None
+
+
+def _duration(value: Any) -> float | None:
+    """``itunes:duration`` in seconds: ``3723``, ``62:03`` or ``1:02:03``; else None."""
+    text = (_text(value) or "").strip()
+    if not re.fullmatch(r"\d+(?::\d{1,2}){0,2}(?:\.\d+)?", text):
+        return None
+    seconds = 0.0
+    for part in text.split(":"):
+        seconds = seconds * 60 + float(part)
+    return seconds if seconds > 0 else None
 
 
 def _description(entry: Any) -> str | None:

@@ -64,11 +64,13 @@ def transcript_format(mime_type: str | None, url: str = "") -> str | None:
     return FORMAT_EXTENSIONS.get(_extension(url))
 
 
-def choose_transcript(
+def rank_transcripts(
     links: Sequence[TranscriptLink], *, language: str | None = None
-) -> TranscriptLink | None:
-    """The link worth fetching: JSON > WebVTT > SRT > HTML > plain text.
+) -> list[TranscriptLink]:
+    """Every link, in the order worth trying: JSON > WebVTT > SRT > HTML > plain text.
 
+    The fetch stage tries them in this order and falls through to the next on a
+    failed fetch, unreadable content or too little coverage (docs/feeds.md).
     ``rel="captions"`` is not held against a link: the spec uses it for time-coded
     caption files, which are exactly what podmill wants. With ``language``, links in
     that language (``en`` matches ``en-US``) come first, then links that state none.
@@ -81,9 +83,15 @@ def choose_transcript(
         format_rank = FORMAT_PREFERENCE.index(fmt) if fmt else len(FORMAT_PREFERENCE)
         return (_language_rank(link.language, language), format_rank, index)
 
-    if not links:
-        return None
-    return min(enumerate(links), key=rank)[1]
+    return [link for _, link in sorted(enumerate(links), key=rank)]
+
+
+def choose_transcript(
+    links: Sequence[TranscriptLink], *, language: str | None = None
+) -> TranscriptLink | None:
+    """The link tried first (see :func:`rank_transcripts`), or None without links."""
+    ranked = rank_transcripts(links, language=language)
+    return ranked[0] if ranked else None
 
 
 def _language_rank(link_language: str | None, wanted: str | None) -> int:

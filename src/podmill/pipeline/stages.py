@@ -106,14 +106,20 @@ def _feed_transcript(ctx: StageContext) -> tuple[dict[str, Any] | None, dict[str
             failure = exc
             ctx.notes.append(f"{tried}: unusable: {exc}")
             continue
-        if duration is None and ep.audio_url and _coverage_checked(ctx, transcript):
+        problem = _coverage_problem(ctx, transcript, duration)
+        if (
+            problem is None
+            and duration is None
+            and ep.audio_url
+            and _coverage_checked(ctx, transcript)
+        ):
             # The feed does not say how long the episode is: the audio does.
             try:
                 audio = _fetch_audio(ctx, ep.audio_url)
                 duration = float(audio["duration"])
             except PodmillError as exc:
                 ctx.notes.append(f"{tried}: coverage not checked, the audio failed: {exc}")
-        problem = _coverage_problem(ctx, transcript, duration)
+            problem = _coverage_problem(ctx, transcript, duration)
         if problem is not None:
             failure = PodmillError(f"feed transcript {link.url} {problem}")
             ctx.notes.append(f"{tried}: {problem}")
@@ -121,7 +127,12 @@ def _feed_transcript(ctx: StageContext) -> tuple[dict[str, Any] | None, dict[str
         ctx.notes.append(f"{tried}: used{_coverage_said(transcript, duration)}")
         return _keep_transcript(ctx, link.url, mime, body, duration), audio
     if not ep.audio_url and failure is not None:
-        raise failure
+        # A failed step keeps no notes: the tries go into its error.
+        tries = "; ".join(note.removeprefix("feed transcript ") for note in ctx.notes)
+        raise PodmillError(
+            f"none of the episode's {len(links)} podcast:transcript link(s) is usable and it "
+            f"has no audio enclosure to transcribe instead; tried {tries}"
+        ) from failure
     ctx.notes.append(f"no usable feed transcript ({len(links)} tried); using ASR")
     return None, audio
 
@@ -165,17 +176,19 @@ def _coverage_problem(
     """Why ``transcript`` covers clearly less than the audio, or None when it does not
     (or when the audio's duration is unknown)."""
     cfg = ctx.settings.feed_transcripts
-    if not _coverage_checked(ctx, transcript) or not duration or not transcript.segments:
+    if not _coverage_checked(ctx, transcript) or not transcript.segments:
         return None
     first = min(s.start for s in transcript.segments)
     last = max(s.end for s in transcript.segments)
-    share = max(0.0, min(last, duration) - first) / duration
     if first > cfg.max_start_gap_seconds:
         return (
-            f"starts {first:.0f} s into the {duration:.0f} s audio, later than "
+            f"its first cue starts at {first:.1f} s, later than "
             f"feed_transcripts.max_start_gap_seconds = {cfg.max_start_gap_seconds:g}; "
             "using ASR (set feed_transcripts.min_coverage = 0 to use it anyway)"
         )
+    if not duration:
+        return None
+    share = max(0.0, min(last, duration) - first) / duration
     if share < cfg.min_coverage:
         return (
             f"covers {share:.0%} of the {duration:.0f} s audio ({first:.0f}-{last:.0f} s), "
