@@ -153,11 +153,11 @@ def _print_summary(results: list[Any]) -> None:
         table.add_column(column)
     for r in results:
         table.add_row(
-            r.title[:40],
+            Text(r.title[:40]),  # Text: brackets in a title or error are not markup
             r.episode_key,
             "[green]done" if r.status == "done" else "[red]failed",
             f"{sum(r.timings.values()):.1f}",
-            r.error or r.artifacts.get("summary_md", ""),
+            Text(r.error or r.artifacts.get("summary_md", "")),
         )
     err.print(table)
 
@@ -214,7 +214,12 @@ def run(
         results = runner.run_many(resolved.episodes, feed=resolved.feed)
     if as_json:
         for r in results:
-            out.print(json.dumps(r.to_json(), ensure_ascii=False), soft_wrap=True)
+            out.print(
+                json.dumps(r.to_json(), ensure_ascii=False),
+                soft_wrap=True,
+                markup=False,  # "pip install 'podmill[whisper-base]'" stays whole
+                highlight=False,
+            )
     _print_summary(results)
     if any(r.status != "done" for r in results):
         raise typer.Exit(1)

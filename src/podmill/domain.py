@@ -57,6 +57,9 @@ class Episode:
     chapters_url: str | None = None
     chapters: list[Chapter] = field(default_factory=list)
     persons: list[Person] = field(default_factory=list)
+    # The feed's <language> (the item's own, else the channel's), as the feed wrote it:
+    # the spoken language ASR is told (docs/models.md).
+    language: str | None = None
     # file:// enclosures are only honoured for feeds that were themselves local files.
     allow_file_urls: bool = False
 

@@ -53,7 +53,11 @@ class DownloadSettings(BaseModel):
 
 class AsrSettings(BaseModel):
     model: Literal["tiny.en", "base"] = Field("tiny.en", description="Whisper model")
-    language: str = Field("en", description="spoken language code")
+    language: str = Field(
+        "auto",
+        description="spoken language code; auto = the feed's <language>, else Whisper's "
+        "detection (multilingual models; English-only ones assume English)",
+    )
     vad: bool = Field(True, description="skip silence with Silero VAD")
     beam_size: int = 5
     compute_type: str = Field("int8", description="CTranslate2 compute type on CPU")

@@ -195,7 +195,9 @@ def parse_feed(
         )
     for warning in warnings:
         log.warning("feed %s: %s", url, warning)
-    language = _text(channel.get("language"))
+    language = _language(channel.get("language"))
+    for episode in episodes:
+        episode.language = episode.language or language
     return ParsedFeed(
         feed_key=key,
         title=feed_title,
@@ -203,7 +205,7 @@ def parse_feed(
         episodes=episodes,
         skipped=skipped,
         podcast_guid=podcast_guid,
-        language=language.strip() if language and language.strip() else None,
+        language=language,
         identity=identity,
         item_identities=identities,
         warnings=warnings,
@@ -599,6 +601,7 @@ def _read_item(
         chapters_url=chapters_url if chapters_url and ctx.allowed(chapters_url) else None,
         chapters=_psc_chapters(entry),
         persons=list(p20.persons) if p20 else [],
+        language=_language(entry.get("language")),  # dc:language; else the channel's
         allow_file_urls=ctx.is_local,
     )
     # The identity uses the publisher's title, not our fallback wording.
@@ -818,6 +821,11 @@ def _duration(value: Any) -> float | None:
     for part in text.split(":"):
         seconds = seconds * 60 + float(part)
     return seconds if seconds > 0 else None
+
+
+def _language(value: Any) -> str | None:
+    text = (_text(value) or "").strip()
+    return text[:35] or None  # a BCP 47 tag is short; a feed's junk is not kept whole
 
 
 def _description(entry: Any) -> str | None:

@@ -43,7 +43,7 @@ STAGES: tuple[Stage, ...] = (
         ("fetch",),
         "asr",
         ("transcript.json", "transcript.srt", "transcript.vtt", "transcript.txt"),
-        "1",
+        "2",  # 2: the feed's language picks the model; never English-only on another
     ),
     Stage(
         "segment",

@@ -222,11 +222,14 @@ def transcribe(ctx: StageContext) -> None:
     else:
         from podmill.ml import asr
 
+        # The feed's language decides the model and what Whisper is told (never an
+        # English-only model on another language); refused before any model loads.
+        settings = asr.language_plan(ctx.settings.asr, ctx.episode.language, ctx.notes)
         if ctx.settings.diarization.enabled:
             from podmill.ml import diarize
 
             diarize.check_installed()  # before the long ASR pass, not after it
-        transcript = asr.transcribe(path, ctx.settings.asr, on_progress=ctx.on_audio_progress)
+        transcript = asr.transcribe(path, settings, on_progress=ctx.on_audio_progress)
         transcript.duration = max(transcript.duration, float(source.get("duration") or 0.0))
         if ctx.settings.diarization.enabled:
             from podmill.pipeline.speakers import assign_speakers
