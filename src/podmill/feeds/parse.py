@@ -152,6 +152,11 @@ def parse_feed(
     )
     identity = feed_identity(podcast_guid, self_link, url)
     title = _plain_text(channel.get("title_detail")) or _plain_text(channel.get("title"))
+    if tags is not None and title in tags.live_titles and title != tags.channel_title:
+        # feedparser reads a podcast:liveItem as channel content: when the channel's own
+        # title was lost to it (an <image title=...> before it does that), a live
+        # item's title stands in for the feed's. An item's title never names the feed.
+        title = " ".join((tags.channel_title or "").split())
     feed_title = _cut(title, limits.max_title_chars) or "Untitled feed"
     key = feed_key(identity)
 
@@ -261,7 +266,14 @@ def _no_entries_message(data: bytes, parsed: Any, url: str) -> str:
     return "not a feed: " + _describe_non_feed(data, parsed, url)
 
 
+# A page that is HTML though it has no <html> element: an IIS "Document Moved" body
+# (<head><title>…), a fragment such as the spec's HTML transcript (<cite>, <p>).
+_HTML_START = re.compile(r"<(?:head|body|title|h[1-6]|p|div|cite|a|br|meta|link)\b", re.I)
+
+
 def _describe_non_feed(data: bytes, parsed: Any, url: str) -> str:
+    if data.lstrip()[:5] == b"%PDF-":
+        return "the document is a PDF document; give the podcast's RSS or Atom feed URL"
     text = _decode(data, parsed.get("encoding"))
     head = re.sub(r"<!--.*?-->", "", text[:4096], flags=re.DOTALL).lstrip("\ufeff \t\r\n")
     if head[:1] in ("{", "["):
@@ -275,7 +287,7 @@ def _describe_non_feed(data: bytes, parsed: Any, url: str) -> str:
                 "give the podcast's RSS or Atom feed URL"
             )
     lowered = head.lower()
-    if lowered.startswith("<!doctype html") or "<html" in lowered:
+    if lowered.startswith("<!doctype html") or "<html" in lowered or _HTML_START.match(head):
         page = _HtmlPageScanner.scan(text)
         what = "the document is HTML"
         if page.feed_links:  # the link itself is the page's bytes: not quoted
@@ -350,6 +362,10 @@ class _ItemTags:
 class _FeedTags:
     channel_guid: str | None
     items: list[_ItemTags]
+    # The channel's own <title> (None: it has none) and the titles of its live items,
+    # which feedparser reads as channel content (see parse_feed).
+    channel_title: str | None = None
+    live_titles: set[str] = field(default_factory=set)
 
 
 class _PodcastTagScanner(HTMLParser):
@@ -368,7 +384,10 @@ class _PodcastTagScanner(HTMLParser):
         # "podcast" also counts undeclared: a missing xmlns is a common publisher slip.
         self.prefixes = {"podcast"}
         self.channel_guid: str | None = None
+        self.channel_title: str | None = None
+        self.live_titles: set[str] = set()
         self.items: list[_ItemTags] = []
+        self._in_image = 0  # <image>, <textInput>: their <title> is not the channel's
         self._item: _ItemTags | None = None
         self._item_depth = 0
         self._live_depth = 0
@@ -381,6 +400,12 @@ class _PodcastTagScanner(HTMLParser):
         for name, value in values.items():
             if name.startswith("xmlns:") and value in PODCAST_NAMESPACES:
                 self.prefixes.add(name[len("xmlns:") :])
+        if tag in ("image", "textinput"):
+            self._in_image += 1
+        elif tag == "title" and self._item is None and self._capture is None:
+            if self._live_depth or (not self._in_image and self.channel_title is None):
+                self._start_capture(tag, values)
+            return
         if tag in self.ITEM_TAGS:
             if self._item is not None:
                 self._item_depth += 1  # a nested <entry> stays part of its item
@@ -428,9 +453,15 @@ class _PodcastTagScanner(HTMLParser):
         if self._capture is not None:
             self._text.append(data)
 
+    def unknown_decl(self, data: str) -> None:
+        if data.startswith("CDATA["):  # html.parser hands CDATA sections over here
+            self.handle_data(data[len("CDATA[") :])
+
     def handle_endtag(self, tag: str) -> None:
         if self._capture is not None and self._capture[0] == tag:
             self._finish_capture()
+        if tag in ("image", "textinput") and self._in_image:
+            self._in_image -= 1
         if tag in self.ITEM_TAGS and self._item is not None:
             self._item_depth -= 1
             if self._item_depth == 0:
@@ -453,7 +484,12 @@ class _PodcastTagScanner(HTMLParser):
         text = " ".join("".join(self._text).split())
         self._capture = None
         local = tag.rpartition(":")[2]
-        if self._item is None:
+        if tag == "title" and self._item is None:
+            if self._live_depth:
+                self.live_titles.add(text)
+            else:
+                self.channel_title = text
+        elif self._item is None:
             if local == "guid" and text:
                 self.channel_guid = text
         elif local in ("guid", "id") and ":" not in tag:
@@ -475,7 +511,7 @@ class _PodcastTagScanner(HTMLParser):
         if self._item is not None:  # a truncated feed still counts its last item
             self.items.append(self._item)
             self._item = None
-        return _FeedTags(self.channel_guid, self.items)
+        return _FeedTags(self.channel_guid, self.items, self.channel_title, self.live_titles)
 
 
 def _scan_podcast_tags(data: bytes, encoding: str | None) -> _FeedTags | None:
