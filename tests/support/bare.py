@@ -4,8 +4,8 @@ The modules to hide are derived from pyproject.toml, so the simulation follows t
 as they change: every distribution an extra pulls in (its requirements, recursively, as
 installed here) minus every distribution the core dependencies pull in, mapped to its
 top-level modules with :func:`importlib.metadata.packages_distributions`. A
-``sitecustomize.py`` put first on ``PYTHONPATH`` installs a meta path finder that makes
-those modules raise ``ModuleNotFoundError``, as they would where they are not installed.
+``sitecustomize.py`` put first on ``PYTHONPATH`` wraps every meta path finder so that
+none finds those modules or distributions, as where they are not installed.
 """
 
 from __future__ import annotations
@@ -21,18 +21,38 @@ from packaging.utils import canonicalize_name
 from support.paths import ROOT
 
 _SITECUSTOMIZE = """\
+import re
 import sys
+
+_MODULES = {modules!r}
+_DISTRIBUTIONS = {distributions!r}
 
 
 class _NotInstalled:
-    # an extra's module, hidden as if its distribution were not installed
+    # Wraps a finder so that it finds none of the hidden modules and distributions, as
+    # where they are not installed: find_spec() is None, import raises ModuleNotFoundError,
+    # importlib.metadata does not list them.
+    def __init__(self, finder):
+        self._finder = finder
+
     def find_spec(self, name, path=None, target=None):
-        if name.partition(".")[0] in {blocked!r}:
-            raise ModuleNotFoundError(f"No module named {{name!r}}", name=name)
-        return None
+        if name.partition(".")[0] in _MODULES:
+            return None
+        find = getattr(self._finder, "find_spec", None)
+        return find(name, path, target) if find is not None else None
+
+    def find_distributions(self, *args, **kwargs):
+        find = getattr(self._finder, "find_distributions", None)
+        for dist in find(*args, **kwargs) if find is not None else ():
+            name = re.sub(r"[-_.]+", "-", dist.metadata["Name"] or "").lower()
+            if name not in _DISTRIBUTIONS:
+                yield dist
+
+    def __getattr__(self, attr):
+        return getattr(self._finder, attr)
 
 
-sys.meta_path.insert(0, _NotInstalled())
+sys.meta_path[:] = [_NotInstalled(finder) for finder in sys.meta_path]
 """
 
 
@@ -92,11 +112,16 @@ def distributions_of(*names: str) -> frozenset[str]:
     return frozenset(_closure(requirements) - core_distributions())
 
 
-def hidden_modules(missing: tuple[str, ...], installed: tuple[str, ...] = ()) -> set[str]:
-    """Top-level modules absent when the ``missing`` extras are not installed but the
-    ``installed`` ones are (a module both provide stays)."""
+def hidden_distributions(missing: tuple[str, ...], installed: tuple[str, ...] = ()) -> set[str]:
+    """Distributions absent when the ``missing`` extras are not installed but the
+    ``installed`` ones are (a distribution both need stays)."""
     keep = distributions_of(*installed) if installed else frozenset()
-    return _modules_of(distributions_of(*missing) - keep)
+    return set(distributions_of(*missing) - keep)
+
+
+def hidden_modules(missing: tuple[str, ...], installed: tuple[str, ...] = ()) -> set[str]:
+    """Top-level modules of :func:`hidden_distributions`."""
+    return _modules_of(frozenset(hidden_distributions(missing, installed)))
 
 
 def listed_modules(*names: str) -> set[str]:
@@ -111,8 +136,15 @@ def extras_providing(module: str) -> set[str]:
     return {name for name in extras() if module in _modules_of(distributions_of(name))}
 
 
-def write_sitecustomize(folder: Path, blocked: set[str]) -> Path:
-    """``folder/sitecustomize.py`` hiding ``blocked``; put ``folder`` first on PYTHONPATH."""
+def write_sitecustomize(
+    folder: Path, missing: tuple[str, ...], installed: tuple[str, ...] = ()
+) -> Path:
+    """``folder/sitecustomize.py`` hiding the ``missing`` extras (keeping what the
+    ``installed`` ones need); put ``folder`` first on PYTHONPATH."""
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "sitecustomize.py").write_text(_SITECUSTOMIZE.format(blocked=sorted(blocked)))
+    text = _SITECUSTOMIZE.format(
+        modules=sorted(hidden_modules(missing, installed)),
+        distributions=sorted(hidden_distributions(missing, installed)),
+    )
+    (folder / "sitecustomize.py").write_text(text)
     return folder

