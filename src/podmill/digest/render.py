@@ -13,7 +13,10 @@ import re
 from typing import Any
 
 FORMATS = ("md", "json", "html")
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|<>~&])")
+# What can start emphasis, code, a link, a heading, a table cell, HTML or an entity. An
+# underscore between letters or digits never opens emphasis (CommonMark), and parentheses
+# make a link only after "]" (escaped): both stay as written ("SPEAKER_1 (70%)").
+_MD_SPECIAL = re.compile(r"([\\`*{}\[\]#+!|<>~&]|(?<![^\W_])_|_(?![^\W_]))")
 
 
 def render(document: dict[str, Any], fmt: str) -> str:
