@@ -62,6 +62,9 @@ class Episode:
     language: str | None = None
     # file:// enclosures are only honoured for feeds that were themselves local files.
     allow_file_urls: bool = False
+    # Why the item gave no audio URL (e.g. "its <enclosure> has no url attribute"), for
+    # an episode kept for its podcast:transcript: said if no transcript is usable.
+    enclosure_problem: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

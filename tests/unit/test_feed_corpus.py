@@ -85,6 +85,11 @@ EXPECTED: dict[str, Yields | Fails] = {
         "feed has 1 item but none with an audio enclosure or a transcript (1 with no enclosure)"
     ),
     "podcastparser__no_guid.rss": Yields(1),
+    # <enclosure type="audio/ogg" length="3000000"/>: said, not "no enclosure"
+    "podcastparser__no_url.rss": Fails(
+        "feed has 1 item but none with an audio enclosure or a transcript (1 whose "
+        "<enclosure> has no url attribute: Untitled episode (item 1)); ask the publisher"
+    ),
     "podcastparser__relative.rss": Yields(1),
     # rss-parser test files
     "rss-parser__giantbomb-podcast.rss": Yields(730),

@@ -603,7 +603,9 @@ def _read_item(
     alternates = [
         _Enclosure(uri, mime, length) for mime, length, uri in (p20.alternates if p20 else [])
     ]
-    chosen, problem = _choose_enclosure(_enclosures(entry) + alternates, ctx)
+    chosen, problem = _choose_enclosure(
+        _enclosures(entry) + alternates, ctx, urlless=_has_urlless_enclosure(entry)
+    )
     raw_title = _plain_text(entry.get("title_detail")) or _plain_text(entry.get("title"))
     raw_title = ctx.cut_title(raw_title)
     title = raw_title or _fallback_title(position, published, guid, chosen.url if chosen else None)
@@ -639,6 +641,8 @@ def _read_item(
         persons=list(p20.persons) if p20 else [],
         language=_language(entry.get("language")),  # dc:language; else the channel's
         allow_file_urls=ctx.is_local,
+        # "none" needs no saying: the episode's only input is its transcript.
+        enclosure_problem=problem.reason if problem and problem.category != "none" else None,
     )
     # The identity uses the publisher's title, not our fallback wording.
     return episode, ItemIdentity(guid, audio_url, raw_title or None, published)
@@ -677,6 +681,18 @@ def _enclosures(entry: Any) -> list[_Enclosure]:
     return found
 
 
+def _has_urlless_enclosure(entry: Any) -> bool:
+    """Whether the item has an audio (or untyped) ``<enclosure>`` without a url
+    attribute: a publisher's mistake, which deserves saying rather than "no enclosure"."""
+    for raw in entry.get("enclosures") or []:
+        if (_text(raw.get("href") or raw.get("url")) or "").strip():
+            continue
+        mime = (_text(raw.get("type")) or "").split(";")[0].strip().lower()
+        if mime in UNTYPED_MIME_TYPES or mime.partition("/")[0] in ("", "audio", "x-audio"):
+            return True
+    return False
+
+
 def _classify(enclosure: _Enclosure) -> str:
     mime = enclosure.mime_type
     major = mime.partition("/")[0]
@@ -696,9 +712,14 @@ def _classify(enclosure: _Enclosure) -> str:
 
 
 def _choose_enclosure(
-    enclosures: list[_Enclosure], ctx: _ItemContext
+    enclosures: list[_Enclosure], ctx: _ItemContext, *, urlless: bool = False
 ) -> tuple[_Enclosure | None, _Problem | None]:
-    """The first audio enclosure with an allowed URL, else the reason there is none."""
+    """The first audio enclosure with an allowed URL, else the reason there is none.
+    ``urlless``: the item has an audio ``<enclosure>`` without a url attribute."""
+    if urlless and not any(_classify(e) == "audio" for e in enclosures):
+        return None, _Problem(
+            "nourl", "", "its <enclosure> has no url attribute; ask the publisher to fix the feed"
+        )
     if not enclosures:
         return None, _Problem("none", "", "no enclosure and no podcast:transcript")
     kinds = [(_classify(e), e) for e in enclosures]
@@ -982,10 +1003,13 @@ def _no_usable_items_message(total: int, problems: list[_Problem]) -> str:
     noun = "item" if total == 1 else "items"
     groups: dict[str, Counter[str]] = {}
     for problem in problems:
-        groups.setdefault(problem.category, Counter())[problem.detail] += 1
+        # An item whose <enclosure> lacks its URL is named: the publisher has to find it.
+        detail = problem.title if problem.category == "nourl" else problem.detail
+        groups.setdefault(problem.category, Counter())[detail] += 1
     labels = {
         "video": "video-only",
         "none": "with no enclosure",
+        "nourl": "whose <enclosure> has no url attribute",
         "other": "with non-audio enclosures",
         "ambiguous": "with untyped, possibly video enclosures",
         "scheme": "with disallowed URL schemes",
@@ -994,12 +1018,15 @@ def _no_usable_items_message(total: int, problems: list[_Problem]) -> str:
     parts = []
     for category, details in groups.items():
         count = sum(details.values())
-        named = ", ".join(d for d in details if d)
+        shown = [d for d in details if d]
+        named = ", ".join(shown[:3]) + (f" and {len(shown) - 3} more" if len(shown) > 3 else "")
         parts.append(f"{count} {labels[category]}" + (f": {named}" if named else ""))
     if set(groups) == {"video"}:
         advice = "podmill processes audio; use the show's audio feed if it has one"
     elif set(groups) == {"none"}:
         advice = "this looks like a news or blog feed, not a podcast"
+    elif set(groups) == {"nourl"}:
+        advice = "ask the publisher to fix the feed"
     else:
         advice = "check that this is the podcast's audio feed"
     return (

@@ -54,6 +54,11 @@ def fetch(ctx: StageContext) -> None:
         if source is not None:
             ctx.write_json("source.json", source)
             return
+    if not ep.audio_url and ep.enclosure_problem:
+        raise PodmillError(
+            f"episode {ep.title!r} has no usable podcast:transcript and no audio: "
+            f"{ep.enclosure_problem}"
+        )
     if not ep.audio_url:
         raise PodmillError(
             "episode has no audio enclosure and no usable podcast:transcript; nothing to process"
@@ -129,9 +134,12 @@ def _feed_transcript(ctx: StageContext) -> tuple[dict[str, Any] | None, dict[str
     if not ep.audio_url and failure is not None:
         # A failed step keeps no notes: the tries go into its error.
         tries = "; ".join(note.removeprefix("feed transcript ") for note in ctx.notes)
+        no_audio = "it has no audio enclosure to transcribe instead"
+        if ep.enclosure_problem:
+            no_audio = f"{ep.title!r} has no audio instead ({ep.enclosure_problem})"
         raise PodmillError(
-            f"none of the episode's {len(links)} podcast:transcript link(s) is usable and it "
-            f"has no audio enclosure to transcribe instead; tried {tries}"
+            f"none of the episode's {len(links)} podcast:transcript link(s) is usable and "
+            f"{no_audio}; tried {tries}"
         ) from failure
     ctx.notes.append(f"no usable feed transcript ({len(links)} tried); using ASR")
     return None, audio
