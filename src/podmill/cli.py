@@ -10,7 +10,7 @@ from datetime import datetime
 from enum import Enum
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -24,7 +24,7 @@ from podmill.api import cli as api_cli
 from podmill.digest import cli as digest_cli
 from podmill.domain import Episode
 from podmill.engine import cli as engine_cli
-from podmill.errors import PodmillError
+from podmill.errors import PodmillError, missing_extra
 from podmill.ml.arbiter import configure_process_arbiter
 from podmill.search import cli as search_cli
 from podmill.settings import Settings, effective_values, load_settings
@@ -153,11 +153,11 @@ def _print_summary(results: list[Any]) -> None:
         table.add_column(column)
     for r in results:
         table.add_row(
-            r.title[:40],
+            Text(r.title[:40]),  # Text: brackets in a title or error are not markup
             r.episode_key,
             "[green]done" if r.status == "done" else "[red]failed",
             f"{sum(r.timings.values()):.1f}",
-            r.error or r.artifacts.get("summary_md", ""),
+            Text(r.error or r.artifacts.get("summary_md", "")),
         )
     err.print(table)
 
@@ -214,7 +214,12 @@ def run(
         results = runner.run_many(resolved.episodes, feed=resolved.feed)
     if as_json:
         for r in results:
-            out.print(json.dumps(r.to_json(), ensure_ascii=False), soft_wrap=True)
+            out.print(
+                json.dumps(r.to_json(), ensure_ascii=False),
+                soft_wrap=True,
+                markup=False,  # "pip install 'podmill[whisper-base]'" stays whole
+                highlight=False,
+            )
     _print_summary(results)
     if any(r.status != "done" for r in results):
         raise typer.Exit(1)
@@ -400,13 +405,22 @@ app.command()(digest_cli.digest)
 app.add_typer(stress_cli.stress_app, name="stress")
 
 
+def _fail(exc: PodmillError) -> NoReturn:
+    err.print(Text.assemble(("error: ", "bold red"), str(exc)), highlight=False, soft_wrap=True)
+    sys.exit(1)
+
+
 def main() -> None:
     """Console entry point: user errors print one line, never a traceback."""
     try:
         app()
     except PodmillError as exc:
-        err.print(Text.assemble(("error: ", "bold red"), str(exc)), highlight=False, soft_wrap=True)
-        sys.exit(1)
+        _fail(exc)
+    except ImportError as exc:  # an extra's module past the explicit checks: still one line
+        missing = missing_extra(exc, "this command")
+        if missing is None:
+            raise
+        _fail(missing)
     except KeyboardInterrupt:
         err.print("interrupted")
         sys.exit(130)

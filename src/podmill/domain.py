@@ -51,13 +51,20 @@ class Episode:
     published: datetime | None = None
     mime_type: str | None = None
     enclosure_length: int | None = None
+    duration: float | None = None  # seconds, as the feed states it (itunes:duration)
     description: str | None = None
     transcripts: list[TranscriptLink] = field(default_factory=list)
     chapters_url: str | None = None
     chapters: list[Chapter] = field(default_factory=list)
     persons: list[Person] = field(default_factory=list)
+    # The feed's <language> (the item's own, else the channel's), as the feed wrote it:
+    # the spoken language ASR is told (docs/models.md).
+    language: str | None = None
     # file:// enclosures are only honoured for feeds that were themselves local files.
     allow_file_urls: bool = False
+    # Why the item gave no audio URL (e.g. "its <enclosure> has no url attribute"), for
+    # an episode kept for its podcast:transcript: said if no transcript is usable.
+    enclosure_problem: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -110,6 +117,9 @@ class Transcript:
     duration: float
     segments: list[Segment]
     source: str  # "asr:<model>" or "feed:<mime>"
+    # Cues of a publisher's file whose timing line could not be read (so they are not in
+    # ``segments``); 0 for recogniser output.
+    unreadable_cues: int = 0
 
     @property
     def words(self) -> list[Word]:
@@ -120,10 +130,12 @@ class Transcript:
         return " ".join(s.text.strip() for s in self.segments if s.text.strip())
 
     def to_dict(self) -> dict[str, Any]:
+        extra = {"unreadable_cues": self.unreadable_cues} if self.unreadable_cues else {}
         return {
             "language": self.language,
             "duration": self.duration,
             "source": self.source,
+            **extra,
             "segments": [
                 {
                     "start": s.start,
@@ -142,6 +154,7 @@ class Transcript:
             language=data["language"],
             duration=float(data["duration"]),
             source=data["source"],
+            unreadable_cues=int(data.get("unreadable_cues") or 0),
             segments=[
                 Segment(
                     start=float(s["start"]),

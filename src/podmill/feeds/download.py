@@ -693,8 +693,12 @@ def _retry_after(response: httpx.Response) -> float | None:
 def check_url(url: str, settings: Settings) -> None:
     """Raise :class:`DownloadError` unless podmill may send a request to ``url``: http(s)
     only, and a public host unless ``allow_private_networks`` (for URLs a user gives
-    podmill to call, such as webhooks)."""
-    _check_url(url, settings, origin=url)
+    podmill to call, such as webhooks). A resolver that may recover later makes the
+    error ``retryable``."""
+    try:
+        _check_url(url, settings, origin=url)
+    except _Retry as failure:
+        raise DownloadError(f"{failure.reason}; try again later", retryable=True) from None
 
 
 def _check_url(url: str, settings: Settings, *, origin: str) -> None:
@@ -739,12 +743,37 @@ def _addresses(host: str, port: int) -> list[tuple[IPAddress, str]]:
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
-        if exc.errno == socket.EAI_AGAIN:
-            raise _Retry(f"temporary DNS failure resolving {host}: {exc.strerror}") from exc
-        raise DownloadError(f"cannot resolve host {host}: {exc.strerror}; check the URL") from exc
+        raise _resolve_failure(host, exc) from exc
     how = f"{host} resolves to"
     # A zone suffix ("fe80::1%eth0") is not part of the address.
     return [(ipaddress.ip_address(str(info[4][0]).split("%")[0]), how) for info in infos]
+
+
+# Names that never resolve in the DNS (RFC 6761 .invalid, .test, .example, .localhost;
+# RFC 7686 .onion): whatever the resolver said, asking again cannot give an address.
+_SPECIAL_USE_DOMAINS = ("invalid", "test", "example", "localhost", "onion")
+
+
+def _special_use_domain(host: str) -> str | None:
+    """The special-use top-level domain ``host`` is under, e.g. "invalid"; else None."""
+    top = host.rstrip(".").rpartition(".")[2].lower()
+    return top if top in _SPECIAL_USE_DOMAINS else None
+
+
+def _resolve_failure(host: str, exc: socket.gaierror) -> Exception:
+    """What a failed lookup of ``host`` raises: final, except a temporary failure
+    (``EAI_AGAIN``) of a name that may exist, retried because a resolver outage passes."""
+    special = _special_use_domain(host)
+    if special is not None:
+        return DownloadError(
+            f"cannot resolve host {host}: .{special} is a special-use name that never "
+            f"resolves ({exc.strerror}); check the URL"
+        )
+    if exc.errno == socket.EAI_AGAIN:
+        return _Retry(
+            f"cannot resolve host {host} for now: {exc.strerror} (the DNS resolver may be down)"
+        )
+    return DownloadError(f"cannot resolve host {host}: {exc.strerror}; check the URL")
 
 
 # Cloud metadata and platform endpoints: they hand out credentials to whoever asks from

@@ -152,6 +152,11 @@ def parse_feed(
     )
     identity = feed_identity(podcast_guid, self_link, url)
     title = _plain_text(channel.get("title_detail")) or _plain_text(channel.get("title"))
+    if tags is not None and title in tags.live_titles and title != tags.channel_title:
+        # feedparser reads a podcast:liveItem as channel content: when the channel's own
+        # title was lost to it (an <image title=...> before it does that), a live
+        # item's title stands in for the feed's. An item's title never names the feed.
+        title = " ".join((tags.channel_title or "").split())
     feed_title = _cut(title, limits.max_title_chars) or "Untitled feed"
     key = feed_key(identity)
 
@@ -195,7 +200,9 @@ def parse_feed(
         )
     for warning in warnings:
         log.warning("feed %s: %s", url, warning)
-    language = _text(channel.get("language"))
+    language = _language(channel.get("language"))
+    for episode in episodes:
+        episode.language = episode.language or language
     return ParsedFeed(
         feed_key=key,
         title=feed_title,
@@ -203,7 +210,7 @@ def parse_feed(
         episodes=episodes,
         skipped=skipped,
         podcast_guid=podcast_guid,
-        language=language.strip() if language and language.strip() else None,
+        language=language,
         identity=identity,
         item_identities=identities,
         warnings=warnings,
@@ -259,7 +266,14 @@ def _no_entries_message(data: bytes, parsed: Any, url: str) -> str:
     return "not a feed: " + _describe_non_feed(data, parsed, url)
 
 
+# A page that is HTML though it has no <html> element: an IIS "Document Moved" body
+# (<head><title>…), a fragment such as the spec's HTML transcript (<cite>, <p>).
+_HTML_START = re.compile(r"<(?:head|body|title|h[1-6]|p|div|cite|a|br|meta|link)\b", re.I)
+
+
 def _describe_non_feed(data: bytes, parsed: Any, url: str) -> str:
+    if data.lstrip()[:5] == b"%PDF-":
+        return "the document is a PDF document; give the podcast's RSS or Atom feed URL"
     text = _decode(data, parsed.get("encoding"))
     head = re.sub(r"<!--.*?-->", "", text[:4096], flags=re.DOTALL).lstrip("\ufeff \t\r\n")
     if head[:1] in ("{", "["):
@@ -273,7 +287,7 @@ def _describe_non_feed(data: bytes, parsed: Any, url: str) -> str:
                 "give the podcast's RSS or Atom feed URL"
             )
     lowered = head.lower()
-    if lowered.startswith("<!doctype html") or "<html" in lowered:
+    if lowered.startswith("<!doctype html") or "<html" in lowered or _HTML_START.match(head):
         page = _HtmlPageScanner.scan(text)
         what = "the document is HTML"
         if page.feed_links:  # the link itself is the page's bytes: not quoted
@@ -348,6 +362,10 @@ class _ItemTags:
 class _FeedTags:
     channel_guid: str | None
     items: list[_ItemTags]
+    # The channel's own <title> (None: it has none) and the titles of its live items,
+    # which feedparser reads as channel content (see parse_feed).
+    channel_title: str | None = None
+    live_titles: set[str] = field(default_factory=set)
 
 
 class _PodcastTagScanner(HTMLParser):
@@ -366,7 +384,10 @@ class _PodcastTagScanner(HTMLParser):
         # "podcast" also counts undeclared: a missing xmlns is a common publisher slip.
         self.prefixes = {"podcast"}
         self.channel_guid: str | None = None
+        self.channel_title: str | None = None
+        self.live_titles: set[str] = set()
         self.items: list[_ItemTags] = []
+        self._in_image = 0  # <image>, <textInput>: their <title> is not the channel's
         self._item: _ItemTags | None = None
         self._item_depth = 0
         self._live_depth = 0
@@ -379,6 +400,12 @@ class _PodcastTagScanner(HTMLParser):
         for name, value in values.items():
             if name.startswith("xmlns:") and value in PODCAST_NAMESPACES:
                 self.prefixes.add(name[len("xmlns:") :])
+        if tag in ("image", "textinput"):
+            self._in_image += 1
+        elif tag == "title" and self._item is None and self._capture is None:
+            if self._live_depth or (not self._in_image and self.channel_title is None):
+                self._start_capture(tag, values)
+            return
         if tag in self.ITEM_TAGS:
             if self._item is not None:
                 self._item_depth += 1  # a nested <entry> stays part of its item
@@ -426,9 +453,15 @@ class _PodcastTagScanner(HTMLParser):
         if self._capture is not None:
             self._text.append(data)
 
+    def unknown_decl(self, data: str) -> None:
+        if data.startswith("CDATA["):  # html.parser hands CDATA sections over here
+            self.handle_data(data[len("CDATA[") :])
+
     def handle_endtag(self, tag: str) -> None:
         if self._capture is not None and self._capture[0] == tag:
             self._finish_capture()
+        if tag in ("image", "textinput") and self._in_image:
+            self._in_image -= 1
         if tag in self.ITEM_TAGS and self._item is not None:
             self._item_depth -= 1
             if self._item_depth == 0:
@@ -451,7 +484,12 @@ class _PodcastTagScanner(HTMLParser):
         text = " ".join("".join(self._text).split())
         self._capture = None
         local = tag.rpartition(":")[2]
-        if self._item is None:
+        if tag == "title" and self._item is None:
+            if self._live_depth:
+                self.live_titles.add(text)
+            else:
+                self.channel_title = text
+        elif self._item is None:
             if local == "guid" and text:
                 self.channel_guid = text
         elif local in ("guid", "id") and ":" not in tag:
@@ -473,7 +511,7 @@ class _PodcastTagScanner(HTMLParser):
         if self._item is not None:  # a truncated feed still counts its last item
             self.items.append(self._item)
             self._item = None
-        return _FeedTags(self.channel_guid, self.items)
+        return _FeedTags(self.channel_guid, self.items, self.channel_title, self.live_titles)
 
 
 def _scan_podcast_tags(data: bytes, encoding: str | None) -> _FeedTags | None:
@@ -565,7 +603,9 @@ def _read_item(
     alternates = [
         _Enclosure(uri, mime, length) for mime, length, uri in (p20.alternates if p20 else [])
     ]
-    chosen, problem = _choose_enclosure(_enclosures(entry) + alternates, ctx)
+    chosen, problem = _choose_enclosure(
+        _enclosures(entry) + alternates, ctx, urlless=_has_urlless_enclosure(entry)
+    )
     raw_title = _plain_text(entry.get("title_detail")) or _plain_text(entry.get("title"))
     raw_title = ctx.cut_title(raw_title)
     title = raw_title or _fallback_title(position, published, guid, chosen.url if chosen else None)
@@ -593,12 +633,16 @@ def _read_item(
         published=published,
         mime_type=mime_type,
         enclosure_length=_length(chosen.length) if chosen else None,
+        duration=_duration(entry.get("itunes_duration")),
         description=ctx.cut_description(_description(entry)),
         transcripts=transcripts,
         chapters_url=chapters_url if chapters_url and ctx.allowed(chapters_url) else None,
         chapters=_psc_chapters(entry),
         persons=list(p20.persons) if p20 else [],
+        language=_language(entry.get("language")),  # dc:language; else the channel's
         allow_file_urls=ctx.is_local,
+        # "none" needs no saying: the episode's only input is its transcript.
+        enclosure_problem=problem.reason if problem and problem.category != "none" else None,
     )
     # The identity uses the publisher's title, not our fallback wording.
     return episode, ItemIdentity(guid, audio_url, raw_title or None, published)
@@ -637,6 +681,18 @@ def _enclosures(entry: Any) -> list[_Enclosure]:
     return found
 
 
+def _has_urlless_enclosure(entry: Any) -> bool:
+    """Whether the item has an audio (or untyped) ``<enclosure>`` without a url
+    attribute: a publisher's mistake, which deserves saying rather than "no enclosure"."""
+    for raw in entry.get("enclosures") or []:
+        if (_text(raw.get("href") or raw.get("url")) or "").strip():
+            continue
+        mime = (_text(raw.get("type")) or "").split(";")[0].strip().lower()
+        if mime in UNTYPED_MIME_TYPES or mime.partition("/")[0] in ("", "audio", "x-audio"):
+            return True
+    return False
+
+
 def _classify(enclosure: _Enclosure) -> str:
     mime = enclosure.mime_type
     major = mime.partition("/")[0]
@@ -656,9 +712,14 @@ def _classify(enclosure: _Enclosure) -> str:
 
 
 def _choose_enclosure(
-    enclosures: list[_Enclosure], ctx: _ItemContext
+    enclosures: list[_Enclosure], ctx: _ItemContext, *, urlless: bool = False
 ) -> tuple[_Enclosure | None, _Problem | None]:
-    """The first audio enclosure with an allowed URL, else the reason there is none."""
+    """The first audio enclosure with an allowed URL, else the reason there is none.
+    ``urlless``: the item has an audio ``<enclosure>`` without a url attribute."""
+    if urlless and not any(_classify(e) == "audio" for e in enclosures):
+        return None, _Problem(
+            "nourl", "", "its <enclosure> has no url attribute; ask the publisher to fix the feed"
+        )
     if not enclosures:
         return None, _Problem("none", "", "no enclosure and no podcast:transcript")
     kinds = [(_classify(e), e) for e in enclosures]
@@ -808,6 +869,22 @@ def _length(value: Any) -> int | None:
     return number if number > 0 else None
 
 
+def _duration(value: Any) -> float | None:
+    """``itunes:duration`` in seconds: ``3723``, ``62:03`` or ``1:02:03``; else None."""
+    text = (_text(value) or "").strip()
+    if not re.fullmatch(r"\d+(?::\d{1,2}){0,2}(?:\.\d+)?", text):
+        return None
+    seconds = 0.0
+    for part in text.split(":"):
+        seconds = seconds * 60 + float(part)
+    return seconds if seconds > 0 else None
+
+
+def _language(value: Any) -> str | None:
+    text = (_text(value) or "").strip()
+    return text[:35] or None  # a BCP 47 tag is short; a feed's junk is not kept whole
+
+
 def _description(entry: Any) -> str | None:
     """The item's text: a plain-text summary (itunes:summary) if there is one, else the
     fullest HTML (content:encoded before description) with tags stripped."""
@@ -926,10 +1003,13 @@ def _no_usable_items_message(total: int, problems: list[_Problem]) -> str:
     noun = "item" if total == 1 else "items"
     groups: dict[str, Counter[str]] = {}
     for problem in problems:
-        groups.setdefault(problem.category, Counter())[problem.detail] += 1
+        # An item whose <enclosure> lacks its URL is named: the publisher has to find it.
+        detail = problem.title if problem.category == "nourl" else problem.detail
+        groups.setdefault(problem.category, Counter())[detail] += 1
     labels = {
         "video": "video-only",
         "none": "with no enclosure",
+        "nourl": "whose <enclosure> has no url attribute",
         "other": "with non-audio enclosures",
         "ambiguous": "with untyped, possibly video enclosures",
         "scheme": "with disallowed URL schemes",
@@ -938,12 +1018,15 @@ def _no_usable_items_message(total: int, problems: list[_Problem]) -> str:
     parts = []
     for category, details in groups.items():
         count = sum(details.values())
-        named = ", ".join(d for d in details if d)
+        shown = [d for d in details if d]
+        named = ", ".join(shown[:3]) + (f" and {len(shown) - 3} more" if len(shown) > 3 else "")
         parts.append(f"{count} {labels[category]}" + (f": {named}" if named else ""))
     if set(groups) == {"video"}:
         advice = "podmill processes audio; use the show's audio feed if it has one"
     elif set(groups) == {"none"}:
         advice = "this looks like a news or blog feed, not a podcast"
+    elif set(groups) == {"nourl"}:
+        advice = "ask the publisher to fix the feed"
     else:
         advice = "check that this is the podcast's audio feed"
     return (

@@ -19,11 +19,17 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import PurePosixPath
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 from podmill.domain import Segment, Transcript, TranscriptLink, Word
 from podmill.errors import TranscriptFormatError
+from podmill.transcript_formats import (
+    CLOSING_PUNCTUATION,
+    join_closing_punctuation,
+    normalise,
+    tidy_text,
+)
 
 # Speaking rate used to estimate times when a transcript has none.
 WORDS_PER_MINUTE = 150.0
@@ -58,11 +64,13 @@ def transcript_format(mime_type: str | None, url: str = "") -> str | None:
     return FORMAT_EXTENSIONS.get(_extension(url))
 
 
-def choose_transcript(
+def rank_transcripts(
     links: Sequence[TranscriptLink], *, language: str | None = None
-) -> TranscriptLink | None:
-    """The link worth fetching: JSON > WebVTT > SRT > HTML > plain text.
+) -> list[TranscriptLink]:
+    """Every link, in the order worth trying: JSON > WebVTT > SRT > HTML > plain text.
 
+    The fetch stage tries them in this order and falls through to the next on a
+    failed fetch, unreadable content or too little coverage (docs/feeds.md).
     ``rel="captions"`` is not held against a link: the spec uses it for time-coded
     caption files, which are exactly what podmill wants. With ``language``, links in
     that language (``en`` matches ``en-US``) come first, then links that state none.
@@ -75,9 +83,15 @@ def choose_transcript(
         format_rank = FORMAT_PREFERENCE.index(fmt) if fmt else len(FORMAT_PREFERENCE)
         return (_language_rank(link.language, language), format_rank, index)
 
-    if not links:
-        return None
-    return min(enumerate(links), key=rank)[1]
+    return [link for _, link in sorted(enumerate(links), key=rank)]
+
+
+def choose_transcript(
+    links: Sequence[TranscriptLink], *, language: str | None = None
+) -> TranscriptLink | None:
+    """The link tried first (see :func:`rank_transcripts`), or None without links."""
+    ranked = rank_transcripts(links, language=language)
+    return ranked[0] if ranked else None
 
 
 def _language_rank(link_language: str | None, wanted: str | None) -> int:
@@ -112,20 +126,29 @@ def parse_transcript(
     fmt = _detect_format(text, mime_type, url)
     declared = (mime_type or "").split(";")[0].strip().lower()
     mime = declared if transcript_format(declared) == fmt else FORMAT_MIME_TYPES[fmt][0]
-    reader = _READERS[fmt]
-    segments, estimated = reader(text, duration, where)
-    segments = [s for s in segments if s.words]
+    reading = _READERS[fmt](text, duration, where)
+    segments = [s for s in reading.segments if s.words]
     if not segments:
         raise TranscriptFormatError(
             f"transcript{where} ({mime}) contains no text; check the podcast:transcript link"
         )
     end = max(s.end for s in segments)
-    return Transcript(
+    transcript = Transcript(
         language=language,
         duration=max(end, duration or 0.0),
         segments=segments,
-        source=f"feed:{mime}" + (" (times estimated)" if estimated else ""),
+        source=f"feed:{mime}" + (" (times estimated)" if reading.estimated else ""),
+        unreadable_cues=reading.unreadable_cues,
     )
+    # Publishers' times overlap and run backwards (shared JSON spans, shuffled cues);
+    # what podmill hands on is always monotonic.
+    return normalise(transcript)
+
+
+class _Reading(NamedTuple):
+    segments: list[Segment]
+    estimated: bool = False  # the file had no times; they were spread by word count
+    unreadable_cues: int = 0  # cues dropped because their timing line could not be read
 
 
 # --- decoding and format detection --------------------------------------------------
@@ -154,7 +177,10 @@ def _decode(data: bytes, where: str) -> str:
     return text
 
 
-_TIMESTAMP = r"(?:\d+:)?\d{1,2}:\d{2}(?:[.,]\d{1,3})?"
+# Lenient on purpose: besides the spec's "00:01:02.500" / "00:01:02,500", caption tools
+# write "1:02.5", "00:01,5", "0.860" (seconds only), hours past 99 and missing leading
+# zeros. _seconds rejects minutes or seconds fields of 60 or more.
+_TIMESTAMP = r"(?:(?:\d+:){1,2}\d+(?:[.,]\d*)?|\d+[.,]\d+)"
 _TIMING_LINE = re.compile(rf"^\s*({_TIMESTAMP})\s*-->\s*({_TIMESTAMP})(?:\s+.*)?$")
 _TIMING_ANYWHERE = re.compile(rf"^\s*{_TIMESTAMP}\s*-->\s*{_TIMESTAMP}", re.MULTILINE)
 
@@ -185,19 +211,9 @@ def _detect_format(text: str, mime_type: str | None, url: str) -> str:
 
 # --- words from a timed span --------------------------------------------------------
 
-# Tokens that are only closing punctuation ("podcast ." in hand-edited captions) belong
-# to the word before them.
-_TRAILING_PUNCTUATION = re.compile(r"^[.,;:!?…)\]\"'”’»]+$")
-
 
 def _tokens(text: str) -> list[str]:
-    tokens: list[str] = []
-    for token in text.split():
-        if tokens and _TRAILING_PUNCTUATION.match(token):
-            tokens[-1] += token
-        else:
-            tokens.append(token)
-    return tokens
+    return join_closing_punctuation(text.split())
 
 
 def _timed_words(text: str, start: float, end: float, speaker: str | None) -> list[Word]:
@@ -223,7 +239,7 @@ def _segment(
     for i, (chunk_start, chunk) in enumerate(chunks):
         chunk_end = chunks[i + 1][0] if i + 1 < len(chunks) else end
         words.extend(_timed_words(chunk, chunk_start, chunk_end, speaker))
-    text = " ".join(" ".join(chunk.split()) for _, chunk in chunks if chunk.strip())
+    text = tidy_text(" ".join(chunk for _, chunk in chunks))
     return Segment(round(start, 3), round(end, 3), text, words, speaker)
 
 
@@ -260,26 +276,47 @@ class _Cue:
 
 
 def _seconds(stamp: str) -> float:
-    parts = stamp.replace(",", ".").split(":")
+    """``"1:02.5"`` → 62.5; raises ValueError for a minutes or seconds field of 60 or more."""
+    parts = stamp.strip().replace(",", ".").split(":")
     seconds = 0.0
-    for part in parts:
-        seconds = seconds * 60 + float(part)
+    for i, part in enumerate(parts):
+        value = float(part)
+        if i > 0 and value >= 60:
+            raise ValueError(f"field {part!r} of {stamp!r} is 60 or more")
+        seconds = seconds * 60 + value
     return seconds
 
 
-def _cues(text: str) -> list[_Cue]:
+def _cue_times(line: str) -> tuple[float, float] | None:
+    timing = _TIMING_LINE.match(line)
+    if not timing:
+        return None
+    try:
+        start, end = _seconds(timing.group(1)), _seconds(timing.group(2))
+    except ValueError:
+        return None
+    return start, max(end, start)
+
+
+def _cues(text: str) -> tuple[list[_Cue], int]:
+    """The cues, and how many timing lines (``-->``) could not be read: those cues'
+    text is skipped, not glued to the cue before."""
     cues: list[_Cue] = []
+    unreadable = 0
     current: _Cue | None = None
     for line in text.split("\n"):
-        timing = _TIMING_LINE.match(line)
-        if timing:
+        if "-->" in line:
             if current is not None:
                 # A missing blank line leaves the next cue's SRT index in this cue.
                 if current.lines and current.lines[-1].strip().isdigit():
                     current.lines.pop()
                 cues.append(current)
-            start, end = _seconds(timing.group(1)), _seconds(timing.group(2))
-            current = _Cue(start, max(end, start), [])
+                current = None
+            times = _cue_times(line)
+            if times is None:
+                unreadable += 1
+            else:
+                current = _Cue(times[0], times[1], [])
         elif current is not None:
             if line.strip():
                 current.lines.append(line.strip())
@@ -289,7 +326,7 @@ def _cues(text: str) -> list[_Cue]:
         # Lines outside a cue: WEBVTT header, NOTE/STYLE blocks, SRT indices, cue ids.
     if current is not None:
         cues.append(current)
-    return cues
+    return cues, unreadable
 
 
 _VOICE = re.compile(r"<v(?:\.[^\s>]*)?\s+([^>]*)>")
@@ -299,8 +336,13 @@ _INLINE_TIME = re.compile(r"<((?:\d+:)?\d{2}:\d{2}\.\d{3})>")
 _TAG = re.compile(r"</?(?:i|b|u|s|font|c|v|ruby|rt|lang|span)(?:[\s.][^<>]*)?>|\{\\[^}]*\}")
 
 
-def _read_cues(text: str, duration: float | None, where: str) -> tuple[list[Segment], bool]:
-    cues = _cues(text)
+def _read_cues(text: str, duration: float | None, where: str) -> _Reading:
+    cues, unreadable = _cues(text)
+    if not cues and unreadable:
+        raise TranscriptFormatError(
+            f"transcript{where} has no readable cues: none of its {unreadable} timing lines "
+            "could be read (expected 'start --> end', e.g. 00:01:02.500 --> 00:01:04.000)"
+        )
     if not cues:
         raise TranscriptFormatError(
             f"transcript{where} has no cues (no 'start --> end' timing lines); "
@@ -321,7 +363,7 @@ def _read_cues(text: str, duration: float | None, where: str) -> tuple[list[Segm
                 chunks[0] = (chunks[0][0], rest)
         if any(chunk.strip() for _, chunk in chunks):
             segments.append(_segment(chunks, cue.start, cue.end, speaker))
-    return segments, False
+    return _Reading(segments, unreadable_cues=unreadable)
 
 
 def _timed_chunks(raw: str, cue: _Cue) -> list[tuple[float, str]]:
@@ -332,7 +374,8 @@ def _timed_chunks(raw: str, cue: _Cue) -> list[tuple[float, str]]:
         previous = chunks[-1][0]
         at = min(max(_seconds(pieces[i]), previous), cue.end)
         chunks.append((at, pieces[i + 1]))
-    return [(at, " ".join(html.unescape(_TAG.sub(" ", chunk)).split())) for at, chunk in chunks]
+    # Tags go without a trace ("<i>Hi</i>, Bob" → "Hi, Bob"); entities are decoded after.
+    return [(at, " ".join(html.unescape(_TAG.sub("", chunk)).split())) for at, chunk in chunks]
 
 
 # --- JSON ---------------------------------------------------------------------------
@@ -341,7 +384,7 @@ _JSON_SENTENCE_END = re.compile(r"[.!?…][\"'”’)]*$")
 _JSON_GAP_SECONDS = 2.0
 
 
-def _read_json(text: str, duration: float | None, where: str) -> tuple[list[Segment], bool]:
+def _read_json(text: str, duration: float | None, where: str) -> _Reading:
     try:
         data = json.loads(text)
     except ValueError as exc:
@@ -355,10 +398,10 @@ def _read_json(text: str, duration: float | None, where: str) -> tuple[list[Segm
     if entries and all(isinstance(e, dict) and "words" in e and "start" in e for e in entries):
         # podmill's own artifact (Transcript.to_dict), e.g. re-imported from another run.
         try:
-            return Transcript.from_dict({**data, "source": "", "duration": 0}).segments, False
+            return _Reading(Transcript.from_dict({**data, "source": "", "duration": 0}).segments)
         except (KeyError, TypeError, ValueError) as exc:
             raise TranscriptFormatError(f"JSON transcript{where} is malformed: {exc}") from exc
-    return _group_json_entries(entries, where), False
+    return _Reading(_group_json_entries(entries, where))
 
 
 def _group_json_entries(entries: list[Any], where: str) -> list[Segment]:
@@ -373,7 +416,7 @@ def _group_json_entries(entries: list[Any], where: str) -> list[Segment]:
             continue
         if entry.get("speaker"):
             speaker = str(entry["speaker"]).strip() or speaker  # carries forward, as in SRT
-        body = " ".join(html.unescape(_TAG.sub(" ", str(entry.get("body") or ""))).split())
+        body = " ".join(html.unescape(_TAG.sub("", str(entry.get("body") or ""))).split())
         start, end = _number(entry.get("startTime")), _number(entry.get("endTime"))
         if body and start is not None and start >= 0:
             end = max(end if end is not None else start, start)
@@ -382,7 +425,8 @@ def _group_json_entries(entries: list[Any], where: str) -> list[Segment]:
         raise TranscriptFormatError(
             f"JSON transcript{where} has no segment with a body and a startTime"
         )
-    timed.sort(key=lambda entry: entry[0])
+    timed.sort(key=lambda entry: entry[0])  # stable: entries sharing a start keep order
+    timed = _share_spans(_join_punctuation_entries(timed))
 
     groups: list[list[tuple[float, float, str, str | None]]] = []
     for entry in timed:
@@ -399,9 +443,47 @@ def _group_json_entries(entries: list[Any], where: str) -> list[Segment]:
     for group in groups:
         who = group[0][3]
         words = [w for start, end, body, _ in group for w in _timed_words(body, start, end, who)]
-        text = " ".join(body for _, _, body, _ in group)
+        text = tidy_text(" ".join(body for _, _, body, _ in group))
         segments.append(Segment(group[0][0], max(end for _, end, _, _ in group), text, words, who))
     return segments
+
+
+_JsonEntry = tuple[float, float, str, str | None]  # start, end, body, speaker
+
+
+def _join_punctuation_entries(timed: list[_JsonEntry]) -> list[_JsonEntry]:
+    """An entry that is only closing punctuation ("," "." "?") joins the entry before."""
+    joined: list[_JsonEntry] = []
+    for start, end, body, speaker in timed:
+        if joined and CLOSING_PUNCTUATION.match(body):
+            p_start, p_end, p_body, p_speaker = joined[-1]
+            joined[-1] = (p_start, max(p_end, end), p_body + body, p_speaker)
+        else:
+            joined.append((start, end, body, speaker))
+    return joined
+
+
+def _share_spans(timed: list[_JsonEntry]) -> list[_JsonEntry]:
+    """Consecutive entries carrying the same ``startTime``/``endTime`` (hosted exports
+    repeat a phrase's span on each of its words) share it in proportion to their length,
+    so their words follow each other instead of all starting together."""
+    shared: list[_JsonEntry] = []
+    i = 0
+    while i < len(timed):
+        j = i + 1
+        while j < len(timed) and timed[j][:2] == timed[i][:2]:
+            j += 1
+        start, end = timed[i][:2]
+        run = timed[i:j]
+        total = sum(len(body) for _, _, body, _ in run)
+        done = 0
+        for _, _, body, speaker in run:
+            piece_start = start + (end - start) * done / total
+            done += len(body)
+            piece_end = start + (end - start) * done / total
+            shared.append((round(piece_start, 3), round(piece_end, 3), body, speaker))
+        i = j
+    return shared
 
 
 def _number(value: Any) -> float | None:
@@ -478,10 +560,13 @@ class _HtmlTranscriptScanner(HTMLParser):
 def _clock(value: str) -> float | None:
     if not re.fullmatch(r"(\d+:){0,2}\d+(\.\d+)?", value.strip()):
         return None
-    return _seconds(value.strip())
+    try:
+        return _seconds(value)
+    except ValueError:
+        return None
 
 
-def _read_html(text: str, duration: float | None, where: str) -> tuple[list[Segment], bool]:
+def _read_html(text: str, duration: float | None, where: str) -> _Reading:
     scanner = _HtmlTranscriptScanner()
     try:
         scanner.feed(text)
@@ -495,7 +580,7 @@ def _read_html(text: str, duration: float | None, where: str) -> tuple[list[Segm
     known = [t for t in times if t is not None]
     if len(known) < len(times) or known != sorted(known):
         # Missing or shuffled times cannot bound the turns; estimate them all instead.
-        return _estimated_segments([(t.speaker, t.text) for t in turns], duration), True
+        return _Reading(_estimated_segments([(t.speaker, t.text) for t in turns], duration), True)
     segments: list[Segment] = []
     for i, (turn, start) in enumerate(zip(turns, known, strict=True)):
         if i + 1 < len(known):
@@ -504,7 +589,7 @@ def _read_html(text: str, duration: float | None, where: str) -> tuple[list[Segm
             estimate = start + _speaking_seconds(len(_tokens(turn.text)))
             end = duration if duration and duration > start else estimate
         segments.append(_segment([(start, turn.text)], start, end, turn.speaker))
-    return segments, False
+    return _Reading(segments)
 
 
 # --- plain text ---------------------------------------------------------------------
@@ -512,7 +597,7 @@ def _read_html(text: str, duration: float | None, where: str) -> tuple[list[Segm
 _SENTENCE_BREAK = re.compile(r"(?<=[.!?…])[\"'”’)]*\s+(?=[\"'“‘(]?[A-Z0-9])")
 
 
-def _read_text(text: str, duration: float | None, where: str) -> tuple[list[Segment], bool]:
+def _read_text(text: str, duration: float | None, where: str) -> _Reading:
     """No times at all: sentences spread over the episode in proportion to their words."""
     units: list[tuple[str | None, str]] = []
     speaker: str | None = None
@@ -525,7 +610,7 @@ def _read_text(text: str, duration: float | None, where: str) -> tuple[list[Segm
         units.extend((speaker, s) for s in _SENTENCE_BREAK.split(paragraph) if s.strip())
     if not units:
         raise TranscriptFormatError(f"transcript{where} contains no text")
-    return _estimated_segments(units, duration), True
+    return _Reading(_estimated_segments(units, duration), True)
 
 
 def _speaking_seconds(words: int) -> float:

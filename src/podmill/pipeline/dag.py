@@ -43,7 +43,7 @@ STAGES: tuple[Stage, ...] = (
         ("fetch",),
         "asr",
         ("transcript.json", "transcript.srt", "transcript.vtt", "transcript.txt"),
-        "1",
+        "2",  # 2: the feed's language picks the model; never English-only on another
     ),
     Stage(
         "segment",
@@ -55,14 +55,15 @@ STAGES: tuple[Stage, ...] = (
     ),
     Stage("decide", ("segment",), "cpu", ("decide.json",), "1", tree=True),
     Stage("subsegment", ("decide",), "cpu", ("l2.json",), "1", tree=True),
-    Stage("summarize_l1", ("segment",), "cpu", ("summaries_l1.json",), "1", tree=True),
-    Stage("summarize_l2", ("subsegment",), "cpu", ("summaries_l2.json",), "1", tree=True),
+    # summarize_*, synthesize 2: key points are never filler (pipeline/keypoints.py)
+    Stage("summarize_l1", ("segment",), "cpu", ("summaries_l1.json",), "2", tree=True),
+    Stage("summarize_l2", ("subsegment",), "cpu", ("summaries_l2.json",), "2", tree=True),
     Stage(
         "synthesize",
         ("summarize_l1", "summarize_l2"),
         "cpu",
         ("topics.json",),
-        "1",
+        "2",
         join=True,
         tree=True,
     ),

@@ -12,7 +12,7 @@ import json
 from typing import Any
 
 from podmill.pipeline.dag import STAGES
-from podmill.settings import Settings
+from podmill.settings import FeedTranscriptSettings, Settings
 
 
 def fingerprint_inputs(settings: Settings) -> dict[str, Any]:
@@ -32,6 +32,10 @@ def fingerprint_inputs(settings: Settings) -> dict[str, Any]:
         "topics": settings.topics.model_dump(),
         "prefer_feed_transcripts": settings.prefer_feed_transcripts,
     }
+    coverage = settings.feed_transcripts.model_dump()
+    if settings.prefer_feed_transcripts and coverage != FeedTranscriptSettings().model_dump():
+        # Only when changed, so that the defaults keep every earlier fingerprint.
+        inputs["feed_transcripts"] = coverage
     if settings.diarization.enabled:
         # Only when on, so that turning the feature off keeps every earlier fingerprint;
         # the device, like ASR's, is not an output.

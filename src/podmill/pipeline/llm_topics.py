@@ -25,7 +25,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-from podmill.pipeline import topics
+from podmill.pipeline import keypoints, topics
 from podmill.pipeline.context import StageContext
 from podmill.pipeline.sentences import Sentence
 from podmill.settings import LlmSettings, TopicSettings
@@ -495,7 +495,8 @@ def _clean(obj: dict[str, Any]) -> dict[str, Any]:
     return {
         "title": obj["title"].strip().strip('"').rstrip("."),
         "summary": " ".join(obj["summary"].split()),
-        "key_points": [" ".join(p.split()) for p in obj["key_points"] if p.strip()],
+        # the model's points obey the same rule as extractive ones: never filler
+        "key_points": keypoints.key_points(" ".join(p.split()) for p in obj["key_points"]),
     }
 
 

@@ -15,10 +15,10 @@ import numpy as np
 
 from podmill import transcript_formats
 from podmill.domain import TopicNode, Transcript
-from podmill.errors import PodmillError, TranscriptFormatError
+from podmill.errors import PodmillError
 from podmill.feeds import transcripts as feed_transcripts
 from podmill.feeds.download import download, fetch_bytes
-from podmill.pipeline import llm_topics, outline, topics
+from podmill.pipeline import keypoints, llm_topics, outline, topics
 from podmill.pipeline.context import StageContext
 from podmill.pipeline.sentences import Sentence, sentences_from_dicts, split_sentences
 
@@ -40,27 +40,39 @@ ARTIFACT_KINDS = {
 
 
 def fetch(ctx: StageContext) -> None:
-    """Get the episode's input: a publisher transcript (preferred) or the audio."""
+    """Get the episode's input: a publisher transcript (preferred) or the audio.
+
+    Every ``podcast:transcript`` link is a candidate, tried in :func:`rank_transcripts`
+    order; one that fails to fetch or parse, or covers too little of the audio
+    (``feed_transcripts``), falls through to the next, then to ASR. Each try is a
+    step note: ``feed transcript N/M URL (format): outcome``.
+    """
     ep = ctx.episode
+    audio: dict[str, Any] | None = None
     if ctx.settings.prefer_feed_transcripts and ep.transcripts:
-        link = feed_transcripts.choose_transcript(ep.transcripts)
-        if link is not None:
-            try:
-                ctx.write_json("source.json", _fetch_transcript(ctx, link.url, link.mime_type))
-                return
-            except (PodmillError, TranscriptFormatError) as exc:
-                if not ep.audio_url:
-                    raise
-                ctx.notes.append(f"feed transcript unusable ({exc}); using ASR")
+        source, audio = _feed_transcript(ctx)
+        if source is not None:
+            ctx.write_json("source.json", source)
+            return
+    if not ep.audio_url and ep.enclosure_problem:
+        raise PodmillError(
+            f"episode {ep.title!r} has no usable podcast:transcript and no audio: "
+            f"{ep.enclosure_problem}"
+        )
     if not ep.audio_url:
         raise PodmillError(
             "episode has no audio enclosure and no usable podcast:transcript; nothing to process"
         )
+    ctx.write_json("source.json", audio or _fetch_audio(ctx, ep.audio_url))
+
+
+def _fetch_audio(ctx: StageContext, url: str) -> dict[str, Any]:
+    """Download the enclosure and probe its duration: the ``audio`` source."""
     media = ctx.store.media_dir(ctx.key)
     media.mkdir(parents=True, exist_ok=True)
-    suffix = Path(ep.audio_url.split("?")[0]).suffix.lower()[:6] or ".audio"
+    suffix = Path(url.split("?")[0]).suffix.lower()[:6] or ".audio"
     got = download(
-        ep.audio_url, media / f"audio{suffix}", ctx.settings, allow_file_urls=ep.allow_file_urls
+        url, media / f"audio{suffix}", ctx.settings, allow_file_urls=ctx.episode.allow_file_urls
     )
     from podmill.audio import probe_duration
 
@@ -69,27 +81,82 @@ def fetch(ctx: StageContext) -> None:
     except Exception:
         got.path.unlink(missing_ok=True)  # undecodable audio is not kept
         raise
-    ctx.write_json(
-        "source.json",
-        {
-            "kind": "audio",
-            "url": ep.audio_url,
-            "path": str(got.path.relative_to(ctx.settings.data_dir)),
-            "sha256": got.sha256,
-            "size": got.size,
-            "format": got.format,
-            "content_type": got.content_type,
-            "duration": duration,
-        },
-    )
+    return {
+        "kind": "audio",
+        "url": url,
+        "path": str(got.path.relative_to(ctx.settings.data_dir)),
+        "sha256": got.sha256,
+        "size": got.size,
+        "format": got.format,
+        "content_type": got.content_type,
+        "duration": duration,
+    }
 
 
-def _fetch_transcript(ctx: StageContext, url: str, mime: str | None) -> dict[str, Any]:
+def _feed_transcript(ctx: StageContext) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """The first usable feed transcript's source (None: use ASR), and the audio source
+    when the coverage check had to download the audio to learn its duration."""
+    ep = ctx.episode
+    links = feed_transcripts.rank_transcripts(ep.transcripts)
+    audio: dict[str, Any] | None = None
+    duration = ep.duration
+    failure: PodmillError | None = None
+    for n, link in enumerate(links, start=1):
+        fmt = feed_transcripts.transcript_format(link.mime_type, link.url) or "unknown format"
+        tried = f"feed transcript {n}/{len(links)} {link.url} ({fmt})"
+        try:
+            body, mime, final_url = _fetch_transcript(ctx, link.url, link.mime_type)
+            transcript = feed_transcripts.parse_transcript(body, mime, url=final_url)
+        except PodmillError as exc:
+            failure = exc
+            ctx.notes.append(f"{tried}: unusable: {exc}")
+            continue
+        problem = _coverage_problem(ctx, transcript, duration)
+        if (
+            problem is None
+            and duration is None
+            and ep.audio_url
+            and _coverage_checked(ctx, transcript)
+        ):
+            # The feed does not say how long the episode is: the audio does.
+            try:
+                audio = _fetch_audio(ctx, ep.audio_url)
+                duration = float(audio["duration"])
+            except PodmillError as exc:
+                ctx.notes.append(f"{tried}: coverage not checked, the audio failed: {exc}")
+            problem = _coverage_problem(ctx, transcript, duration)
+        if problem is not None:
+            failure = PodmillError(f"feed transcript {link.url} {problem}")
+            ctx.notes.append(f"{tried}: {problem}")
+            continue
+        ctx.notes.append(f"{tried}: used{_coverage_said(transcript, duration)}")
+        return _keep_transcript(ctx, link.url, mime, body, duration), audio
+    if not ep.audio_url and failure is not None:
+        # A failed step keeps no notes: the tries go into its error.
+        tries = "; ".join(note.removeprefix("feed transcript ") for note in ctx.notes)
+        no_audio = "it has no audio enclosure to transcribe instead"
+        if ep.enclosure_problem:
+            no_audio = f"{ep.title!r} has no audio instead ({ep.enclosure_problem})"
+        raise PodmillError(
+            f"none of the episode's {len(links)} podcast:transcript link(s) is usable and "
+            f"{no_audio}; tried {tries}"
+        ) from failure
+    ctx.notes.append(f"no usable feed transcript ({len(links)} tried); using ASR")
+    return None, audio
+
+
+def _fetch_transcript(
+    ctx: StageContext, url: str, mime: str | None
+) -> tuple[bytes, str | None, str]:
     body, content_type, final_url = fetch_bytes(
         url, ctx.settings, allow_file_urls=ctx.episode.allow_file_urls
     )
-    mime = mime or content_type
-    feed_transcripts.parse_transcript(body, mime, url=final_url)  # validate before keeping it
+    return body, mime or content_type, final_url
+
+
+def _keep_transcript(
+    ctx: StageContext, url: str, mime: str | None, body: bytes, duration: float | None
+) -> dict[str, Any]:
     ext = mimetypes.guess_extension((mime or "").split(";")[0]) or ".txt"
     media = ctx.store.media_dir(ctx.key)
     media.mkdir(parents=True, exist_ok=True)
@@ -102,7 +169,48 @@ def _fetch_transcript(ctx: StageContext, url: str, mime: str | None) -> dict[str
         "url": url,
         "mime_type": mime,
         "path": str(target.relative_to(ctx.settings.data_dir)),
+        "duration": duration,
     }
+
+
+def _coverage_checked(ctx: StageContext, transcript: Transcript) -> bool:
+    # Estimated times are spread over the audio by construction: nothing to check.
+    return ctx.settings.feed_transcripts.min_coverage > 0 and "estimated" not in transcript.source
+
+
+def _coverage_problem(
+    ctx: StageContext, transcript: Transcript, duration: float | None
+) -> str | None:
+    """Why ``transcript`` covers clearly less than the audio, or None when it does not
+    (or when the audio's duration is unknown)."""
+    cfg = ctx.settings.feed_transcripts
+    if not _coverage_checked(ctx, transcript) or not transcript.segments:
+        return None
+    first = min(s.start for s in transcript.segments)
+    last = max(s.end for s in transcript.segments)
+    if first > cfg.max_start_gap_seconds:
+        return (
+            f"its first cue starts at {first:.1f} s, later than "
+            f"feed_transcripts.max_start_gap_seconds = {cfg.max_start_gap_seconds:g}; "
+            "using ASR (set feed_transcripts.min_coverage = 0 to use it anyway)"
+        )
+    if not duration:
+        return None
+    share = max(0.0, min(last, duration) - first) / duration
+    if share < cfg.min_coverage:
+        return (
+            f"covers {share:.0%} of the {duration:.0f} s audio ({first:.0f}-{last:.0f} s), "
+            f"under feed_transcripts.min_coverage = {cfg.min_coverage:g}; using ASR "
+            "(set feed_transcripts.min_coverage = 0 to use it anyway)"
+        )
+    return None
+
+
+def _coverage_said(transcript: Transcript, duration: float | None) -> str:
+    if not duration or not transcript.segments:
+        return ""
+    last = max(s.end for s in transcript.segments)
+    return f" (ends at {last:.0f} s of {duration:.0f} s)"
 
 
 # ----------------------------------------------------------------------- transcribe
@@ -114,16 +222,22 @@ def transcribe(ctx: StageContext) -> None:
     path = ctx.settings.data_dir / source["path"]
     if source["kind"] == "feed_transcript":
         transcript = feed_transcripts.parse_transcript(
-            path.read_bytes(), source.get("mime_type"), url=source.get("url", "")
+            path.read_bytes(),
+            source.get("mime_type"),
+            url=source.get("url", ""),
+            duration=source.get("duration"),
         )
     else:
         from podmill.ml import asr
 
+        # The feed's language decides the model and what Whisper is told (never an
+        # English-only model on another language); refused before any model loads.
+        settings = asr.language_plan(ctx.settings.asr, ctx.episode.language, ctx.notes)
         if ctx.settings.diarization.enabled:
             from podmill.ml import diarize
 
             diarize.check_installed()  # before the long ASR pass, not after it
-        transcript = asr.transcribe(path, ctx.settings.asr, on_progress=ctx.on_audio_progress)
+        transcript = asr.transcribe(path, settings, on_progress=ctx.on_audio_progress)
         transcript.duration = max(transcript.duration, float(source.get("duration") or 0.0))
         if ctx.settings.diarization.enabled:
             from podmill.pipeline.speakers import assign_speakers
@@ -134,6 +248,9 @@ def transcribe(ctx: StageContext) -> None:
 
 
 def write_transcript(ctx: StageContext, transcript: Transcript) -> None:
+    """The transcript artifacts, from times made monotonic and checked (whatever the
+    source: a player must never see a word or cue run backwards)."""
+    transcript = transcript_formats.prepare(transcript)
     ctx.write_text("transcript.srt", transcript_formats.to_srt(transcript))
     ctx.write_text("transcript.vtt", transcript_formats.to_vtt(transcript))
     ctx.write_text("transcript.txt", transcript_formats.to_txt(transcript))
@@ -272,6 +389,8 @@ def _summaries(
             better = llm_topics.node_texts(
                 llm, sentences, span, ctx.settings.topics, f"{label}{n} summary"
             )
+            if better is not None and not better["key_points"]:  # all filler: keep ours
+                del better["key_points"]
             text.update(better or {})
         texts.append(text)
     return texts
@@ -324,7 +443,8 @@ def synthesize(ctx: StageContext) -> None:
             if better is not None:
                 if not ctx.episode.feed_key:  # a feed's own title stays, as in extractive mode
                     root.title = better["title"]
-                root.summary, root.key_points = better["summary"], better["key_points"]
+                root.summary = better["summary"]
+                root.key_points = better["key_points"] or root.key_points  # all filler: ours
         llm.finish()
         llm_topics.merge_usage(ctx, _tree_stages())
     ctx.write_json(
@@ -390,10 +510,11 @@ def _fill_root(
         longest = sorted(range(len(spans)), key=lambda i: (-(spans[i].last - spans[i].first), i))
         picks = sorted(longest[: ctx.settings.topics.summary_sentences + 1])
         root.summary = " ".join(topics.most_central(sentences, vectors, spans[i]) for i in picks)
-    root.key_points = [
-        f"{child.title}: {child.key_points[0] if child.key_points else child.summary}"
-        for child in root.children[:8]
-    ]
+    root.key_points = []
+    for child in root.children[:8]:
+        point = child.key_points[0] if child.key_points else child.summary
+        if keypoints.is_key_point(point):  # a topic of filler adds no point
+            root.key_points.append(f"{child.title}: {point}")
 
 
 # ---------------------------------------------------------------------- index, publish

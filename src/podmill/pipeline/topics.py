@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from podmill.pipeline import keyphrases
+from podmill.pipeline import keyphrases, keypoints
 from podmill.pipeline.sentences import Sentence
 from podmill.settings import TopicSettings
 
@@ -275,14 +275,17 @@ def summarise(
     count = max(1, min(settings.summary_sentences, math.ceil(len(texts) / 3)))
     by_centrality = sorted(range(len(texts)), key=lambda i: (-central[i], i))
     summary_idx = sorted(by_centrality[:count])
-    points_idx = _mmr(part, central, settings.key_points, exclude=set(summary_idx))
+    # Filler ("Yeah.", "So you can start.") is never a key point, however central.
+    shown = [_shorten(text, 25) for text in texts]
+    filler = {i for i, text in enumerate(shown) if not keypoints.is_key_point(text)}
+    points_idx = _mmr(part, central, settings.key_points, exclude=set(summary_idx) | filler)
     if not points_idx:
-        points_idx = summary_idx
+        points_idx = [i for i in summary_idx if i not in filler]
     phrases = keyphrases.rank(texts, centroid, embed, background=background)
     return NodeText(
         title=keyphrases.title_from(phrases) or _shorten(texts[by_centrality[0]], 8),
         summary=" ".join(texts[i] for i in summary_idx),
-        key_points=[_shorten(texts[i], 25) for i in sorted(points_idx)],
+        key_points=[shown[i] for i in sorted(points_idx)],
         keywords=phrases,
     )
 

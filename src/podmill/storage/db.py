@@ -24,7 +24,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
-from podmill.errors import PodmillError
+from podmill.errors import PodmillError, missing_extra
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 5000
@@ -175,6 +175,19 @@ def _take_migration_lock(conn: Connection) -> None:
         conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_MIGRATION_LOCK})
 
 
+def _missing_driver(url: URL, exc: ImportError) -> PodmillError:
+    """A database URL whose driver is not installed, as one line to act on."""
+    shown = url.render_as_string(hide_password=True)
+    missing = missing_extra(exc, f"the database {shown}")
+    if missing is not None:
+        return missing
+    return DatabaseError(
+        f"database {shown}: its driver {exc.name or url.drivername!r} is not installed; "
+        "podmill uses sqlite:///FILE or postgresql+psycopg://USER@HOST/DB "
+        "(pip install 'podmill[postgres]')"
+    )
+
+
 def _engine(
     url: str, *, foreign_keys: bool, poolclass: Any = None, pre_ping: bool = True
 ) -> Engine:
@@ -183,7 +196,10 @@ def _engine(
     if poolclass is not None:
         kwargs["poolclass"] = poolclass
     if parsed.get_backend_name() != "sqlite":
-        return create_engine(parsed, pool_pre_ping=pre_ping, **kwargs)
+        try:  # SQLAlchemy imports the driver here
+            return create_engine(parsed, pool_pre_ping=pre_ping, **kwargs)
+        except ImportError as exc:
+            raise _missing_driver(parsed, exc) from exc
 
     _create_sqlite_parent(parsed)
     engine = create_engine(parsed, **kwargs)

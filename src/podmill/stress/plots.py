@@ -7,17 +7,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from podmill.errors import PodmillError
+from podmill.errors import require
 from podmill.stress.records import GroupSummary, JobRecord, parse_time
 
 
 def _pyplot() -> Any:
-    try:
-        import matplotlib
-    except ImportError:
-        raise PodmillError(
-            "the stress plots need matplotlib: pip install 'podmill[stress]'"
-        ) from None
+    matplotlib = require("matplotlib", "stress", "the stress plots")
     matplotlib.use("Agg")  # files only: no display on servers and CI
     import matplotlib.pyplot as plt
 
