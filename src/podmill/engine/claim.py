@@ -21,17 +21,19 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from sqlalchemy import (
+    ColumnElement,
     Connection,
     Integer,
     Select,
     String,
     TextClause,
     Update,
+    any_,
     bindparam,
     case,
     cast,
-    exists,
     func,
+    literal_column,
     or_,
     select,
     text,
@@ -40,12 +42,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 
 from podmill.pipeline.dag import STAGE_NAMES
-from podmill.storage.models import JobRow, PausedStageRow, ResourceLockRow, StepRow
-
-STEPS = StepRow.__table__
-JOBS = JobRow.__table__
-LOCKS = ResourceLockRow.__table__
-PAUSED = PausedStageRow.__table__
+from podmill.storage.ready import JOBS, LOCKS, STEPS, ready
 
 ClaimOrder = Literal["fifo", "drain"]
 
@@ -180,45 +177,44 @@ def _pg_claim(
 # The claim's statements are built once, with bound parameters, and reused: building a
 # statement costs more than the database takes to run it.
 
+_S = STEPS.alias("s")
+_J = JOBS.alias("j")
+
 
 @functools.cache
 def _claimable(order: ClaimOrder) -> Select:
-    now = bindparam("now", type_=STEPS.c.not_before.type)
-    held_by_another_step = exists().where(
-        LOCKS.c.key == STEPS.c.resource_key,
-        LOCKS.c.expires_at > now,  # an expired lock is ignored, and taken over by the claim
-        or_(LOCKS.c.step_id.is_(None), LOCKS.c.step_id != STEPS.c.id),
-    )
+    """One pool's ready steps, with their jobs' payloads (SQLite; the general form)."""
+    return _pick(
+        order,
+        now=bindparam("now", type_=STEPS.c.not_before.type),
+        stages=_S.c.stage.in_(bindparam("stages", expanding=True)),
+        profiles=_S.c.profile.in_(bindparam("profiles", expanding=True)),
+        limit=bindparam("limit", type_=Integer),
+    ).add_columns(_J.c.payload, _J.c.episode_key, _J.c.fingerprint, _J.c.correlation_id)
+
+
+def _pick(
+    order: ClaimOrder,
+    *,
+    now: ColumnElement[Any],
+    stages: ColumnElement[bool],
+    profiles: ColumnElement[bool],
+    limit: ColumnElement[int],
+) -> Select:
+    """The ready steps (podmill.storage.ready) of one pool, in claim order, each row
+    locked as it is returned (``SKIP LOCKED``): no row is held back from other workers
+    without being taken."""
     query = (
-        select(
-            STEPS.c.id,
-            STEPS.c.job_id,
-            STEPS.c.stage,
-            STEPS.c.resource_key,
-            JOBS.c.payload,
-            JOBS.c.episode_key,
-            JOBS.c.fingerprint,
-            JOBS.c.correlation_id,
-        )
-        .join(JOBS, JOBS.c.id == STEPS.c.job_id)
-        .where(
-            STEPS.c.status == "pending",
-            # Only steps that were enqueued (became ready) are claimable.
-            STEPS.c.enqueued_at.is_not(None),
-            or_(STEPS.c.not_before.is_(None), STEPS.c.not_before <= now),
-            STEPS.c.stage.in_(bindparam("stages", expanding=True)),
-            STEPS.c.profile.in_(bindparam("profiles", expanding=True)),
-            STEPS.c.stage.not_in(select(PAUSED.c.stage)),
-            JOBS.c.status != "cancelled",
-            or_(STEPS.c.resource_key.is_(None), ~held_by_another_step),
-        )
-        .limit(bindparam("limit", type_=Integer))
-        .with_for_update(of=[STEPS], skip_locked=True)
+        select(_S.c.id, _S.c.job_id, _S.c.stage, _S.c.resource_key)
+        .join_from(_S, _J, _J.c.id == _S.c.job_id)
+        .where(ready(now, _S, _J), stages, profiles)
+        .limit(limit)
+        .with_for_update(of=[_S], skip_locked=True)
     )
-    fifo = (STEPS.c.enqueued_at, STEPS.c.id)
+    fifo = (_S.c.enqueued_at, _S.c.id)
     if order == "drain":
         # Later stages first, so started jobs finish before new audio is transcribed.
-        rank = case({name: i for i, name in enumerate(STAGE_NAMES)}, value=STEPS.c.stage)
+        rank = case({name: i for i, name in enumerate(STAGE_NAMES)}, value=_S.c.stage)
         return query.order_by(rank.desc(), *fifo)
     if order == "fifo":
         return query.order_by(*fifo)
@@ -229,34 +225,11 @@ def _claimable(order: ClaimOrder) -> Select:
 def _pg_claim_statement(pools: int, order: ClaimOrder) -> TextClause:
     """The one-statement claim for ``pools`` pools (Postgres): see :func:`_pg_claim`.
 
-    The same rules as :func:`_claimable`; each pool's CTE locks (``SKIP LOCKED``) exactly
-    the rows it returns, so no row is held back from other workers without being taken.
+    Each pool's CTE is :func:`_pick` rendered as Postgres SQL, with placeholders the
+    text statement binds (``:now``, ``:stagesN``, ``:profilesN``, ``:limitN``), so the
+    two claims share one definition of a ready step.
     """
-    if order == "drain":
-        rank = " ".join(f"WHEN '{name}' THEN {i}" for i, name in enumerate(STAGE_NAMES))
-        order_by = f"CASE s.stage {rank} END DESC, s.enqueued_at, s.id"
-    elif order == "fifo":
-        order_by = "s.enqueued_at, s.id"
-    else:
-        raise ValueError(f"unknown claim order {order!r}; expected 'fifo' or 'drain'")
-    picks = [
-        f"""p{n} AS (
-    SELECT s.id, s.job_id, s.stage, s.resource_key, {n} AS pool
-    FROM steps s JOIN jobs j ON j.id = s.job_id
-    WHERE s.status = 'pending' AND s.enqueued_at IS NOT NULL
-      AND (s.not_before IS NULL OR s.not_before <= :now)
-      AND s.stage = ANY(:stages{n}) AND s.profile = ANY(:profiles{n})
-      AND s.stage NOT IN (SELECT stage FROM paused_stages)
-      AND j.status <> 'cancelled'
-      AND (s.resource_key IS NULL OR NOT EXISTS (
-          SELECT 1 FROM resource_locks l
-          WHERE l.key = s.resource_key AND l.expires_at > :now
-            AND (l.step_id IS NULL OR l.step_id <> s.id)))
-    ORDER BY {order_by}
-    LIMIT :limit{n}
-    FOR UPDATE OF s SKIP LOCKED)"""
-        for n in range(pools)
-    ]
+    picks = [f"p{n} AS (\n{_pg_pick(n, order)})" for n in range(pools)]
     union = " UNION ALL ".join(f"SELECT * FROM p{n}" for n in range(pools))
     return (
         text(
@@ -291,6 +264,20 @@ ORDER BY picked.pool, picked.id"""
             *(bindparam(f"limit{n}", type_=Integer) for n in range(pools)),
         )
     )
+
+
+def _pg_pick(n: int, order: ClaimOrder) -> str:
+    """Pool ``n``'s :func:`_pick` as Postgres SQL text, its values written in and its
+    parameters left as ``:name`` placeholders for the text statement to bind."""
+    pick = _pick(
+        order,
+        now=literal_column(":now"),
+        stages=_S.c.stage == any_(literal_column(f":stages{n}")),
+        profiles=_S.c.profile == any_(literal_column(f":profiles{n}")),
+        limit=literal_column(f":limit{n}"),
+    ).add_columns(literal_column(str(n)).label("pool"))
+    dialect = postgresql.dialect(paramstyle="named")
+    return str(pick.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
 
 
 @functools.cache

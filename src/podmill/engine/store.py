@@ -37,7 +37,6 @@ from sqlalchemy import (
     delete,
     func,
     make_url,
-    or_,
     select,
     text,
     tuple_,
@@ -46,20 +45,12 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 
-from podmill.engine.claim import (
-    JOBS,
-    LOCKS,
-    PAUSED,
-    STEPS,
-    ClaimedStep,
-    ClaimOrder,
-    claim_for_pools,
-    take_lock,
-)
+from podmill.engine.claim import ClaimedStep, ClaimOrder, claim_for_pools, take_lock
 from podmill.engine.clock import Clock, SystemClock
 from podmill.pipeline.dag import PROFILES, STAGE_NAMES, STAGES, stage, successors
 from podmill.storage.db import DEFERRED, make_engine, session_factory
 from podmill.storage.models import STEP_STATUSES, WORKER_STATUSES, WorkerRow
+from podmill.storage.ready import JOBS, LOCKS, PAUSED, STEPS, ready
 
 __all__ = ["CHANNEL", "ClaimedStep", "Store", "Waiter", "libpq_dsn"]
 
@@ -251,11 +242,8 @@ class Store:
         limit: int = 1,
         order: ClaimOrder = "fifo",
     ) -> list[ClaimedStep]:
-        """Take up to ``limit`` ready steps of ``stages`` for ``worker_id`` (see engine/claim.py).
-
-        A step is ready when ``pending``, past its ``not_before``, its stage not paused,
-        its job not cancelled and its resource lock (if any) free or expired.
-        ``order="drain"`` prefers later stages.
+        """Take up to ``limit`` ready steps of ``stages`` for ``worker_id`` (see engine/claim.py;
+        what *ready* means is podmill.storage.ready). ``order="drain"`` prefers later stages.
         """
         [claimed] = self.claim_pools(worker_id, [(stages, limit, PROFILES)], order=order)
         return claimed
@@ -284,21 +272,16 @@ class Store:
         )
 
     def has_ready(self, stages: Collection[str], profiles: Collection[str]) -> bool:
-        """Whether some step of ``stages`` with one of ``profiles`` could be claimed now
-        (resource locks aside); reads only, takes no lock. For a worker deciding whether
-        to start more audio while LLM work waits (drain order)."""
-        now = self.clock.now()
+        """Whether some step of ``stages`` with one of ``profiles`` is ready
+        (podmill.storage.ready) and could be claimed now; reads only, takes no lock. For
+        a worker deciding whether to start more audio while LLM work waits (drain order)."""
         query = (
             select(STEPS.c.id)
             .join(JOBS, JOBS.c.id == STEPS.c.job_id)
             .where(
-                STEPS.c.status == "pending",
-                STEPS.c.enqueued_at.is_not(None),
-                or_(STEPS.c.not_before.is_(None), STEPS.c.not_before <= now),
+                ready(self.clock.now()),
                 STEPS.c.stage.in_(sorted(stages)),
                 STEPS.c.profile.in_(sorted(profiles)),
-                STEPS.c.stage.not_in(select(PAUSED.c.stage)),
-                JOBS.c.status != "cancelled",
             )
             .limit(1)
         )

@@ -1,5 +1,6 @@
-"""The whole fleet's state, read from the database: queue depth, running and dead steps,
-jobs by status, live workers, the oldest unfinished job.
+"""The whole fleet's state, read from the database: queue depth (ready steps, and those a
+paused queue holds back), running and dead steps, jobs by status, live workers, the oldest
+unfinished job.
 
 The API's ``/metrics`` (gauges) and ``/health`` (backlog and workers checks) both read
 it, so a scrape of the API sees every worker's queue even when workers run elsewhere.
@@ -14,15 +15,13 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Engine, and_, case, func, or_, select
+from sqlalchemy import Engine, case, func, select
 
 from podmill.pipeline.dag import STAGE_NAMES
-from podmill.storage.models import JOB_STATUSES, JobRow, PausedStageRow, StepRow, WorkerRow
+from podmill.storage.models import JOB_STATUSES, WorkerRow
+from podmill.storage.ready import JOBS, PAUSED, STEPS, ready, ready_but_paused
 
-STEPS = StepRow.__table__
-JOBS = JobRow.__table__
 WORKERS = WorkerRow.__table__
-PAUSED = PausedStageRow.__table__
 UNFINISHED_JOB = ("pending", "running")
 
 
@@ -31,6 +30,8 @@ class FleetState:
     """One reading of the fleet; every stage and job status is present (0 when none)."""
 
     queue_depth: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STAGE_NAMES, 0))
+    # steps that would be ready but for their stage's pause (not in queue_depth)
+    paused_depth: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STAGE_NAMES, 0))
     running: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STAGE_NAMES, 0))
     dead: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STAGE_NAMES, 0))
     paused: set[str] = field(default_factory=set)
@@ -44,25 +45,28 @@ class FleetState:
 
 
 def read_fleet(engine: Engine, *, stale_seconds: float, now: datetime | None = None) -> FleetState:
-    """Read the fleet's state. A step is *ready* (queue depth) when it is ``pending`` and
-    its ``not_before`` (the retry back-off) has passed; a worker is *alive* when its
-    status is ``running`` and its heartbeat is younger than ``stale_seconds``."""
+    """Read the fleet's state. Queue depth counts the steps a worker could claim now
+    (podmill.storage.ready: a paused stage's steps are not among them, they are its
+    ``paused_depth``); a worker is *alive* when its status is ``running`` and its
+    heartbeat is younger than ``stale_seconds``."""
     now = now or datetime.now(UTC)
     state = FleetState()
-    due = or_(STEPS.c.not_before.is_(None), STEPS.c.not_before <= now)
     with engine.connect() as conn:
         rows = conn.execute(
             select(
                 STEPS.c.stage,
-                func.sum(case((and_(STEPS.c.status == "pending", due), 1), else_=0)),
+                func.sum(case((ready(now), 1), else_=0)),
+                func.sum(case((ready_but_paused(now), 1), else_=0)),
                 func.sum(case((STEPS.c.status == "running", 1), else_=0)),
                 func.sum(case((STEPS.c.status == "dead", 1), else_=0)),
             )
+            .join(JOBS, JOBS.c.id == STEPS.c.job_id)
             .where(STEPS.c.status.in_(("pending", "running", "dead")))
             .group_by(STEPS.c.stage)
         ).all()
-        for stage, ready, running, dead in rows:
-            state.queue_depth[stage] = int(ready or 0)
+        for stage, ready_steps, held_by_pause, running, dead in rows:
+            state.queue_depth[stage] = int(ready_steps or 0)
+            state.paused_depth[stage] = int(held_by_pause or 0)
             state.running[stage] = int(running or 0)
             state.dead[stage] = int(dead or 0)
         for status, count in conn.execute(

@@ -166,7 +166,12 @@ class FleetCollector:
         up.add_metric([], 1)
         yield up
         by_stage = (
-            ("queue_depth", "steps ready to run (pending, back-off passed)", state.queue_depth),
+            ("queue_depth", "steps a worker could claim now", state.queue_depth),
+            (
+                "queue_paused_depth",
+                "steps that would be ready but for their stage's pause",
+                state.paused_depth,
+            ),
             ("steps_running", "steps in status running", state.running),
             ("steps_dead", "steps in status dead", state.dead),
         )
