@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends
 
-from podmill.api.auth import admin_tenant, platform
+from podmill.api.auth import PlatformDep, admin_tenant
 from podmill.api.errors import ERROR_SCHEMA
 from podmill.api.params import RowId
 from podmill.api.platform import Problem
+from podmill.api.schemas import DeadStep, DeadStepRetried, Queue, QueueState, Worker
 from podmill.pipeline.dag import STAGE_NAMES
 
 router = APIRouter(
@@ -26,10 +27,10 @@ def _stage(name: str) -> str:
     return name
 
 
-@router.get("/queues")
-def queues(request: Request) -> list[dict[str, Any]]:
+@router.get("/queues", response_model=list[Queue])
+def queues(service: PlatformDep) -> list[dict[str, Any]]:
     """Per stage: steps waiting, pending, running, done, failed, dead; paused or not."""
-    stats = platform(request).store.queue_stats()
+    stats = service.store.queue_stats()
     return [
         {
             "stage": name,
@@ -40,30 +41,32 @@ def queues(request: Request) -> list[dict[str, Any]]:
     ]
 
 
-@router.post("/queues/{stage}/{action}")
-def pause_or_resume(request: Request, stage: str, action: Literal["pause", "resume"]) -> dict:
+@router.post("/queues/{stage}/{action}", response_model=QueueState)
+def pause_or_resume(
+    service: PlatformDep, stage: str, action: Literal["pause", "resume"]
+) -> dict[str, Any]:
     """Stop (``pause``) or restart (``resume``) claims of a stage's steps."""
     name = _stage(stage)
-    store = platform(request).store
+    store = service.store
     (store.pause if action == "pause" else store.resume)(name)
     return {"stage": name, "paused": action == "pause"}
 
 
-@router.get("/dead")
-def dead(request: Request) -> list[dict[str, Any]]:
+@router.get("/dead", response_model=list[DeadStep])
+def dead(service: PlatformDep) -> list[dict[str, Any]]:
     """Steps that used up their attempts (or failed for good), with their last error."""
-    return platform(request).store.list_dead()
+    return service.store.list_dead()
 
 
-@router.post("/dead/{step_id}/retry")
-def retry_dead(request: Request, step_id: RowId) -> dict[str, Any]:
+@router.post("/dead/{step_id}/retry", response_model=DeadStepRetried)
+def retry_dead(service: PlatformDep, step_id: RowId) -> dict[str, Any]:
     """Queue a dead step again with its attempts reset."""
-    if not platform(request).store.retry_dead(step_id):
+    if not service.store.retry_dead(step_id):
         raise Problem(404, "not_found", f"no dead step {step_id} (GET /admin/dead lists them)")
     return {"step_id": step_id, "status": "pending"}
 
 
-@router.get("/workers")
-def workers(request: Request) -> list[dict[str, Any]]:
+@router.get("/workers", response_model=list[Worker])
+def workers(service: PlatformDep) -> list[dict[str, Any]]:
     """Workers with their pools, status, heartbeat age and the steps they run."""
-    return platform(request).workers()
+    return service.workers()

@@ -11,18 +11,19 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 from fastapi_offline import FastAPIOffline
 
 from podmill import __version__
 from podmill.api import admin, catalog, digests, episodes, errors, jobs, search
-from podmill.api.auth import LOCAL_TENANT, authenticate, current_tenant
+from podmill.api.auth import LOCAL_TENANT, PlatformDep, TenantDep, authenticate
 from podmill.api.background import background_threads
 from podmill.api.bodies import BoundedBodyMiddleware
 from podmill.api.headers import SecurityHeadersMiddleware
-from podmill.api.platform import Platform, Problem, Tenant
+from podmill.api.platform import Platform, Problem
+from podmill.api.schemas import Health, Me
 from podmill.api.validation import FeedValidations
 from podmill.obs.asgi import ObservabilityMiddleware
 from podmill.obs.exposure import (
@@ -107,12 +108,17 @@ def create_app(settings: Settings, *, auth: bool = True, background: bool = Fals
     app.include_router(search.router)
     app.include_router(digests.router)
 
-    @app.get("/me", tags=["health"], responses={401: errors.ERROR_SCHEMA})
-    def me(request: Request, tenant: Tenant = Depends(current_tenant)) -> dict[str, Any]:
+    @app.get("/me", tags=["health"], response_model=Me, responses={401: errors.ERROR_SCHEMA})
+    def me(service: PlatformDep, tenant: TenantDep) -> dict[str, Any]:
         """The caller's tenant, role, and the secret that signs its webhooks."""
-        return request.app.state.platform.me(tenant)
+        return service.me(tenant)
 
-    @app.get("/health", tags=["health"], responses={503: {"description": "unhealthy"}})
+    @app.get(
+        "/health",
+        tags=["health"],
+        response_model=Health,
+        responses={503: {"model": Health, "description": "unhealthy"}},
+    )
     async def health(request: Request) -> JSONResponse:
         """``healthy | degraded | unhealthy``; 503 when unhealthy. No key needed for the
         status; the checks (database, backlog, workers, disk, models, gpu if configured),

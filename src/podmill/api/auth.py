@@ -6,7 +6,7 @@ tenant ``local``: for a single user on their own machine.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
@@ -23,12 +23,17 @@ bearer = HTTPBearer(
 
 
 def platform(request: Request) -> Platform:
+    """The app's one :class:`Platform`."""
     return request.app.state.platform
 
 
-async def current_tenant(
-    request: Request, _credentials: HTTPAuthorizationCredentials | None = Depends(bearer)
-) -> Tenant:
+# what a route declares it needs: `service: PlatformDep, tenant: TenantDep`
+PlatformDep = Annotated[Platform, Depends(platform)]
+# the bearer scheme is declared so OpenAPI shows it; the header is read by authenticate
+_Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+
+
+async def current_tenant(request: Request, _credentials: _Credentials) -> Tenant:
     """The tenant of the request's key; 401 when it is missing, unknown or revoked."""
     # A request with a body was authenticated before its body was read (api/bodies.py).
     known: Tenant | None = getattr(request.state, "tenant", None)
@@ -58,10 +63,16 @@ async def authenticate(state: Any, authorization: str | None) -> Tenant:
     return tenant
 
 
-async def admin_tenant(tenant: Tenant = Depends(current_tenant)) -> Tenant:
+TenantDep = Annotated[Tenant, Depends(current_tenant)]
+
+
+async def admin_tenant(tenant: TenantDep) -> Tenant:
     """The tenant, if it is an admin; 403 for members."""
     if not tenant.is_admin:
         raise Problem(
             403, "forbidden", f"tenant {tenant.name!r} is a member; this route is for admins"
         )
     return tenant
+
+
+AdminDep = Annotated[Tenant, Depends(admin_tenant)]

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from podmill.api.auth import admin_tenant, current_tenant, platform
+from podmill.api.auth import AdminDep, PlatformDep, TenantDep, platform
 from podmill.api.errors import ERROR_SCHEMA
 from podmill.api.params import FetchableUrl, RowId
-from podmill.api.platform import Tenant
+from podmill.api.schemas import Feed, Subscription
 from podmill.api.validation import feed_validations
 
 router = APIRouter(
@@ -47,10 +47,14 @@ class SubscriptionCreate(BaseModel):
     url: FetchableUrl = Field(description="the feed's URL")
 
 
-@router.post("/feeds", tags=["catalog"], status_code=201)
-async def add_feed(
-    request: Request, body: FeedCreate, _admin: Tenant = Depends(admin_tenant)
-) -> JSONResponse:
+@router.post(
+    "/feeds",
+    tags=["catalog"],
+    status_code=201,
+    response_model=Feed,
+    responses={200: {"model": Feed, "description": "the feed was in the catalog already"}},
+)
+async def add_feed(request: Request, body: FeedCreate, _admin: AdminDep) -> JSONResponse:
     """Add a feed to the catalog after fetching and parsing it (422 with the reason
     when that fails). 200 with the existing feed if it is already there. 429 while
     this tenant has ``server.validations_per_tenant`` validations running."""
@@ -64,44 +68,44 @@ async def add_feed(
     )
 
 
-@router.get("/feeds", tags=["catalog"])
-def list_feeds(request: Request, _admin: Tenant = Depends(admin_tenant)) -> list[dict[str, Any]]:
+@router.get("/feeds", tags=["catalog"], response_model=list[Feed])
+def list_feeds(service: PlatformDep, _admin: AdminDep) -> list[dict[str, Any]]:
     """Every catalog feed with its polling state and number of subscribers."""
-    return platform(request).feeds()
+    return service.feeds()
 
 
-@router.get("/feeds/{feed_id}", tags=["catalog"])
-def get_feed(
-    request: Request, feed_id: RowId, _admin: Tenant = Depends(admin_tenant)
-) -> dict[str, Any]:
-    return platform(request).feed(feed_id)
+@router.get("/feeds/{feed_id}", tags=["catalog"], response_model=Feed)
+def get_feed(service: PlatformDep, feed_id: RowId, _admin: AdminDep) -> dict[str, Any]:
+    return service.feed(feed_id)
 
 
 @router.delete("/feeds/{feed_id}", tags=["catalog"], status_code=204)
-def delete_feed(
-    request: Request, feed_id: RowId, _admin: Tenant = Depends(admin_tenant)
-) -> Response:
+def delete_feed(service: PlatformDep, feed_id: RowId, _admin: AdminDep) -> Response:
     """Remove a feed from the catalog (and every subscription to it); its episodes,
     jobs and artifacts stay."""
-    platform(request).delete_feed(feed_id)
+    service.delete_feed(feed_id)
     return Response(status_code=204)
 
 
-@router.post("/feeds/{feed_id}/merge", tags=["catalog"])
+@router.post("/feeds/{feed_id}/merge", tags=["catalog"], response_model=Feed)
 def merge_feed(
-    request: Request, feed_id: RowId, body: FeedMerge, _admin: Tenant = Depends(admin_tenant)
+    service: PlatformDep, feed_id: RowId, body: FeedMerge, _admin: AdminDep
 ) -> dict[str, Any]:
     """Declare this feed and ``into`` one show (two URLs that claim one identity are
     two feeds until an admin says so: docs/feeds.md). ``into`` keeps its identity and
     episodes and is polled at ``url``; this feed's subscribers move to it and this feed
     leaves the catalog. Answers the merged feed."""
-    return platform(request).merge_feed(feed_id, body.into, body.url)
+    return service.merge_feed(feed_id, body.into, body.url)
 
 
-@router.post("/subscriptions", tags=["subscriptions"], status_code=201)
-async def subscribe(
-    request: Request, body: SubscriptionCreate, tenant: Tenant = Depends(current_tenant)
-) -> JSONResponse:
+@router.post(
+    "/subscriptions",
+    tags=["subscriptions"],
+    status_code=201,
+    response_model=Subscription,
+    responses={200: {"model": Subscription, "description": "this tenant was subscribed already"}},
+)
+async def subscribe(request: Request, body: SubscriptionCreate, tenant: TenantDep) -> JSONResponse:
     """Subscribe to a feed by URL; a feed not yet in the catalog is added after it was
     fetched and parsed (422 with the reason otherwise). The newest
     ``server.backfill`` episodes are queued; later ones as the poller finds them.
@@ -116,23 +120,19 @@ async def subscribe(
     )
 
 
-@router.get("/subscriptions", tags=["subscriptions"])
-def list_subscriptions(
-    request: Request, tenant: Tenant = Depends(current_tenant)
-) -> list[dict[str, Any]]:
-    return platform(request).subscriptions(tenant)
+@router.get("/subscriptions", tags=["subscriptions"], response_model=list[Subscription])
+def list_subscriptions(service: PlatformDep, tenant: TenantDep) -> list[dict[str, Any]]:
+    return service.subscriptions(tenant)
 
 
-@router.get("/subscriptions/{subscription_id}", tags=["subscriptions"])
+@router.get("/subscriptions/{subscription_id}", tags=["subscriptions"], response_model=Subscription)
 def get_subscription(
-    request: Request, subscription_id: RowId, tenant: Tenant = Depends(current_tenant)
+    service: PlatformDep, subscription_id: RowId, tenant: TenantDep
 ) -> dict[str, Any]:
-    return platform(request).subscription(tenant, subscription_id=subscription_id)
+    return service.subscription(tenant, subscription_id=subscription_id)
 
 
 @router.delete("/subscriptions/{subscription_id}", tags=["subscriptions"], status_code=204)
-def unsubscribe(
-    request: Request, subscription_id: RowId, tenant: Tenant = Depends(current_tenant)
-) -> Response:
-    platform(request).unsubscribe(tenant, subscription_id)
+def unsubscribe(service: PlatformDep, subscription_id: RowId, tenant: TenantDep) -> Response:
+    service.unsubscribe(tenant, subscription_id)
     return Response(status_code=204)

@@ -11,18 +11,29 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 
-from podmill.api.auth import current_tenant, platform
+from podmill.api.auth import PlatformDep, TenantDep
 from podmill.api.errors import ERROR_SCHEMA
 from podmill.api.params import RowId
-from podmill.api.platform import Problem, Tenant, not_found
+from podmill.api.platform import Problem, not_found
+from podmill.api.schemas import StoredDigest, digest_document_schema
 
 router = APIRouter(tags=["digest"], responses={401: ERROR_SCHEMA})
 
 DigestFormat = Literal["json", "md", "html"]
+# a digest is its document (the shipped JSON schema) or a rendering of it
+_DOCUMENT = {
+    "description": "the digest document (schema podmill.digest/1); Markdown or HTML "
+    "with format=md or format=html",
+    "content": {
+        "application/json": {"schema": digest_document_schema()},
+        "text/markdown": {"schema": {"type": "string"}},
+        "text/html": {"schema": {"type": "string"}},
+    },
+}
 
 
 def _respond(document: dict[str, Any], fmt: DigestFormat) -> Response:
@@ -36,9 +47,10 @@ def _respond(document: dict[str, Any], fmt: DigestFormat) -> Response:
     return PlainTextResponse(text, media_type="text/markdown; charset=utf-8")
 
 
-@router.get("/digest", responses={422: ERROR_SCHEMA})
+@router.get("/digest", responses={200: _DOCUMENT, 422: ERROR_SCHEMA})
 async def get_digest(
-    request: Request,
+    service: PlatformDep,
+    tenant: TenantDep,
     since: str = Query("7d", max_length=40, description="7d, 24h, 2w, a date or ISO time"),
     until: str | None = Query(None, max_length=40, description="window end (default now)"),
     feed: list[str] | None = Query(
@@ -51,7 +63,6 @@ async def get_digest(
         None, ge=-1, le=1, description="story clustering threshold (default: the tuned one)"
     ),
     format: DigestFormat = "json",
-    tenant: Tenant = Depends(current_tenant),
 ) -> Response:
     """What happened in this tenant's feeds: new episodes (newest first) with their
     leads and top topics, stories told across shows, and with ``budget`` a listen list
@@ -65,7 +76,6 @@ async def get_digest(
         budget_seconds = parse_budget(budget, prefix="")
     except WindowError as exc:
         raise Problem(422, "invalid_request", str(exc)) from None
-    service = platform(request)
     try:
         document = await run_in_threadpool(
             tenant_digest,
@@ -82,30 +92,30 @@ async def get_digest(
     return _respond(document, format)
 
 
-@router.get("/digests")
+@router.get("/digests", response_model=list[StoredDigest])
 def list_digests(
-    request: Request,
+    service: PlatformDep,
+    tenant: TenantDep,
     limit: int = Query(52, ge=1, le=500),
-    tenant: Tenant = Depends(current_tenant),
 ) -> list[dict[str, Any]]:
     """The weekly digests stored for this tenant, newest first (documents at
     ``GET /digests/{id}``)."""
     from podmill.digest.weekly import list_digests as stored
 
-    return stored(platform(request), tenant, limit)
+    return stored(service, tenant, limit)
 
 
-@router.get("/digests/{digest_id}", responses={404: ERROR_SCHEMA})
+@router.get("/digests/{digest_id}", responses={200: _DOCUMENT, 404: ERROR_SCHEMA})
 def get_stored_digest(
-    request: Request,
+    service: PlatformDep,
     digest_id: RowId,
+    tenant: TenantDep,
     format: DigestFormat = "json",
-    tenant: Tenant = Depends(current_tenant),
 ) -> Response:
     """One stored digest of this tenant (another tenant's is a 404)."""
     from podmill.digest.weekly import stored_digest
 
-    document = stored_digest(platform(request), tenant, digest_id)
+    document = stored_digest(service, tenant, digest_id)
     if document is None:
         raise not_found(f"no digest {digest_id} among this tenant's digests (GET /digests)")
     return _respond(document, format)

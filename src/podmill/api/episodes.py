@@ -4,20 +4,18 @@ topic trees and transcripts. Another tenant's episode is a 404."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query
 from fastapi.responses import FileResponse
 
-from podmill.api.auth import current_tenant, platform
+from podmill.api.auth import PlatformDep, TenantDep
 from podmill.api.errors import ERROR_SCHEMA
 from podmill.api.params import MAX_ID, EpisodeKey
-from podmill.api.platform import Tenant
+from podmill.api.schemas import EpisodeDetail, EpisodeStatus, EpisodeSummary, TranscriptFormat
 
 router = APIRouter(tags=["episodes"], responses={401: ERROR_SCHEMA, 404: ERROR_SCHEMA})
 
-EpisodeStatus = Literal["new", "pending", "running", "done", "failed", "cancelled"]
-TranscriptFormat = Literal["json", "srt", "vtt", "txt"]
 MEDIA_TYPES = {
     "json": "application/json",
     "srt": "application/x-subrip",
@@ -26,9 +24,10 @@ MEDIA_TYPES = {
 }
 
 
-@router.get("/episodes")
+@router.get("/episodes", response_model=list[EpisodeSummary])
 def list_episodes(
-    request: Request,
+    service: PlatformDep,
+    tenant: TenantDep,
     feed: int | None = Query(
         None, ge=1, le=MAX_ID, description="a feed id (GET /subscriptions shows them)"
     ),
@@ -36,22 +35,19 @@ def list_episodes(
     status: EpisodeStatus | None = Query(None, description="new = no job yet"),
     limit: int = Query(50, ge=1, le=500),
     offset: int = Query(0, ge=0, le=1_000_000),
-    tenant: Tenant = Depends(current_tenant),
 ) -> list[dict[str, Any]]:
     """This tenant's episodes, newest first, with their job status."""
     if since is not None and since.tzinfo is None:
         since = since.replace(tzinfo=UTC)
-    return platform(request).episodes(
+    return service.episodes(
         tenant, feed_id=feed, since=since, status=status, limit=limit, offset=offset
     )
 
 
-@router.get("/episodes/{episode_key}")
-def get_episode(
-    request: Request, episode_key: EpisodeKey, tenant: Tenant = Depends(current_tenant)
-) -> dict[str, Any]:
+@router.get("/episodes/{episode_key}", response_model=EpisodeDetail)
+def get_episode(service: PlatformDep, episode_key: EpisodeKey, tenant: TenantDep) -> dict[str, Any]:
     """One episode: catalog metadata, job status, topic tree (``topics``, once done)."""
-    return platform(request).episode(tenant, episode_key)
+    return service.episode(tenant, episode_key)
 
 
 @router.get(
@@ -60,11 +56,11 @@ def get_episode(
     responses={200: {"content": {t: {} for t in MEDIA_TYPES.values()}}},
 )
 def get_transcript(
-    request: Request,
+    service: PlatformDep,
     episode_key: EpisodeKey,
+    tenant: TenantDep,
     format: TranscriptFormat = "json",
-    tenant: Tenant = Depends(current_tenant),
 ) -> FileResponse:
     """The word-timed transcript as JSON, SRT, WebVTT or plain text."""
-    path = platform(request).transcript(tenant, episode_key, format)
+    path = service.transcript(tenant, episode_key, format)
     return FileResponse(path, media_type=MEDIA_TYPES[format])

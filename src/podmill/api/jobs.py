@@ -10,17 +10,18 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.datastructures import UploadFile
 
-from podmill.api.auth import current_tenant, platform
+from podmill.api.auth import PlatformDep, TenantDep, platform
 from podmill.api.errors import ERROR_SCHEMA, describe_errors
 from podmill.api.params import FetchableUrl, RowId
 from podmill.api.platform import Platform, Problem, Tenant
+from podmill.api.schemas import Job, JobAccepted
 from podmill.api.validation import feed_validations
 from podmill.audio import describe_non_audio, sniff_audio
 from podmill.domain import Episode
@@ -73,10 +74,11 @@ _CREATE_BODY = {
 @router.post(
     "/jobs",
     status_code=202,
+    response_model=JobAccepted,
     openapi_extra=_CREATE_BODY,
     responses={400: ERROR_SCHEMA, 413: ERROR_SCHEMA, 415: ERROR_SCHEMA, 422: ERROR_SCHEMA},
 )
-async def create_job(request: Request, tenant: Tenant = Depends(current_tenant)) -> JSONResponse:
+async def create_job(request: Request, tenant: TenantDep) -> JSONResponse:
     """Queue an episode: JSON ``{"url": …}`` / ``{"episode_key": …}``, or a multipart
     upload (field ``file``, at most ``server.max_upload_bytes``). The same episode with
     the same settings is one job whoever asks: ``created`` says whether this request
@@ -249,37 +251,31 @@ def _too_large(cap: int) -> Problem:
     )
 
 
-@router.get("/jobs")
+@router.get("/jobs", response_model=list[Job])
 def list_jobs(
-    request: Request,
+    service: PlatformDep,
+    tenant: TenantDep,
     status: JobStatus | None = None,
     limit: int = Query(100, ge=1, le=1000),
-    tenant: Tenant = Depends(current_tenant),
 ) -> list[dict[str, Any]]:
     """This tenant's jobs, newest first, optionally only those with ``status``."""
-    return platform(request).jobs(tenant, status, limit)
+    return service.jobs(tenant, status, limit)
 
 
-@router.get("/jobs/{job_id}")
-def get_job(
-    request: Request, job_id: RowId, tenant: Tenant = Depends(current_tenant)
-) -> dict[str, Any]:
+@router.get("/jobs/{job_id}", response_model=Job)
+def get_job(service: PlatformDep, job_id: RowId, tenant: TenantDep) -> dict[str, Any]:
     """A job with each stage's status, attempts, worker, timings and error."""
-    return platform(request).job(tenant, job_id)
+    return service.job(tenant, job_id)
 
 
-@router.post("/jobs/{job_id}/cancel", responses={409: ERROR_SCHEMA})
-def cancel_job(
-    request: Request, job_id: RowId, tenant: Tenant = Depends(current_tenant)
-) -> dict[str, Any]:
+@router.post("/jobs/{job_id}/cancel", response_model=Job, responses={409: ERROR_SCHEMA})
+def cancel_job(service: PlatformDep, job_id: RowId, tenant: TenantDep) -> dict[str, Any]:
     """Withdraw this tenant's request; the job stops (queued steps cancelled, running
     ones finish) once no other tenant still wants it."""
-    return platform(request).cancel(tenant, job_id)
+    return service.cancel(tenant, job_id)
 
 
-@router.post("/jobs/{job_id}/retry", responses={409: ERROR_SCHEMA})
-def retry_job(
-    request: Request, job_id: RowId, tenant: Tenant = Depends(current_tenant)
-) -> dict[str, Any]:
+@router.post("/jobs/{job_id}/retry", response_model=Job, responses={409: ERROR_SCHEMA})
+def retry_job(service: PlatformDep, job_id: RowId, tenant: TenantDep) -> dict[str, Any]:
     """Queue a job's failed, dead and cancelled steps again (attempts reset)."""
-    return platform(request).retry(tenant, job_id)
+    return service.retry(tenant, job_id)

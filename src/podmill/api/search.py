@@ -11,12 +11,13 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 
-from podmill.api.auth import current_tenant, platform
+from podmill.api.auth import TenantDep, platform
 from podmill.api.errors import ERROR_SCHEMA
 from podmill.api.params import MAX_ID
-from podmill.api.platform import Problem, Tenant, visible_episodes
+from podmill.api.platform import Problem, visible_episodes
+from podmill.api.schemas import SearchHit
 
 router = APIRouter(tags=["search"], responses={401: ERROR_SCHEMA, 422: ERROR_SCHEMA})
 
@@ -38,9 +39,10 @@ def searcher(request: Request) -> Any:
     return state.searcher
 
 
-@router.get("/search")
+@router.get("/search", response_model=list[SearchHit])
 def search(
     request: Request,
+    tenant: TenantDep,
     q: str = Query(..., min_length=1, max_length=500, description="what to look for"),
     feed: int | None = Query(
         None, ge=1, le=MAX_ID, description="a feed id (GET /subscriptions shows them)"
@@ -52,7 +54,6 @@ def search(
         None, max_length=40, description="published before (a date: up to the end of that day)"
     ),
     limit: int = Query(10, ge=1, le=100),
-    tenant: Tenant = Depends(current_tenant),
 ) -> list[dict[str, Any]]:
     """Topics and passages of this tenant's episodes that match ``q`` by keyword or by
     meaning, best first. Each hit names the episode, the node, the time span and a
