@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cached_property
@@ -24,12 +23,12 @@ from sqlalchemy.orm import Session
 
 from podmill.domain import Episode
 from podmill.engine.store import Store
+from podmill.engine.submit import JobSpec, submit_episode
 from podmill.errors import PodmillError
 from podmill.feeds.deadline import Deadline
 from podmill.feeds.download import FeedFetch, fetch_feed
 from podmill.feeds.identity import fetch_url_identity, normalize_url
 from podmill.feeds.parse import ParsedFeed, parse_feed
-from podmill.pipeline.dag import step_profiles
 from podmill.settings import Settings
 from podmill.storage import repo
 from podmill.storage.artifacts import ArtifactStore
@@ -124,19 +123,15 @@ class Platform:
         self.store.close()
 
     @cached_property
+    def job_spec(self) -> JobSpec:
+        """What the jobs this server submits carry (built on first use: the fingerprint
+        reads the model packages' identities)."""
+        return JobSpec.of(self.settings)
+
+    @property
     def fingerprint(self) -> str:
-        """The fingerprint of jobs this server submits (imported lazily: it reads the
-        model packages' identities)."""
-        from podmill.pipeline.fingerprint import fingerprint
-
-        return fingerprint(self.settings)
-
-    @cached_property
-    def job_settings(self) -> dict[str, Any]:
-        data = self.settings.model_dump(mode="json", exclude={"db"})
-        # Workers may run elsewhere or in another directory: give them an absolute path.
-        data["data_dir"] = str(self.settings.data_dir.expanduser().resolve())
-        return data
+        """The fingerprint of jobs this server submits."""
+        return self.job_spec.fingerprint
 
     def _insert(self, table: Any) -> Any:
         return (postgresql.insert if self.dialect == "postgresql" else sqlite.insert)(table)
@@ -240,26 +235,26 @@ class Platform:
         correlation_id: str | None = None,
     ) -> tuple[int, bool]:
         """Submit ``episode`` (idempotent on episode key and fingerprint) on behalf of
-        ``tenant_ids``: ``(job_id, created)``. A job everybody had cancelled comes back.
-        A new job takes ``correlation_id`` (default: a new one); an existing job keeps
-        its own."""
-        with self.store.sessions.begin() as session:
-            repo.upsert_episode(session, episode, feed_id=feed_id)
-        payload = {"episode": episode.to_dict(), "settings": self.job_settings}
-        job_id, created = self.store.submit(
-            episode.episode_key,
-            self.fingerprint,
-            payload,
-            correlation_id=correlation_id or uuid.uuid4().hex,
-            profiles=step_profiles(self.settings.topics.backend),
+        ``tenant_ids``: ``(job_id, created)``. A job that had failed or that everybody
+        had cancelled runs again (:func:`podmill.engine.submit.submit_episode`) and
+        notifies again. A new job takes ``correlation_id`` (default: a new one); an
+        existing job keeps its own."""
+
+        def attach(job_id: int) -> None:
+            with self.engine.begin() as conn:
+                self._add_requests(conn, job_id, tenant_ids, reply_to)
+
+        submitted = submit_episode(
+            self.store,
+            self.job_spec,
+            episode,
+            feed_id=feed_id,
+            correlation_id=correlation_id,
+            attach=attach,
         )
-        with self.engine.begin() as conn:
-            self._add_requests(conn, job_id, tenant_ids, reply_to)
-        if not created:
-            job = self.store.job(job_id)
-            if job is not None and job["status"] == "cancelled":
-                self.store.retry_job(job_id)
-        return job_id, created
+        if submitted.revived:
+            self._notify_again(submitted.job_id)
+        return submitted.job_id, submitted.created
 
     def _add_requests(
         self, conn: Connection, job_id: int, tenant_ids: list[int], reply_to: str | None
@@ -391,13 +386,17 @@ class Platform:
             raise Problem(
                 409, "conflict", f"job {job_id} has no failed, dead or cancelled steps to retry"
             )
-        with self.engine.begin() as conn:  # the job will finish again: notify again
+        self._notify_again(job_id)
+        return self.job(tenant, job_id)
+
+    def _notify_again(self, job_id: int) -> None:
+        """The job will finish again: its ``reply_to`` webhooks are due again then."""
+        with self.engine.begin() as conn:
             conn.execute(
                 update(REQUESTS)
                 .where(REQUESTS.c.job_id == job_id, REQUESTS.c.reply_to.is_not(None))
                 .values(replied_at=None, reply_attempts=0, reply_next_at=None, reply_error=None)
             )
-        return self.job(tenant, job_id)
 
     # ------------------------------------------------------------------ episodes
 

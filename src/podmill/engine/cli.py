@@ -345,12 +345,12 @@ def submit(
 ) -> None:
     """Queue a feed's episodes (or one audio file) for workers; prints the job ids.
 
-    Submitting the same episode with the same settings again returns the existing job.
+    Submitting the same episode with the same settings again returns the existing job,
+    queued again if it had failed or was cancelled (podmill.engine.submit).
     """
     from podmill.cli import parse_since
+    from podmill.engine.submit import JobSpec, submit_episode
     from podmill.feeds.sources import resolve
-    from podmill.pipeline.dag import step_profiles
-    from podmill.pipeline.fingerprint import fingerprint
 
     settings = _settings(
         config, db=db, data_dir=data_dir, allow_private_networks=allow_private_networks
@@ -361,35 +361,29 @@ def submit(
         err.print(f"skipped {item.title}: {item.reason}", markup=False)
     if not resolved.episodes:
         raise PodmillError(f"{source}: no episodes to submit (check --since / --limit)")
-    fp = fingerprint(settings)
-    job_settings = settings.model_dump(mode="json", exclude={"db"})
-    # Workers may run elsewhere or in another directory: give them an absolute path.
-    job_settings["data_dir"] = str(settings.data_dir.expanduser().resolve())
-    correlation_id = uuid.uuid4().hex
+    spec = JobSpec.of(settings)
+    correlation_id = uuid.uuid4().hex  # one submit command, one id in the jobs' log lines
     store = open_store(url, migrate=True)
     with database_errors(url):
         for episode in resolved.episodes:
-            payload = {"episode": episode.to_dict(), "settings": job_settings}
-            job_id, created = store.submit(
-                episode.episode_key,
-                fp,
-                payload,
+            submitted = submit_episode(
+                store,
+                spec,
+                episode,
                 correlation_id=correlation_id,
-                profiles=step_profiles(settings.topics.backend),
                 # tenants who ask for the same episode cannot cancel it from under us
                 held_by_operator=True,
             )
+            job_id = submitted.job_id
             if as_json:
                 _print_json(
                     {
                         "job_id": job_id,
                         "episode_key": episode.episode_key,
                         "title": episode.title,
-                        "created": created,
-                        # the id in the job's log lines: an existing job keeps its own
-                        "correlation_id": correlation_id
-                        if created
-                        else (store.job(job_id) or {}).get("correlation_id"),
+                        "created": submitted.created,
+                        "revived": submitted.revived,
+                        "correlation_id": submitted.correlation_id,
                     }
                 )
             else:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -24,16 +23,17 @@ from typing import Any, Literal, Protocol
 from podmill.domain import Episode
 from podmill.engine.execute import execute_step
 from podmill.engine.store import Store
+from podmill.engine.submit import JobSpec, record_feed, submit_episode
 from podmill.engine.worker import Worker
 from podmill.errors import DiskFullError, PodmillError, StageError
 from podmill.pipeline.context import StageContext
-from podmill.pipeline.dag import STAGE_NAMES, stage_range, step_profiles
+from podmill.pipeline.dag import STAGE_NAMES, stage_range
 from podmill.pipeline.fingerprint import fingerprint
 from podmill.pipeline.repair import repair_if_damaged
 from podmill.pipeline.runlock import Holder, data_dir_lock
 from podmill.pipeline.stages import ARTIFACT_KINDS, run_stage
 from podmill.settings import Settings
-from podmill.storage import db, repo
+from podmill.storage import db
 from podmill.storage.artifacts import ArtifactStore
 
 EMBEDDED_POOLS = {"io": 2, "asr": 1, "cpu": 1, "llm": 1}
@@ -98,14 +98,6 @@ class EpisodeResult:
         }
 
 
-def job_payload(settings: Settings, episode: Episode) -> dict[str, Any]:
-    """What a worker needs to run an episode's steps: the episode and the settings."""
-    return {
-        "episode": episode.to_dict(),
-        "settings": settings.model_dump(mode="json", exclude={"db"}),
-    }
-
-
 class Runner:
     """Submits episodes to the engine and runs an in-process worker until they finish."""
 
@@ -128,7 +120,8 @@ class Runner:
             settings.database_url, retry_delay_scale=settings.pipeline.retry_delay_scale
         )
         self.sessions = self.store.sessions
-        self.fingerprint = fingerprint(settings)
+        self.spec = JobSpec.of(settings)
+        self.fingerprint = self.spec.fingerprint
         self._mine: set[str] = set()  # the episode keys of the run under way
 
     def run_many(self, episodes: Sequence[Episode], feed: Any = None) -> list[EpisodeResult]:
@@ -228,33 +221,14 @@ class Runner:
             )
 
     def _submit(self, episodes: Sequence[Episode], feed: Any) -> dict[int, Episode]:
-        with self.sessions.begin() as session:
-            feed_id = None
-            if feed is not None:
-                feed_id = repo.upsert_feed(
-                    session,
-                    feed_key=feed.feed_key,
-                    url=feed.url,
-                    title=feed.title,
-                    podcast_guid=feed.podcast_guid,
-                )
-            for ep in episodes:
-                repo.upsert_episode(session, ep, feed_id=feed_id)
+        feed_id = record_feed(self.store, feed)
         jobs: dict[int, Episode] = {}
         for ep in episodes:
-            job_id, created = self.store.submit(
-                ep.episode_key,
-                self.fingerprint,
-                job_payload(self.settings, ep),
-                correlation_id=uuid.uuid4().hex,
-                profiles=step_profiles(self.settings.topics.backend),
-            )
-            status = None if created else self.store.job(job_id)["status"]
-            if status in ("failed", "cancelled"):
-                self.store.retry_job(job_id)  # running `podmill run` again retries
-            elif status == "done":  # and repairs a damaged artifact set (docs/security.md)
+            # running `podmill run` again retries a failed or cancelled job (submit_episode)
+            submitted = submit_episode(self.store, self.spec, ep, feed_id=feed_id)
+            if submitted.found == "done":  # and repairs a damaged artifact set (docs/security.md)
                 repair_if_damaged(self.store, self.artifacts, ep.episode_key, self.fingerprint)
-            jobs[job_id] = ep
+            jobs[submitted.job_id] = ep
         return jobs
 
     def _run_step(self, claimed: Any) -> list[str]:
