@@ -9,7 +9,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from podmill.api.auth import AdminDep, PlatformDep, TenantDep, platform
+from podmill.api.auth import AdminDep, PlatformDep, TenantDep
 from podmill.api.errors import ERROR_SCHEMA
 from podmill.api.params import FetchableUrl, RowId
 from podmill.api.schemas import Feed, Subscription
@@ -54,18 +54,16 @@ class SubscriptionCreate(BaseModel):
     response_model=Feed,
     responses={200: {"model": Feed, "description": "the feed was in the catalog already"}},
 )
-async def add_feed(request: Request, body: FeedCreate, _admin: AdminDep) -> JSONResponse:
+async def add_feed(
+    request: Request, service: PlatformDep, body: FeedCreate, _admin: AdminDep
+) -> JSONResponse:
     """Add a feed to the catalog after fetching and parsing it (422 with the reason
     when that fails). 200 with the existing feed if it is already there. 429 while
     this tenant has ``server.validations_per_tenant`` validations running."""
     feed, created = await feed_validations(request).run(
-        _admin, platform(request).add_feed, body.url, body.interval_seconds
+        _admin, service.add_feed, body.url, body.interval_seconds
     )
-    return JSONResponse(
-        jsonable_encoder(feed),
-        status_code=201 if created else 200,
-        headers={"Location": f"/feeds/{feed['id']}"},
-    )
+    return _created(feed, created, f"/feeds/{feed['id']}")
 
 
 @router.get("/feeds", tags=["catalog"], response_model=list[Feed])
@@ -105,19 +103,17 @@ def merge_feed(
     response_model=Subscription,
     responses={200: {"model": Subscription, "description": "this tenant was subscribed already"}},
 )
-async def subscribe(request: Request, body: SubscriptionCreate, tenant: TenantDep) -> JSONResponse:
+async def subscribe(
+    request: Request, service: PlatformDep, body: SubscriptionCreate, tenant: TenantDep
+) -> JSONResponse:
     """Subscribe to a feed by URL; a feed not yet in the catalog is added after it was
     fetched and parsed (422 with the reason otherwise). The newest
     ``server.backfill`` episodes are queued; later ones as the poller finds them.
     429 while this tenant has ``server.validations_per_tenant`` validations running."""
     subscription, created = await feed_validations(request).run(
-        tenant, platform(request).subscribe, tenant, body.url
+        tenant, service.subscribe, tenant, body.url
     )
-    return JSONResponse(
-        jsonable_encoder(subscription),
-        status_code=201 if created else 200,
-        headers={"Location": f"/subscriptions/{subscription['id']}"},
-    )
+    return _created(subscription, created, f"/subscriptions/{subscription['id']}")
 
 
 @router.get("/subscriptions", tags=["subscriptions"], response_model=list[Subscription])
@@ -136,3 +132,12 @@ def get_subscription(
 def unsubscribe(service: PlatformDep, subscription_id: RowId, tenant: TenantDep) -> Response:
     service.unsubscribe(tenant, subscription_id)
     return Response(status_code=204)
+
+
+def _created(answer: dict[str, Any], created: bool, location: str) -> JSONResponse:
+    """201 with ``Location`` for a row this request added; 200 for one already there."""
+    return JSONResponse(
+        jsonable_encoder(answer),
+        status_code=201 if created else 200,
+        headers={"Location": location},
+    )
