@@ -4,7 +4,15 @@ from __future__ import annotations
 
 
 class PodmillError(Exception):
-    """Base for errors shown to the user as one line (no traceback)."""
+    """Base for errors shown to the user as one line (no traceback).
+
+    ``retryable`` says whether a step that failed with it may succeed on a later attempt
+    (podmill.engine.execute.is_retryable): not by default, since most of these are input
+    problems that will not go away; an error that can pass (a download timeout, a 5xx)
+    sets it. Any other exception is a bug or a crash, and is retried.
+    """
+
+    retryable: bool = False
 
 
 class MissingExtraError(PodmillError):

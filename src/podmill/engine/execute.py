@@ -7,11 +7,12 @@ step. Both writes are fenced by the step's lease token, so a worker that lost it
 (it was stopped, partitioned or too slow, and the step was re-run elsewhere) changes
 nothing.
 
-Test hooks, read from the environment of the worker process on every step (they let
-the process tests and ``bench/engine.py`` exercise the engine without loading models):
+Test hooks (:class:`StepHooks`), read from the environment once, when a worker starts,
+and applied around every step it runs (they let the process tests and ``bench/engine.py``
+exercise the engine without loading models):
 
 ``PODMILL_TEST_NOOP_STAGES=1``
-    stage functions are replaced by no-ops.
+    the step's runner is not called: every stage is a no-op.
 ``PODMILL_TEST_STAGE_DELAY=stage:seconds[,stage:seconds]``
     sleep before running that stage (to catch a worker mid-step).
 ``PODMILL_TEST_FAIL_STAGES=stage[,stage]``
@@ -30,13 +31,17 @@ import os
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
 
 from podmill.domain import Episode
-from podmill.errors import DiskFullError, DownloadError, PodmillError
+from podmill.engine.claim import ClaimedStep
+from podmill.engine.store import StepStore
+from podmill.errors import DiskFullError, PodmillError
 from podmill.obs.logging import step_context
 from podmill.obs.metrics import recorder
 from podmill.pipeline.context import StageContext
@@ -48,7 +53,7 @@ log = logging.getLogger(__name__)
 
 Outcome = Literal["done", "retry", "dead", "lost", "released"]
 # Runs one claimed step; raises on failure; may return the stage's notes to keep.
-StepRunner = Callable[[Any], "list[str] | None"]
+StepRunner = Callable[[ClaimedStep], "list[str] | None"]
 
 # How long a finished step keeps trying to record its outcome while the database is
 # unreachable (e.g. a Postgres restart). Past this, the lease has long expired and the
@@ -57,20 +62,21 @@ OUTCOME_RETRY_SECONDS = 120.0
 
 
 def run_claimed(
-    store: Any,
-    claimed: Any,
+    store: StepStore,
+    claimed: ClaimedStep,
     settings_base: Settings | dict[str, Any] | None = None,
     *,
     worker_id: str = "",
     run_step: StepRunner | None = None,
     complete: Callable[..., bool] | None = None,
+    hooks: StepHooks | None = None,
 ) -> Outcome:
-    """Run ``claimed`` (a :class:`podmill.engine.store.ClaimedStep`) and record the outcome.
+    """Run ``claimed`` and record the outcome.
 
     ``run_step(claimed)`` defaults to :func:`execute_step` with ``settings_base``; it
-    raises on failure. A :class:`~podmill.errors.PodmillError` is an input problem that
-    will not go away (the step goes dead at once) unless it is a retryable
-    :class:`~podmill.errors.DownloadError`; any other exception is retried with backoff.
+    raises on failure, and the error's retryability (:func:`is_retryable`) decides
+    between a retry with backoff and a dead step. ``hooks`` are the worker's test hooks
+    (none by default).
     Returns ``"done"``, ``"retry"``, ``"dead"`` or ``"lost"`` (the lease was lost and
     the result discarded). A step that runs out of disk space is released (``pending``
     again, the attempt not counted) and :class:`~podmill.errors.DiskFullError` is
@@ -79,10 +85,8 @@ def run_claimed(
     """
     if run_step is None:
 
-        def run_step(step: Any) -> list[str]:
-            return execute_step(
-                step, settings_base, worker_id=worker_id, sessions=getattr(store, "sessions", None)
-            )
+        def run_step(step: ClaimedStep) -> list[str]:
+            return execute_step(step, settings_base, worker_id=worker_id, sessions=store.sessions)
 
     # Every log line of this step, from podmill or a library, in this thread or in one
     # started with podmill.obs.logging.propagating, carries these fields.
@@ -98,7 +102,9 @@ def run_claimed(
         started = time.monotonic()
         outcome: Outcome | None = None
         try:
-            outcome = _run_and_record(store, claimed, run_step, complete)
+            outcome = _run_and_record(
+                store, claimed, hooks.around(run_step, worker_id) if hooks else run_step, complete
+            )
         except DiskFullError:
             outcome = "released"  # handed back, not failed: the worker decides what next
             raise
@@ -121,7 +127,10 @@ def run_claimed(
 
 
 def _run_and_record(
-    store: Any, claimed: Any, run_step: StepRunner, complete: Callable[..., bool] | None
+    store: StepStore,
+    claimed: ClaimedStep,
+    run_step: StepRunner,
+    complete: Callable[..., bool] | None,
 ) -> Outcome:
     started = time.monotonic()
     try:
@@ -195,7 +204,7 @@ def disk_full(exc: BaseException) -> BaseException | None:
 _DISK_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 
 
-def _hand_back(store: Any, claimed: Any, full: BaseException) -> DiskFullError:
+def _hand_back(store: StepStore, claimed: ClaimedStep, full: BaseException) -> DiskFullError:
     """Release a step that failed for want of space and say so in one line.
 
     Not a failure of the step: released, it is ``pending`` again with its attempt not
@@ -218,19 +227,20 @@ def _hand_back(store: Any, claimed: Any, full: BaseException) -> DiskFullError:
 
 
 def is_retryable(exc: BaseException) -> bool:
-    """Whether a failed step may succeed on a later attempt."""
-    if isinstance(exc, DownloadError):
-        return exc.retryable
-    return not isinstance(exc, PodmillError)
+    """Whether a failed step may succeed on a later attempt: a
+    :class:`~podmill.errors.PodmillError` says so itself (``retryable``: false for an
+    input problem that will not go away, true e.g. for a download that timed out); any
+    other exception (a bug, a crashed model) is retried."""
+    return exc.retryable if isinstance(exc, PodmillError) else True
 
 
 def execute_step(
-    claimed: Any,
+    claimed: ClaimedStep,
     settings_base: Settings | dict[str, Any] | None = None,
     *,
     worker_id: str = "",
     on_audio_progress: Callable[[float], None] | None = None,
-    sessions: Any = None,
+    sessions: sessionmaker[Session] | None = None,
 ) -> list[str]:
     """Run the stage of ``claimed`` in this process; raises on failure. Returns the
     notes the stage recorded (``StageContext.notes``), which the worker keeps on the step.
@@ -251,23 +261,64 @@ def execute_step(
         on_audio_progress=on_audio_progress,
         sessions=sessions,
     )
-    delay = _stage_delays().get(claimed.stage)
-    if delay:
-        time.sleep(delay)
-    if claimed.stage in _env_list("PODMILL_TEST_FAIL_STAGES"):
-        raise RuntimeError(f"PODMILL_TEST_FAIL_STAGES: {claimed.stage} fails on purpose")
-    if os.environ.get("PODMILL_TEST_NOOP_STAGES", "0") in ("", "0"):
-        run_stage(claimed.stage, ctx)
-    run_log = os.environ.get("PODMILL_TEST_RUN_LOG")
-    if run_log:
-        line = f"{claimed.job_id} {claimed.stage} {claimed.attempt} {worker_id}\n"
-        # One short O_APPEND write: lines from concurrent processes do not interleave.
-        fd = os.open(run_log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            os.write(fd, line.encode())
-        finally:
-            os.close(fd)
+    run_stage(claimed.stage, ctx)
     return ctx.notes
+
+
+@dataclass(frozen=True)
+class StepHooks:
+    """The test hooks a worker applies around each step (the module doc names their
+    environment variables). :meth:`from_env` reads them once, when the worker starts;
+    the defaults change nothing."""
+
+    noop_stages: bool = False
+    stage_delays: Mapping[str, float] = field(default_factory=dict)
+    fail_stages: frozenset[str] = frozenset()
+    run_log: str | None = None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> StepHooks:
+        def items(name: str) -> list[str]:
+            return [part.strip() for part in environ.get(name, "").split(",") if part.strip()]
+
+        delays: dict[str, float] = {}
+        for item in items("PODMILL_TEST_STAGE_DELAY"):
+            stage, _, seconds = item.partition(":")
+            try:
+                delays[stage.strip()] = float(seconds)
+            except ValueError:
+                raise PodmillError(
+                    f"PODMILL_TEST_STAGE_DELAY: {item!r} is not stage:seconds; "
+                    "write e.g. fetch:0.5,segment:2"
+                ) from None
+        return cls(
+            noop_stages=environ.get("PODMILL_TEST_NOOP_STAGES", "0") not in ("", "0"),
+            stage_delays=delays,
+            fail_stages=frozenset(items("PODMILL_TEST_FAIL_STAGES")),
+            run_log=environ.get("PODMILL_TEST_RUN_LOG") or None,
+        )
+
+    def around(self, run_step: StepRunner, worker_id: str) -> StepRunner:
+        """``run_step`` with these hooks: delay, fail, skip, then log the run."""
+
+        def hooked(claimed: ClaimedStep) -> list[str] | None:
+            delay = self.stage_delays.get(claimed.stage)
+            if delay:
+                time.sleep(delay)
+            if claimed.stage in self.fail_stages:
+                raise RuntimeError(f"PODMILL_TEST_FAIL_STAGES: {claimed.stage} fails on purpose")
+            notes = None if self.noop_stages else run_step(claimed)
+            if self.run_log:
+                line = f"{claimed.job_id} {claimed.stage} {claimed.attempt} {worker_id}\n"
+                # One short O_APPEND write: lines from concurrent processes do not interleave.
+                fd = os.open(self.run_log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+                try:
+                    os.write(fd, line.encode())
+                finally:
+                    os.close(fd)
+            return notes
+
+        return hooked
 
 
 def job_settings(
@@ -343,18 +394,6 @@ def _until_recorded(write: Callable[[], Any]) -> Any:
             log.warning("database unavailable while recording a step outcome; retrying: %s", exc)
             time.sleep(delay * random.uniform(0.8, 1.2))
             delay = min(delay * 2, 5.0)
-
-
-def _stage_delays() -> dict[str, float]:
-    delays: dict[str, float] = {}
-    for item in _env_list("PODMILL_TEST_STAGE_DELAY"):
-        stage, _, seconds = item.partition(":")
-        delays[stage.strip()] = float(seconds)
-    return delays
-
-
-def _env_list(name: str) -> list[str]:
-    return [part.strip() for part in os.environ.get(name, "").split(",") if part.strip()]
 
 
 def _first_line(exc: BaseException) -> str:

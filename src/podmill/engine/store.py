@@ -21,7 +21,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Collection, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol, TypeVar
@@ -44,6 +44,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session, sessionmaker
 
 from podmill.engine.claim import ClaimedStep, ClaimOrder, claim_for_pools, take_lock
 from podmill.engine.clock import Clock, SystemClock
@@ -52,7 +53,7 @@ from podmill.storage.db import DEFERRED, make_engine, session_factory
 from podmill.storage.models import STEP_STATUSES, WORKER_STATUSES, WorkerRow
 from podmill.storage.ready import JOBS, LOCKS, PAUSED, STEPS, ready
 
-__all__ = ["CHANNEL", "ClaimedStep", "Store", "Waiter", "libpq_dsn"]
+__all__ = ["CHANNEL", "ClaimedStep", "StepStore", "Store", "Waiter", "libpq_dsn"]
 
 WORKERS = WorkerRow.__table__
 CHANNEL = "podmill_steps"  # Postgres NOTIFY channel: some step became pending
@@ -71,6 +72,59 @@ class Waiter(Protocol):
     def wait(self, timeout: float) -> bool:
         """Block up to ``timeout`` s; ``True`` if woken because steps became pending."""
         ...
+
+
+class StepStore(Protocol):
+    """What a worker (engine/worker.py) and the step runner (engine/execute.py) need from
+    a store: claim, fence every outcome, keep leases alive, wake up. :class:`Store` is
+    the one implementation; each method's contract is on it."""
+
+    dialect: str
+    lease_seconds: float
+    sessions: sessionmaker[Session]
+
+    def register_worker(
+        self, worker_id: str, host: str, pid: int, pools: dict[str, int]
+    ) -> None: ...
+
+    def set_worker_status(self, worker_id: str, status: str) -> None: ...
+
+    def claim_pools(
+        self,
+        worker_id: str,
+        requests: Collection[tuple[Collection[str], int, Collection[str]]],
+        order: ClaimOrder = "fifo",
+    ) -> list[list[ClaimedStep]]: ...
+
+    def has_ready(self, stages: Collection[str], profiles: Collection[str]) -> bool: ...
+
+    def complete(
+        self, step_id: int, lease_token: str, *, duration: float | None = None
+    ) -> bool: ...
+
+    def complete_many(
+        self, results: Collection[tuple[int, str, float | None]]
+    ) -> dict[int, bool]: ...
+
+    def record_notes(self, step_id: int, lease_token: str, notes: Collection[str]) -> bool: ...
+
+    def fail(
+        self,
+        step_id: int,
+        lease_token: str,
+        error: str,
+        *,
+        retryable: bool = True,
+        duration: float | None = None,
+    ) -> FailOutcome: ...
+
+    def release(self, step_id: int, lease_token: str) -> bool: ...
+
+    def heartbeat(self, worker_id: str, step_ids: Collection[int] = ()) -> int: ...
+
+    def reap(self, self_worker_id: str | None = None) -> list[int]: ...
+
+    def listen(self) -> AbstractContextManager[Waiter]: ...
 
 
 @dataclass

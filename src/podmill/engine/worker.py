@@ -37,7 +37,9 @@ from typing import Any, Literal
 
 from sqlalchemy.exc import InterfaceError, OperationalError
 
-from podmill.engine.execute import Outcome, run_claimed
+from podmill.engine.claim import ClaimedStep
+from podmill.engine.execute import Outcome, StepHooks, StepRunner, run_claimed
+from podmill.engine.store import StepStore
 from podmill.errors import DiskFullError, PodmillError
 from podmill.obs.metrics import recorder
 from podmill.pipeline.dag import PROFILES, STAGE_NAMES, STAGES
@@ -124,7 +126,7 @@ class Completions:
 
     MAX_BATCH = 256
 
-    def __init__(self, store: Any) -> None:
+    def __init__(self, store: StepStore) -> None:
         self.store = store
         self._queue: queue.SimpleQueue[tuple[int, str, float | None, Future[bool]] | None] = (
             queue.SimpleQueue()
@@ -197,16 +199,18 @@ class Worker:
     """Claims and runs steps from ``store`` until :meth:`stop` (or ``max_idle``).
 
     ``run_step(claimed)`` runs one step and raises on failure; by default it is
-    :func:`podmill.engine.execute.execute_step` with ``settings_base``.
+    :func:`podmill.engine.execute.execute_step` with ``settings_base``. ``hooks`` (test
+    hooks around every step) default to the ones the environment names, read here, once
+    (:class:`~podmill.engine.execute.StepHooks`).
     """
 
     def __init__(
         self,
-        store: Any,
+        store: StepStore,
         pools: Mapping[str, int] | None = None,
         grace: float = 30.0,
         poll_interval: float | None = None,
-        run_step: Callable[[Any], None] | None = None,
+        run_step: StepRunner | None = None,
         *,
         worker_id: str | None = None,
         max_idle: float | None = None,
@@ -214,8 +218,10 @@ class Worker:
         settings_base: Settings | None = None,
         disk_full_pause: float = 30.0,
         on_disk_full: Callable[[DiskFullError], None] | None = None,
+        hooks: StepHooks | None = None,
     ) -> None:
         self.store = store
+        self.hooks = hooks if hooks is not None else StepHooks.from_env()
         self.pool_sizes = dict(pools or default_pools())
         self.pools = resolve_pools(self.pool_sizes)
         self.grace = grace
@@ -248,7 +254,7 @@ class Worker:
         self._stop_requests = 0  # written by signal handlers: a plain int, no locks
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
-        self._running: dict[int, Any] = {}
+        self._running: dict[int, ClaimedStep] = {}
         self._wake = threading.Event()
         # Which pools the next claim round asks for (see _claim_round): stages named by
         # NOTIFY, pools with a freed slot, pools whose last claim came back full.
@@ -441,7 +447,7 @@ class Worker:
 
     # ------------------------------------------------------------------- steps
 
-    def _start_step(self, pool: Pool, step: Any) -> None:
+    def _start_step(self, pool: Pool, step: ClaimedStep) -> None:
         with self._lock:
             pool.running.add(step.step_id)
             self._running[step.step_id] = step
@@ -454,7 +460,7 @@ class Worker:
             daemon=True,
         ).start()
 
-    def _run_step(self, pool: Pool, step: Any) -> None:
+    def _run_step(self, pool: Pool, step: ClaimedStep) -> None:
         outcome: Outcome | None = None
         try:
             outcome = run_claimed(
@@ -464,6 +470,7 @@ class Worker:
                 worker_id=self.worker_id,
                 run_step=self.run_step,
                 complete=self._completions.complete,
+                hooks=self.hooks,
             )
         except DiskFullError as exc:
             self._disk_full(step, exc)
@@ -495,7 +502,7 @@ class Worker:
                 self._changed.notify_all()
             self._wake.set()
 
-    def _disk_full(self, step: Any, exc: DiskFullError) -> None:
+    def _disk_full(self, step: ClaimedStep, exc: DiskFullError) -> None:
         """Degraded: claim nothing for a pause (doubling while the disk stays full)."""
         with self._lock:
             if exc.released:
@@ -589,7 +596,7 @@ class Worker:
         self._set_status("stopped")
         log.info("worker %s stopped: %s, released %d", self.worker_id, self.outcomes, self.released)
 
-    def _release(self, step: Any) -> None:
+    def _release(self, step: ClaimedStep) -> None:
         try:
             # fenced: if the step finished (or was reaped) meanwhile, this changes nothing
             if self.store.release(step.step_id, step.lease_token):
