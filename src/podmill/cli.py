@@ -238,6 +238,7 @@ def find_episode_dir(settings: Settings, key: str) -> Path:
     ``DATA_DIR/episodes``: never a glob or a path, so nothing outside the data dir is read.
     """
     from podmill.feeds.identity import KEY_LENGTH
+    from podmill.storage.artifacts import ArtifactStore
 
     if not _EPISODE_KEY.fullmatch(key):
         raise PodmillError(
@@ -264,13 +265,14 @@ def find_episode_dir(settings: Settings, key: str) -> Path:
         names = ", ".join(p.name for p in matches[:5])
         raise PodmillError(f"episode key {key!r} is ambiguous ({names}); give more characters")
     episode = next((p for p in matches if p.name == key), matches[0])
-    here = episode.resolve()
-    done = [
-        p for p in episode.iterdir() if p.resolve().parent == here and (p / "topics.json").is_file()
-    ]
-    if not done:
-        raise PodmillError(f"episode {episode.name} has no finished run in {episode}")
-    return max(done, key=lambda p: (p / "topics.json").stat().st_mtime)
+    store = ArtifactStore(settings.data_dir)
+    fingerprint = store.newest_finished(episode.name)
+    if fingerprint is None:
+        raise PodmillError(
+            f"episode {episode.name} has no finished run in {episode}; "
+            "run `podmill run` on its feed or file to finish it"
+        )
+    return store.episode_dir(episode.name, fingerprint)
 
 
 @app.command()
@@ -285,21 +287,23 @@ def show(
     """Print an episode's outline, topic tree or transcript."""
     from podmill.domain import TopicNode
     from podmill.pipeline.outline import render_outline
-    from podmill.storage.artifacts import ArtifactDamaged, read_set_json, read_set_text
+    from podmill.storage.artifacts import (
+        TRANSCRIPTS,
+        Artifact,
+        ArtifactDamaged,
+        read_set_json,
+        read_set_text,
+    )
 
     settings = _settings(config, data_dir=data_dir)
     folder = find_episode_dir(settings, episode_key)
     try:  # checked reads: a damaged file is one line, and `podmill run` again repairs it
         if format is ShowFormat.outline:
-            data = read_set_json(folder, "topics.json")
+            data = read_set_json(folder, Artifact.TOPICS)
             out.print(render_outline(TopicNode.from_dict(data["root"])), markup=False)
             return
-        name = {
-            "json": "topics.json",
-            "srt": "transcript.srt",
-            "vtt": "transcript.vtt",
-            "txt": "transcript.txt",
-        }[format.value]
+        # --format json is the topic tree; the other formats are the transcript's
+        name = Artifact.TOPICS if format is ShowFormat.json else TRANSCRIPTS[format.value]
         sys.stdout.write(read_set_text(folder, name))
     except ArtifactDamaged as exc:
         raise PodmillError(

@@ -16,9 +16,9 @@ def alices_things(alice: Caller, live_feed: LiveFeed, platform: Platform) -> dic
     audio = (DEMO / "sonnet001.mp3").read_bytes()
     job = alice.post("/jobs", files={"file": ("secret.mp3", audio, "audio/mpeg")}).json()["job"]
     key = job["episode_key"]
-    folder = platform.artifacts.episode_dir(key, platform.fingerprint)
-    folder.mkdir(parents=True)
-    (folder / "transcript.txt").write_text("alice's secret words\n")
+    words = "alice's secret words\n"
+    platform.artifacts.write_text(key, platform.fingerprint, "transcript.txt", words)
+    platform.artifacts.write_manifest(key, platform.fingerprint, {})  # finished, as publish does
     sub = alice.post("/subscriptions", json={"url": live_feed.url}).json()
     feed_episode = alice.get(f"/episodes?feed={sub['feed_id']}").json()[-1]["episode_key"]
     assert alice.get(f"/episodes/{key}/transcript?format=txt").text == "alice's secret words\n"

@@ -115,7 +115,7 @@ class Library:
         store.write_json(key, FINGERPRINT, "topics.json", {"title": title, "duration": duration,
                                                            "root": root})  # fmt: skip
         store.write_bytes(key, FINGERPRINT, "index.npz", buffer.getvalue())
-        store.write_json(key, FINGERPRINT, "manifest.json", {"fingerprint": FINGERPRINT})
+        store.write_manifest(key, FINGERPRINT, {"fingerprint": FINGERPRINT})  # as publish does
 
 
 _VECTORS: dict[str, Any] = {}

@@ -278,6 +278,7 @@ def test_an_enclosure_url_is_no_entitlement(
     [her_job] = alice.get("/jobs").json()  # backfill = 1: her newest item
     key = her_job["episode_key"]
     secret = platform.artifacts.write_text(key, platform.fingerprint, "transcript.txt", "secret")
+    platform.artifacts.write_manifest(key, platform.fingerprint, {})  # finished, as publish does
     assert secret.size == 6
     assert alice.get(f"/episodes/{key}/transcript?format=txt").text == "secret"
     enclosure = alice.get(f"/episodes/{key}").json()["audio_url"]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from podmill.storage.artifacts import ArtifactStore, atomic_write_bytes
+from podmill.storage.artifacts import Artifact, ArtifactStore, atomic_write_bytes
 
 KEY = "e" * 32
 FP = "f" * 32
@@ -147,3 +147,52 @@ def test_atomic_write_creates_parent_and_respects_umask(tmp_path: Path) -> None:
     umask = os.umask(0)
     os.umask(umask)
     assert target.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def _publish(store: ArtifactStore, fingerprint: str, at: float) -> None:
+    """A finished set whose manifest was written at ``at`` (seconds since the epoch)."""
+    store.write_json(KEY, fingerprint, Artifact.TOPICS, {"root": {}})
+    store.write_manifest(KEY, fingerprint, {"fingerprint": fingerprint})
+    os.utime(store.path(KEY, fingerprint, Artifact.MANIFEST), (at, at))
+
+
+def test_a_set_is_finished_once_its_manifest_is_written(store: ArtifactStore) -> None:
+    topics = store.write_json(KEY, FP, Artifact.TOPICS, {"root": {}})
+    assert not store.finished(KEY, FP)  # a topic tree alone is a run still going (or cut short)
+    assert store.newest_finished(KEY) is None
+
+    recorded = store.write_manifest(KEY, FP, {"fingerprint": FP})
+
+    assert [a.name for a in recorded] == ["topics.json", "manifest.json"]
+    assert store.finished(KEY, FP) and store.newest_finished(KEY) == FP
+    assert store.read_json(KEY, FP, Artifact.MANIFEST) == {
+        "fingerprint": FP,
+        "artifacts": {"topics.json": {"sha256": topics.sha256, "size": topics.size}},
+    }
+
+
+def test_newest_finished_prefers_the_callers_set_else_the_last_published(
+    store: ArtifactStore,
+) -> None:
+    old, new, ours = "1" * 32, "2" * 32, "3" * 32
+    _publish(store, old, 1_000_000)
+    _publish(store, new, 2_000_000)
+    store.write_json(KEY, "4" * 32, Artifact.TOPICS, {"root": {}})  # newest tree, unfinished
+    assert store.newest_finished(KEY) == new
+    assert store.newest_finished(KEY, prefer=ours) == new  # ours is not there yet
+    _publish(store, ours, 500_000)
+    assert store.newest_finished(KEY, prefer=ours) == ours
+    assert store.newest_finished(KEY, having=Artifact.TRANSCRIPT_TXT) is None
+    store.write_text(KEY, old, Artifact.TRANSCRIPT_TXT, "words")
+    assert store.newest_finished(KEY, prefer=ours, having=Artifact.TRANSCRIPT_TXT) == old
+    assert store.newest_finished("../" + KEY) is None
+
+
+def test_a_linked_set_folder_is_never_finished(store: ArtifactStore, tmp_path: Path) -> None:
+    elsewhere = ArtifactStore(tmp_path / "elsewhere")
+    elsewhere.write_text(KEY, FP, Artifact.TOPICS, "{}")
+    elsewhere.write_manifest(KEY, FP, {})
+    store.episode_dir(KEY, FP).parent.mkdir(parents=True)
+    store.episode_dir(KEY, FP).symlink_to(elsewhere.episode_dir(KEY, FP))
+    assert not store.finished(KEY, FP)
+    assert store.newest_finished(KEY) is None

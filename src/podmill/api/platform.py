@@ -31,7 +31,7 @@ from podmill.feeds.identity import fetch_url_identity, normalize_url
 from podmill.feeds.parse import ParsedFeed, parse_feed
 from podmill.settings import Settings
 from podmill.storage import repo
-from podmill.storage.artifacts import ArtifactStore
+from podmill.storage.artifacts import TRANSCRIPTS, Artifact, ArtifactStore
 from podmill.storage.db import DEFERRED
 from podmill.storage.models import (
     ApiKeyRow,
@@ -57,7 +57,6 @@ EPISODES = EpisodeRow.__table__
 JOBS = JobRow.__table__
 
 KEY_PREFIX = "pm_"
-TRANSCRIPT_FORMATS = ("json", "srt", "vtt", "txt")
 
 
 class Problem(PodmillError):
@@ -465,45 +464,36 @@ class Platform:
         current = next((j for j in jobs if j.fingerprint == self.fingerprint), None)
         folder = self._artifact_dir(key)
         tree = None
-        if folder is not None and (folder / "topics.json").is_file():
+        if folder is not None:
             # checked: a damaged file is a 409 and a re-run (api/errors.py), never a 500
-            tree = self.artifacts.read_json(key, folder.name, "topics.json")
+            tree = self.artifacts.read_json(key, folder.name, Artifact.TOPICS)
         episode.update(
             job_id=current.id if current else None,
             status=current.status if current else "new",
             fingerprint=folder.name if folder else None,
             topics=tree,
             transcript_formats=[
-                f for f in TRANSCRIPT_FORMATS if folder and (folder / f"transcript.{f}").is_file()
+                f for f, name in TRANSCRIPTS.items() if folder and (folder / name).is_file()
             ],
         )
         return episode
 
     def transcript(self, tenant: Tenant, key: str, fmt: str) -> Path:
         self.episode_by_key(tenant, key)  # 404 unless visible
-        folder = self._artifact_dir(key, f"transcript.{fmt}")
+        name = TRANSCRIPTS[fmt]
+        folder = self._artifact_dir(key, name)
         if folder is None:
             raise not_found(
                 f"episode {key} has no transcript yet: GET /episodes/{key} shows its job status"
             )
-        self.artifacts.read_checked(key, folder.name, f"transcript.{fmt}")  # 409 if damaged
-        return folder / f"transcript.{fmt}"
+        self.artifacts.read_checked(key, folder.name, name)  # 409 if damaged
+        return folder / name
 
-    def _artifact_dir(self, key: str, name: str = "topics.json") -> Path | None:
-        """This server's artifact set of ``key`` if it has ``name``, else the newest
-        other set that has it."""
-        try:
-            ours = self.artifacts.episode_dir(key, self.fingerprint)
-        except ValueError:
-            return None
-        if (ours / name).is_file():
-            return ours
-        others = [
-            self.artifacts.episode_dir(key, fp)
-            for fp in self.artifacts.find_fingerprints(key)
-            if (self.artifacts.episode_dir(key, fp) / name).is_file()
-        ]
-        return max(others, key=lambda p: (p / name).stat().st_mtime) if others else None
+    def _artifact_dir(self, key: str, name: str = Artifact.TOPICS) -> Path | None:
+        """The finished artifact set of ``key`` that has ``name``: this server's, else the
+        one published last (:meth:`ArtifactStore.newest_finished`)."""
+        fingerprint = self.artifacts.newest_finished(key, prefer=self.fingerprint, having=name)
+        return None if fingerprint is None else self.artifacts.episode_dir(key, fingerprint)
 
     # ------------------------------------------------------------------- catalog
 

@@ -20,14 +20,12 @@ from sqlalchemy import Connection, func, select
 
 from podmill.digest.window import Window
 from podmill.domain import TopicNode
-from podmill.storage.artifacts import read_set_bytes, read_set_json
+from podmill.storage.artifacts import Artifact, ArtifactStore, read_set_bytes, read_set_json
 from podmill.storage.models import EpisodeRow, FeedRow
 
 EPISODES = EpisodeRow.__table__
 FEEDS = FeedRow.__table__
 
-# Written last by the publish stage: a set that has it is finished.
-DONE_MARKER = "manifest.json"
 # A digest over more episodes than this keeps the newest (~5,000 topics: the
 # clustering holds an n x n similarity matrix, 100 MB there).
 MAX_EPISODES = 500
@@ -135,7 +133,7 @@ def feed_choices(
 
 def load_episode(row: Any, folder: Path) -> DigestEpisode:
     """The episode of catalog ``row`` with the tree and vectors of artifact set ``folder``."""
-    data = read_set_json(folder, "topics.json")
+    data = read_set_json(folder, Artifact.TOPICS)
     root = TopicNode.from_dict(data["root"])
     vectors = _node_vectors(folder, root)
     topics = []
@@ -172,7 +170,7 @@ def collect(
     pending = 0
     for row in episode_rows(conn, window, feed_ids=feed_ids, visible=visible, limit=limit):
         folder = artifact_dir(row.episode_key)
-        if folder is None or not (folder / "topics.json").is_file():
+        if folder is None:
             pending += 1
             continue
         episodes.append(load_episode(row, folder))
@@ -212,17 +210,11 @@ _SUMMARY_CACHE_SIZE = 20_000  # ~30 MB of vectors
 def newest_finished_set(data_dir: Path) -> Callable[[str], Path | None]:
     """``artifact_dir`` for the CLI: an episode's newest finished set, whatever its
     fingerprint (the server prefers its own fingerprint: ``Platform._artifact_dir``)."""
-    from podmill.storage.artifacts import ArtifactStore
-
     store = ArtifactStore(data_dir)
 
     def find(key: str) -> Path | None:
-        try:
-            sets = [store.episode_dir(key, fp) for fp in store.find_fingerprints(key)]
-        except ValueError:
-            return None
-        done = [s for s in sets if (s / DONE_MARKER).is_file() and (s / "topics.json").is_file()]
-        return max(done, key=lambda s: (s / DONE_MARKER).stat().st_mtime) if done else None
+        fingerprint = store.newest_finished(key)
+        return None if fingerprint is None else store.episode_dir(key, fingerprint)
 
     return find
 
@@ -254,9 +246,9 @@ def _node_vectors(folder: Path, root: TopicNode) -> dict[str, Any]:
     import numpy as np
 
     vectors: dict[str, Any] = {}
-    path = folder / "index.npz"
-    if path.is_file():
-        with np.load(io.BytesIO(read_set_bytes(folder, "index.npz")), allow_pickle=False) as index:
+    if (folder / Artifact.INDEX).is_file():
+        data = read_set_bytes(folder, Artifact.INDEX)
+        with np.load(io.BytesIO(data), allow_pickle=False) as index:
             ids = [str(i) for i in index["ids"]]
             matrix = index["vectors"]
         vectors = {node_id: matrix[row] for row, node_id in enumerate(ids)}

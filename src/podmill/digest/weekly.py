@@ -20,7 +20,6 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from podmill.api.platform import Platform, Tenant
 from podmill.digest.build import DigestOptions
-from podmill.digest.collect import DONE_MARKER
 from podmill.digest.service import make_digest
 from podmill.digest.stories import DEFAULT_THRESHOLD
 from podmill.digest.window import Window
@@ -63,7 +62,7 @@ def tenant_digest(
     return make_digest(
         service.reader,
         window,
-        lambda key: service._artifact_dir(key, DONE_MARKER),
+        service._artifact_dir,
         now,
         options=options,
         feeds=feeds,

@@ -29,9 +29,9 @@ from podmill.pipeline import keypoints, topics
 from podmill.pipeline.context import StageContext
 from podmill.pipeline.sentences import Sentence
 from podmill.settings import LlmSettings, TopicSettings
+from podmill.storage.artifacts import Artifact, stage_usage
 
 PROMPT_NAMES = ("boundaries", "decide", "summary", "episode")
-USAGE_FILE = "llm_usage.json"
 CHARS_PER_TOKEN = 3.5  # English text, Qwen/Llama-style tokenisers; a budget, not a count
 PROMPT_OVERHEAD_TOKENS = 160  # the template, the chat markup
 SENTENCE_WORDS = 30  # sentences are shortened to this many words in boundary prompts
@@ -334,7 +334,7 @@ class LlmSession:
         """Record this stage's usage (artifact and note)."""
         u = self.usage
         self.ctx.write_json(
-            f"llm_usage_{self.stage}.json",
+            stage_usage(self.stage),
             {"stage": self.stage, "model": self.model or _configured(self.settings), **u.__dict__},
         )
         self.ctx.notes.append(
@@ -355,7 +355,7 @@ def merge_usage(ctx: StageContext, stages: Sequence[str]) -> dict[str, Any]:
     total = Usage()
     model = ""
     for stage in stages:
-        name = f"llm_usage_{stage}.json"
+        name = stage_usage(stage)
         if ctx.exists(name):
             record = ctx.read_json(name)
             model = record.pop("model", "") or model
@@ -364,7 +364,7 @@ def merge_usage(ctx: StageContext, stages: Sequence[str]) -> dict[str, Any]:
             total.add(Usage(**record))
     data = {"model": model or _configured(ctx.settings.llm), "stages": per_stage}
     data["total"] = total.__dict__
-    ctx.write_json(USAGE_FILE, data)
+    ctx.write_json(Artifact.LLM_USAGE, data)
     return data
 
 

@@ -18,10 +18,11 @@ from collections.abc import Iterable
 from typing import Any
 
 from podmill.pipeline.dag import STAGES, ancestors, stage
-from podmill.storage.artifacts import MANIFEST, ArtifactStore
+from podmill.storage.artifacts import Artifact, ArtifactStore, stage_usage
 
 DAMAGED_SUFFIX = ".damaged"
-_STAGE_USAGE = re.compile(r"llm_usage_(?P<stage>\w+)\.json")  # llm_topics: one per LLM stage
+# The names stage_usage gives: one per LLM stage (pipeline/llm_topics.py).
+_STAGE_USAGE = re.compile(re.escape(stage_usage("STAGE")).replace("STAGE", r"(?P<stage>\w+)"))
 
 
 def producer(name: str) -> str:
@@ -45,9 +46,9 @@ def stages_to_rerun(names: Iterable[str]) -> tuple[str, ...]:
 def set_aside(artifacts: ArtifactStore, key: str, fingerprint: str, stages: Iterable[str]) -> None:
     """Move the outputs of ``stages`` out of the set (to ``.NAME.damaged``)."""
     for name in stages:
-        outputs = [*stage(name).outputs, f"llm_usage_{name}.json"]
+        outputs = [*stage(name).outputs, stage_usage(name)]
         if name == "publish":
-            outputs.append("llm_usage.json")
+            outputs.append(Artifact.LLM_USAGE)
         for output in outputs:
             path = artifacts.path(key, fingerprint, output)
             with contextlib.suppress(FileNotFoundError):  # another reader got there first
@@ -79,6 +80,6 @@ def repair_if_damaged(
     damaged = artifacts.damaged(key, fingerprint)
     if not damaged:
         return ()
-    if MANIFEST in damaged:  # nothing to check the rest against: publish writes it again
-        damaged = {MANIFEST: damaged[MANIFEST]}
+    if Artifact.MANIFEST in damaged:  # nothing to check the rest against: publish writes it again
+        damaged = {Artifact.MANIFEST: damaged[Artifact.MANIFEST]}
     return requeue(store, artifacts, key, fingerprint, damaged)

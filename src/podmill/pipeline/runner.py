@@ -31,10 +31,10 @@ from podmill.pipeline.dag import STAGE_NAMES, stage_range
 from podmill.pipeline.fingerprint import fingerprint
 from podmill.pipeline.repair import repair_if_damaged
 from podmill.pipeline.runlock import Holder, data_dir_lock
-from podmill.pipeline.stages import ARTIFACT_KINDS, run_stage
+from podmill.pipeline.stages import run_stage
 from podmill.settings import Settings
 from podmill.storage import db
-from podmill.storage.artifacts import ArtifactStore
+from podmill.storage.artifacts import KINDS, Artifact, ArtifactStore
 
 EMBEDDED_POOLS = {"io": 2, "asr": 1, "cpu": 1, "llm": 1}
 TERMINAL = {"done", "failed", "cancelled"}
@@ -270,11 +270,13 @@ class Runner:
             elif step["status"] in ("dead", "failed") and result.error is None:
                 result.failed_stage = name
                 result.error = f"{name}: {step.get('error')}"
-        for name, kind in ARTIFACT_KINDS.items():
+        for name, kind in KINDS.items():
             path = self.artifacts.path(episode.episode_key, self.fingerprint, name)
             if path.is_file():
                 result.artifacts[kind] = str(path)
-        transcript = self.artifacts.path(episode.episode_key, self.fingerprint, "transcript.json")
+        transcript = self.artifacts.path(
+            episode.episode_key, self.fingerprint, Artifact.TRANSCRIPT_JSON
+        )
         if transcript.is_file():
             import json
 

@@ -10,7 +10,6 @@ were indexed), then builds a new vector generation.
 from __future__ import annotations
 
 import io
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +23,9 @@ from podmill.search import documents, store
 from podmill.storage import repo
 from podmill.storage.artifacts import (
     EPISODES_DIR,
+    Artifact,
     ArtifactDamaged,
+    ArtifactStore,
     read_set_bytes,
     read_set_json,
 )
@@ -39,25 +40,19 @@ class RebuildReport:
     vectors: int = 0  # in the new generation
 
 
-def newest_artifact_dir(episode_dir: Path) -> Path | None:
-    """The episode's newest finished artifact set (the one with the newest topics.json)."""
-    done = [p for p in episode_dir.iterdir() if (p / "topics.json").is_file()]
-    return max(done, key=lambda p: (p / "topics.json").stat().st_mtime) if done else None
-
-
 def episode_docs_from_artifacts(
     folder: Path, embed: Callable[[list[str]], Any]
 ) -> tuple[list[documents.SearchDoc], int]:
     """The search documents of one artifact set, and how many vectors had to be embedded."""
     import numpy as np
 
-    root = TopicNode.from_dict(read_set_json(folder, "topics.json")["root"])
-    sentences = sentences_from_dicts(read_set_json(folder, "sentences.json"))
+    root = TopicNode.from_dict(read_set_json(folder, Artifact.TOPICS)["root"])
+    sentences = sentences_from_dicts(read_set_json(folder, Artifact.SENTENCES))
     nodes = list(root.walk())
     passage_list = documents.passages(root, sentences)
     node_vectors = passage_vectors = None
-    if (folder / "index.npz").is_file():
-        with np.load(io.BytesIO(read_set_bytes(folder, "index.npz"))) as data:
+    if (folder / Artifact.INDEX).is_file():
+        with np.load(io.BytesIO(read_set_bytes(folder, Artifact.INDEX))) as data:
             if [str(i) for i in data["ids"]] == [n.id for n in nodes]:
                 node_vectors = data["vectors"]
             spans = [[p.first, p.last] for p in passage_list]
@@ -79,12 +74,7 @@ def _ensure_catalog_row(session: Session, folder: Path, key: str) -> None:
     back from its manifest (feed links do not: the manifest has no feed row)."""
     if repo.episode_row(session, key) is not None:
         return
-    manifest = folder / "manifest.json"
-    if manifest.is_file():
-        episode = Episode.from_dict(json.loads(manifest.read_text())["episode"])
-    else:
-        title = json.loads((folder / "topics.json").read_text()).get("title") or key
-        episode = Episode(episode_key=key, title=title, audio_url=None)
+    episode = Episode.from_dict(read_set_json(folder, Artifact.MANIFEST)["episode"])
     repo.upsert_episode(session, episode, feed_id=None)
 
 
@@ -97,15 +87,17 @@ def rebuild_from_artifacts(
     """Make ``search_docs`` hold every episode's newest artifact set, one transaction
     per episode (searches running meanwhile see each episode whole, old or new)."""
     report = RebuildReport()
+    artifacts = ArtifactStore(data_dir)
     root = data_dir / EPISODES_DIR
     for episode_dir in sorted(root.iterdir() if root.is_dir() else []):
         if not episode_dir.is_dir():
             continue
         key = episode_dir.name
-        folder = newest_artifact_dir(episode_dir)
-        if folder is None or not (folder / "sentences.json").is_file():
+        fingerprint = artifacts.newest_finished(key)
+        if fingerprint is None or not artifacts.exists(key, fingerprint, Artifact.SENTENCES):
             report.skipped.append(f"{key}: no finished run")
             continue
+        folder = artifacts.episode_dir(key, fingerprint)
         try:
             docs, embedded = episode_docs_from_artifacts(folder, embed)
         except ArtifactDamaged as exc:  # `podmill run` again repairs it (docs/security.md)

@@ -5,10 +5,17 @@ Layout (the one place it is defined)::
     DATA_DIR/episodes/<episode_key>/media/           downloaded audio (fingerprint-independent)
     DATA_DIR/episodes/<episode_key>/<fingerprint>/   one artifact set: transcript.json, ...
 
+Every file name of a set is an :class:`Artifact`; the stage graph (``pipeline/dag.py``)
+names each stage's outputs with them.
+
 Every write is atomic: a reader sees the old file or the new one, never a partial one.
-Every read of a published set is checked: ``manifest.json`` records each file's sha256,
-and :meth:`ArtifactStore.read_checked` raises :class:`ArtifactDamaged` when a file no
-longer matches it (a truncated or changed file; docs/security.md, "Corrupt artifacts").
+A set is *finished* when publish has written its manifest (:meth:`ArtifactStore.write_manifest`,
+the last write of a run); :meth:`ArtifactStore.finished` and
+:meth:`ArtifactStore.newest_finished` are the one answer every reader (CLI, API, search,
+digest) uses. Every read of a published set is checked: ``manifest.json`` records each
+file's sha256, and :meth:`ArtifactStore.read_checked` raises :class:`ArtifactDamaged` when
+a file no longer matches it (a truncated or changed file; docs/security.md, "Corrupt
+artifacts").
 """
 
 from __future__ import annotations
@@ -18,7 +25,9 @@ import hashlib
 import json
 import os
 import secrets
+import stat
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +35,57 @@ from podmill.errors import PodmillError
 
 EPISODES_DIR = "episodes"
 MEDIA_DIR = "media"
-MANIFEST = "manifest.json"  # written last by publish: {"artifacts": {name: {sha256, size}}}
 _TEMP_SUFFIX = ".tmp"
+
+
+class Artifact(StrEnum):
+    """The file names of an artifact set, in the order the stages write them."""
+
+    SOURCE = "source.json"  # fetch: the audio file or the publisher transcript used
+    TRANSCRIPT_JSON = "transcript.json"
+    TRANSCRIPT_SRT = "transcript.srt"
+    TRANSCRIPT_VTT = "transcript.vtt"
+    TRANSCRIPT_TXT = "transcript.txt"
+    SENTENCES = "sentences.json"
+    EMBEDDINGS = "embeddings.npz"
+    L1 = "l1.json"
+    DECIDE = "decide.json"
+    L2 = "l2.json"
+    SUMMARIES_L1 = "summaries_l1.json"
+    SUMMARIES_L2 = "summaries_l2.json"
+    TOPICS = "topics.json"
+    INDEX = "index.npz"
+    SUMMARY_MD = "summary.md"
+    LLM_USAGE = "llm_usage.json"  # LLM mode only (docs/llm.md)
+    MANIFEST = "manifest.json"  # written last by publish: {"artifacts": {name: {sha256, size}}}
+
+
+# The transcript file of each format the CLI and the API serve.
+TRANSCRIPTS: dict[str, Artifact] = {
+    "json": Artifact.TRANSCRIPT_JSON,
+    "srt": Artifact.TRANSCRIPT_SRT,
+    "vtt": Artifact.TRANSCRIPT_VTT,
+    "txt": Artifact.TRANSCRIPT_TXT,
+}
+
+# Artifacts users and the API refer to, by kind (the rest are intermediates): the keys of
+# ``podmill run --json``'s ``artifacts`` and the ``kind`` of the episode's artifact rows.
+KINDS: dict[Artifact, str] = {
+    Artifact.TRANSCRIPT_JSON: "transcript_json",
+    Artifact.TRANSCRIPT_SRT: "srt",
+    Artifact.TRANSCRIPT_VTT: "vtt",
+    Artifact.TRANSCRIPT_TXT: "txt",
+    Artifact.TOPICS: "topics",
+    Artifact.SUMMARY_MD: "summary_md",
+    Artifact.MANIFEST: "manifest",
+    Artifact.INDEX: "index",
+    Artifact.LLM_USAGE: "llm_usage",
+}
+
+
+def stage_usage(stage: str) -> str:
+    """The file in which an LLM stage records its own usage (merged into ``llm_usage.json``)."""
+    return f"llm_usage_{stage}.json"
 
 
 @dataclass(frozen=True)
@@ -179,15 +237,17 @@ class ArtifactStore:
 
     def recorded(self, episode_key: str, fingerprint: str) -> dict[str, dict[str, Any]]:
         """The manifest's ``{name: {"sha256", "size"}}``; empty before publish wrote it."""
-        path = self.path(episode_key, fingerprint, MANIFEST)
+        path = self.path(episode_key, fingerprint, Artifact.MANIFEST)
         try:
             manifest = json.loads(path.read_bytes().decode("utf-8"))
         except FileNotFoundError:
             return {}
         except ValueError:
-            raise ArtifactDamaged(episode_key, fingerprint, MANIFEST, "not valid JSON") from None
+            raise ArtifactDamaged(
+                episode_key, fingerprint, Artifact.MANIFEST, "not valid JSON"
+            ) from None
         if not isinstance(manifest, dict):
-            raise ArtifactDamaged(episode_key, fingerprint, MANIFEST, "not a JSON object")
+            raise ArtifactDamaged(episode_key, fingerprint, Artifact.MANIFEST, "not a JSON object")
         artifacts = manifest.get("artifacts")  # absent in a hand-made set: nothing to check
         return artifacts if isinstance(artifacts, dict) else {}
 
@@ -209,6 +269,57 @@ class ArtifactStore:
             if reason is not None:
                 found[name] = reason
         return found
+
+    def write_manifest(
+        self, episode_key: str, fingerprint: str, fields: dict[str, Any]
+    ) -> list[StoredArtifact]:
+        """Finish the set: write ``manifest.json`` with ``fields`` and every other file's
+        checksum and size. It is the set's last write (publish makes it): from here on
+        the set is :meth:`finished` and its reads are checked. Returns the files it records,
+        then the manifest."""
+        files = [a for a in self.list(episode_key, fingerprint) if a.name != Artifact.MANIFEST]
+        manifest = {
+            **fields,
+            "artifacts": {a.name: {"sha256": a.sha256, "size": a.size} for a in files},
+        }
+        return [*files, self.write_json(episode_key, fingerprint, Artifact.MANIFEST, manifest)]
+
+    def finished(self, episode_key: str, fingerprint: str) -> bool:
+        """Whether the set is finished: its manifest exists (publish writes it last; a
+        repair moves it aside with the damaged files). Checksums are not checked here but
+        on every read (:meth:`read_checked`), where a damaged file is reported and
+        re-queued instead of being silently passed over."""
+        return self._published_at(episode_key, fingerprint) is not None
+
+    def newest_finished(
+        self, episode_key: str, prefer: str | None = None, having: str = Artifact.TOPICS
+    ) -> str | None:
+        """The fingerprint of the episode's finished set that has ``having``: ``prefer``'s
+        set when it is one, else the one published last (newest manifest); None if none."""
+        try:
+            fingerprints = self.find_fingerprints(episode_key)
+        except ValueError:
+            return None
+        published: dict[str, float] = {}
+        for fp in fingerprints:
+            at = self._published_at(episode_key, fp)
+            if at is not None and self.exists(episode_key, fp, having):
+                published[fp] = at
+        if prefer in published:
+            return prefer
+        return max(published, key=published.__getitem__) if published else None
+
+    def _published_at(self, episode_key: str, fingerprint: str) -> float | None:
+        """When the set's manifest was written, or None when the set is not finished. A
+        set folder that is a link is never finished (it could point outside the data dir)."""
+        try:
+            directory = self.episode_dir(episode_key, fingerprint)
+            if directory.is_symlink():
+                return None
+            manifest = (directory / Artifact.MANIFEST).stat()
+        except (ValueError, OSError):  # not a set name; no manifest (or moved aside just now)
+            return None
+        return manifest.st_mtime if stat.S_ISREG(manifest.st_mode) else None
 
     def list(self, episode_key: str, fingerprint: str) -> list[StoredArtifact]:
         """The artifact files of one set, by name; empty if the set does not exist."""
