@@ -536,12 +536,13 @@ def test_fail_retries_after_exponential_backoff_with_jitter(
         base = policy.base_delay * 2 ** (attempt - 1)
         assert step["status"] == "pending"
         assert step["error"] == f"timeout {attempt}"
-        expected = failed_at + timedelta(seconds=base * reference.uniform(0.8, 1.2))
+        # equal jitter (podmill.retry): the upper half of the exponential delay
+        expected = failed_at + timedelta(seconds=base * reference.uniform(0.5, 1.0))
         assert step["not_before"] == expected
         assert (
-            failed_at + timedelta(seconds=0.8 * base)
+            failed_at + timedelta(seconds=0.5 * base)
             <= step["not_before"]
-            <= failed_at + timedelta(seconds=1.2 * base)
+            <= failed_at + timedelta(seconds=base)
         )
         clock.set(step["not_before"] - timedelta(microseconds=1))
         assert store.claim("w1", ["fetch"]) == []  # not before not_before

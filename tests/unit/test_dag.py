@@ -46,5 +46,5 @@ def test_ranges() -> None:
 
 def test_backoff_grows_and_caps() -> None:
     policy = stage("fetch").retry
-    delays = [policy.delay(n) for n in range(1, 12)]
+    delays = [policy.backoff.ceiling(n) for n in range(1, 12)]
     assert delays == sorted(delays) and delays[-1] == policy.max_delay

@@ -32,6 +32,7 @@ from podmill.engine.clock import Clock, SystemClock
 from podmill.errors import PodmillError
 from podmill.feeds.download import fetch_feed
 from podmill.feeds.parse import parse_feed
+from podmill.retry import Backoff
 from podmill.storage import repo
 
 log = logging.getLogger(__name__)
@@ -160,10 +161,11 @@ class Poller:
         return PollOutcome(feed_id, "not_modified" if parsed is None else "new", enqueued)
 
     def _failed(self, feed_id: int, errors: int, reason: str) -> PollOutcome:
-        delay = min(
-            self.settings.poll_error_backoff_seconds * 2 ** (errors - 1),
-            self.settings.poll_max_backoff_seconds,
-        )
+        delay = Backoff(
+            self.settings.poll_error_backoff_seconds,
+            cap=self.settings.poll_max_backoff_seconds,
+            jitter=False,
+        ).delay(errors)
         now = self.clock.now()
         with self.platform.engine.begin() as conn:
             conn.execute(

@@ -13,7 +13,8 @@ The request::
     {"event": "job.finished", "tenant": …, "job": {"id", "episode_key", "status", …}}
 
 A 2xx answer is a delivery; anything else (or no answer) is retried after
-``webhook_backoff_seconds`` × 2^(attempt − 1), up to ``webhook_attempts`` tries; the
+``webhook_backoff_seconds`` × 2^(attempt − 1) (at most an hour, no jitter:
+:class:`~podmill.retry.Backoff`), up to ``webhook_attempts`` tries; the
 last error is kept in ``job_requests.reply_error``. Redirects are not followed, and the
 URL must pass the download SSRF guard (``allow_private_networks``).
 
@@ -44,10 +45,12 @@ from podmill.engine.clock import Clock, SystemClock
 from podmill.errors import PodmillError
 from podmill.feeds.deadline import Deadline
 from podmill.feeds.download import check_url
+from podmill.retry import Backoff
 
 log = logging.getLogger(__name__)
 
 FINISHED = ("done", "failed", "cancelled")
+WEBHOOK_MAX_DELAY_SECONDS = 3600.0
 # How long a claimed delivery may take before another notifier may take it over.
 CLAIM_SECONDS = 120
 
@@ -86,6 +89,9 @@ class Notifier:
         )
         self.pool = HostPool(
             "webhook", workers=self.settings.webhook_workers, per_host=self.settings.per_host_limit
+        )
+        self._backoff = Backoff(
+            self.settings.webhook_backoff_seconds, cap=WEBHOOK_MAX_DELAY_SECONDS, jitter=False
         )
 
     def deliver_due(self) -> list[Delivery]:
@@ -216,7 +222,7 @@ class Notifier:
             values = {"reply_attempts": attempt, "reply_error": f"gave up: {error}"[:2000]}
             log.warning("webhook %s: gave up after %d attempts: %s", request_id, attempt, error)
         else:
-            delay = self.settings.webhook_backoff_seconds * 2 ** (attempt - 1)
+            delay = self._backoff.delay(attempt)
             values = {"reply_attempts": attempt, "reply_next_at": now + timedelta(seconds=delay)}
             log.info(
                 "webhook %s attempt %d failed (%s); retry in %.0f s",

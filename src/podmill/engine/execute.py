@@ -28,7 +28,6 @@ import errno
 import json
 import logging
 import os
-import random
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -46,6 +45,7 @@ from podmill.obs.logging import step_context
 from podmill.obs.metrics import recorder
 from podmill.pipeline.context import StageContext
 from podmill.pipeline.dag import successors
+from podmill.retry import Backoff
 from podmill.settings import Settings
 from podmill.storage.artifacts import ArtifactStore
 
@@ -59,6 +59,7 @@ StepRunner = Callable[[ClaimedStep], "list[str] | None"]
 # unreachable (e.g. a Postgres restart). Past this, the lease has long expired and the
 # step will be re-run elsewhere anyway.
 OUTCOME_RETRY_SECONDS = 120.0
+_OUTCOME_RETRY = Backoff(0.2, cap=5.0)
 
 
 def run_claimed(
@@ -379,7 +380,7 @@ def _until_recorded(write: Callable[[], Any]) -> Any:
     retry matches zero rows and reports the lease as lost, which changes nothing.
     """
     deadline = time.monotonic() + OUTCOME_RETRY_SECONDS
-    delay = 0.2
+    failures = 0
     while True:
         try:
             return write()
@@ -392,8 +393,8 @@ def _until_recorded(write: Callable[[], Any]) -> Any:
             if time.monotonic() > deadline:
                 raise
             log.warning("database unavailable while recording a step outcome; retrying: %s", exc)
-            time.sleep(delay * random.uniform(0.8, 1.2))
-            delay = min(delay * 2, 5.0)
+            failures += 1
+            time.sleep(_OUTCOME_RETRY.delay(failures))
 
 
 def _first_line(exc: BaseException) -> str:

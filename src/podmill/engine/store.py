@@ -60,7 +60,6 @@ CHANNEL = "podmill_steps"  # Postgres NOTIFY channel: some step became pending
 # Arbitrary constant: only one reaper at a time on a Postgres database.
 _PG_REAPER_LOCK = 0x706F6472  # "podr"
 _RETRIES_ON_DEADLOCK = 3
-_JITTER = (0.8, 1.2)
 _LIVE_JOB = ("pending", "running")
 _COUNTERS = ("lease_lost", "completed", "failed", "released", "reaped")
 
@@ -482,8 +481,8 @@ class Store:
         ``"dead"`` (no attempts left, not retryable, or the job was cancelled meanwhile:
         the step will not run again) or ``"lost"`` (the lease was lost; nothing changed).
 
-        The back-off is ``policy.delay(attempts)`` from the stage's retry policy times a
-        jitter factor drawn uniformly from 0.8–1.2.
+        The back-off is the stage's ``retry.backoff`` (:class:`~podmill.retry.Backoff`,
+        jitter drawn from the injected ``rng``) times ``retry_delay_scale``.
         """
         outcome = self._write(
             lambda tx: self._fail(tx, step_id, lease_token, error, retryable, duration)
@@ -515,11 +514,8 @@ class Store:
         if job.status == "cancelled":
             values = {"status": "cancelled", "finished_at": now}
         elif retryable and step.attempts < step.max_attempts:
-            delay = (
-                stage(step.stage).retry.delay(step.attempts)
-                * self._rng.uniform(*_JITTER)
-                * self.retry_delay_scale
-            )
+            backoff = stage(step.stage).retry.backoff
+            delay = backoff.delay(step.attempts, self._rng) * self.retry_delay_scale
             values = {
                 "status": "pending",
                 "not_before": now + timedelta(seconds=delay),

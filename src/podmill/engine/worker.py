@@ -25,7 +25,6 @@ from __future__ import annotations
 import logging
 import os
 import queue
-import random
 import secrets
 import socket
 import threading
@@ -43,6 +42,7 @@ from podmill.engine.store import StepStore
 from podmill.errors import DiskFullError, PodmillError
 from podmill.obs.metrics import recorder
 from podmill.pipeline.dag import PROFILES, STAGE_NAMES, STAGES
+from podmill.retry import Backoff
 from podmill.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -52,6 +52,8 @@ log = logging.getLogger(__name__)
 _TICK = 0.1
 _DB_ERRORS = (OperationalError, InterfaceError)
 _DISK_FULL_PAUSE_MAX = 300.0
+# Waiting for a database that went away (the claim loop, LISTEN): 0.5 s doubling to 5 s.
+_DB_RETRY = Backoff(0.5, cap=5.0)
 
 
 def default_pools() -> dict[str, int]:
@@ -247,7 +249,8 @@ class Worker:
         self.degraded: str | None = None
         self.disk_full_pause = disk_full_pause
         self.on_disk_full = on_disk_full
-        self._pause = disk_full_pause
+        self._disk_pause = Backoff(disk_full_pause, cap=_DISK_FULL_PAUSE_MAX, jitter=False)
+        self._disk_fulls = 0  # in a row, without a step finishing in between
         self._claims_paused_until = 0.0
         self.last_heartbeat: float | None = None  # unix time of the last one written
 
@@ -309,20 +312,19 @@ class Worker:
             self._shutdown()
 
     def _claim_loop(self) -> None:
-        backoff = 0.5
+        failures = 0  # claim rounds failed in a row
         last_busy = time.monotonic()
         while not self.stopping:
             self._wake.clear()
             try:
                 claimed = self._claim_round()
             except _DB_ERRORS as exc:
-                log.warning(
-                    "database unavailable (%s); retrying in %.1fs", _first_line(exc), backoff
-                )
-                self._sleep(backoff * random.uniform(0.8, 1.2))
-                backoff = min(backoff * 2, 5.0)
+                failures += 1
+                delay = _DB_RETRY.delay(failures)
+                log.warning("database unavailable (%s); retrying in %.1fs", _first_line(exc), delay)
+                self._sleep(delay)
                 continue
-            backoff = 0.5
+            failures = 0
             if claimed or self.running_ids():
                 last_busy = time.monotonic()
             elif self.max_idle is not None and time.monotonic() - last_busy >= self.max_idle:
@@ -498,7 +500,7 @@ class Worker:
                     self.outcomes[outcome] += 1
                 if outcome == "done" and self.degraded is not None:
                     log.warning("worker %s: a step finished; no longer degraded", self.worker_id)
-                    self.degraded, self._pause = None, self.disk_full_pause
+                    self.degraded, self._disk_fulls = None, 0
                 self._changed.notify_all()
             self._wake.set()
 
@@ -508,8 +510,9 @@ class Worker:
             if exc.released:
                 self.released += 1
             self.degraded = str(exc)
-            self._claims_paused_until = time.monotonic() + self._pause
-            pause, self._pause = self._pause, min(self._pause * 2, _DISK_FULL_PAUSE_MAX)
+            self._disk_fulls += 1
+            pause = self._disk_pause.delay(self._disk_fulls)
+            self._claims_paused_until = time.monotonic() + pause
         if exc.released:
             recorder().step_released(step.stage)
         if self.on_disk_full is not None:
@@ -561,19 +564,19 @@ class Worker:
 
     def _listen_loop(self) -> None:
         """Postgres: wake the claim loop on NOTIFY; reconnect with backoff when it drops."""
-        backoff = 0.5
+        failures = 0  # connections lost in a row
         while not self._threads_stop.is_set():
             try:
                 with self.store.listen() as waiter:
-                    backoff = 0.5
+                    failures = 0
                     while not self._threads_stop.is_set():
                         if waiter.wait(1.0):
                             self._hint(getattr(waiter, "ready_stages", STAGE_NAMES))
                             self._wake.set()
             except Exception as exc:
                 log.warning("LISTEN lost (%s); polling until it is back", _first_line(exc))
-                self._threads_stop.wait(backoff * random.uniform(0.8, 1.2))
-                backoff = min(backoff * 2, 5.0)
+                failures += 1
+                self._threads_stop.wait(_DB_RETRY.delay(failures))
 
     # ---------------------------------------------------------------- shutdown
 

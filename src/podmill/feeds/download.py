@@ -27,7 +27,6 @@ import ipaddress
 import logging
 import mimetypes
 import os
-import random
 import secrets
 import socket
 import time
@@ -35,7 +34,6 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from functools import partial
 from pathlib import Path
 from typing import BinaryIO, TypeVar
@@ -47,14 +45,12 @@ import httpx
 from podmill.audio import SNIFF_BYTES, describe_served, identify_non_audio, sniff_audio
 from podmill.errors import DownloadError
 from podmill.feeds.deadline import Deadline
+from podmill.retry import MAX_RETRY_AFTER_SECONDS, Backoff, RetryAfterTooLong, parse_retry_after
 from podmill.settings import Settings
 
 log = logging.getLogger(__name__)
 
 MAX_REDIRECTS = 5
-# A longer Retry-After than this is not waited for: the download fails (retryable) and
-# the pipeline's own retry schedule takes over.
-MAX_RETRY_AFTER_SECONDS = 60.0
 FETCH_MAX_BYTES = 50 * 1024**2
 _CHUNK = 64 * 1024
 _AUDIO_ACCEPT = "audio/*, video/*;q=0.8, */*;q=0.5"
@@ -427,10 +423,12 @@ def _read_local(path: Path, cap: _Cap) -> tuple[bytes, str | None, str]:
 class _Retry(Exception):
     """A failure that may succeed on another attempt."""
 
-    def __init__(self, reason: str, *, after: float | None = None, url: str | None = None) -> None:
+    def __init__(
+        self, reason: str, *, retry_after: str | None = None, url: str | None = None
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
-        self.after = after
+        self.retry_after = retry_after  # the answer's Retry-After header, if any
         self.url = url
 
 
@@ -453,28 +451,30 @@ def _timeout(settings: Settings, deadline: Deadline | None = None) -> httpx.Time
 
 def _retrying(settings: Settings, sleep: Sleep, attempt: Callable[[], T], deadline: Deadline) -> T:
     """Run ``attempt`` up to ``download.max_attempts`` times, backing off between tries,
-    all of them within ``deadline``."""
+    all of them within ``deadline``. A ``Retry-After`` over
+    :data:`~podmill.retry.MAX_RETRY_AFTER_SECONDS` is not waited for: the download fails
+    (retryable) and the pipeline's own retry schedule takes over."""
     attempts = max(1, settings.download.max_attempts)
+    backoff = Backoff(settings.download.backoff_seconds, cap=MAX_RETRY_AFTER_SECONDS)
     for number in range(1, attempts + 1):
         try:
             return attempt()
         except _Retry as failure:
-            too_long = failure.after is not None and failure.after > MAX_RETRY_AFTER_SECONDS
             if deadline.expired:
                 raise deadline.error(failure.url or "the server") from failure.__cause__
-            if number == attempts or too_long:
-                why = (
-                    f"the server asked to wait {failure.after:.0f} s"
-                    if too_long
-                    else f"gave up after {number} attempts (download.max_attempts)"
-                )
+            try:
+                after = parse_retry_after(failure.retry_after, datetime.now(UTC))
+            except RetryAfterTooLong as too_long:
                 raise DownloadError(
-                    f"{failure.reason}; {why}; try again later", retryable=True
+                    f"{failure.reason}; {too_long}; try again later", retryable=True
                 ) from failure.__cause__
-            delay = settings.download.backoff_seconds * 2 ** (number - 1)
-            delay += random.uniform(0, delay / 10)  # jitter: retries from many workers spread
-            if failure.after is not None:
-                delay = max(delay, failure.after)
+            if number == attempts:
+                raise DownloadError(
+                    f"{failure.reason}; gave up after {number} attempts "
+                    "(download.max_attempts); try again later",
+                    retryable=True,
+                ) from failure.__cause__
+            delay = max(backoff.delay(number), after or 0.0)
             if delay >= deadline.remaining():
                 raise DownloadError(
                     f"{failure.reason}; no time is left for another try within "
@@ -667,24 +667,10 @@ def _raise_for_status(response: httpx.Response, url: str, check: str) -> None:
     # The standard phrase, never the server's own: that is bytes it chose to send.
     status = f"HTTP {code} {httpx.codes.get_reason_phrase(code)}"
     if code == 429 or code >= 500:
-        raise _Retry(f"{status.strip()} from {url}", after=_retry_after(response), url=url)
+        retry_after = response.headers.get("retry-after")
+        raise _Retry(f"{status.strip()} from {url}", retry_after=retry_after, url=url)
     advice = _STATUS_ADVICE.get(code, check)
     raise DownloadError(f"{status.strip()} for {url}; {advice}")
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("retry-after", "").strip()
-    if not value:
-        return None
-    if value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 # ----------------------------------------------------------------------- SSRF guard

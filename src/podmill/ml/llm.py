@@ -13,23 +13,23 @@ from __future__ import annotations
 import functools
 import json
 import os
-import random
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
 from podmill.errors import PodmillError, require
 from podmill.ml.arbiter import ModelSpec, process_arbiter
 from podmill.ml.packaged import is_joined, joined, model_cache_dir
+from podmill.retry import MAX_RETRY_AFTER_SECONDS, Backoff, RetryAfterTooLong, parse_retry_after
 from podmill.settings import LlmSettings
 
 Message = dict[str, str]
 
 RETRY_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
-MAX_RETRY_AFTER = 60.0
 
 
 class LLMError(PodmillError):
@@ -123,7 +123,8 @@ class OpenAIChat:
     """Any ``/v1/chat/completions`` server: Ollama, vLLM, llama.cpp server, hosted APIs.
 
     Retries 429, 5xx, timeouts and refused connections ``max_retries`` times with
-    exponential backoff and jitter, honouring ``Retry-After``; a 401/403 stops at once.
+    exponential backoff and jitter (:class:`~podmill.retry.Backoff`), honouring
+    ``Retry-After``; a 401/403, or a ``Retry-After`` over a minute, stops at once.
     """
 
     def __init__(
@@ -147,6 +148,7 @@ class OpenAIChat:
         if self.settings.api_key is not None:
             headers["Authorization"] = f"Bearer {self.settings.api_key.get_secret_value()}"
         attempts = self.settings.max_retries + 1
+        backoff = Backoff(self.settings.backoff_seconds, cap=MAX_RETRY_AFTER_SECONDS)
         problem = ""
         for attempt in range(1, attempts + 1):
             retry_after: float | None = None
@@ -178,29 +180,20 @@ class OpenAIChat:
                 problem = f"HTTP {response.status_code}: {response.text[:160]}"
                 if response.status_code not in RETRY_STATUSES:
                     raise LLMError(f"the LLM server at {self.settings.base_url} said {problem}")
-                retry_after = _retry_after(response.headers.get("Retry-After"))
+                try:
+                    retry_after = parse_retry_after(
+                        response.headers.get("Retry-After"), datetime.now(UTC)
+                    )
+                except RetryAfterTooLong as too_long:
+                    raise LLMError(
+                        f"the LLM server at {self.settings.base_url} said {problem}; "
+                        f"{too_long}; try again later"
+                    ) from None
             if attempt < attempts:
-                delay = self.settings.backoff_seconds * 2 ** (attempt - 1)
-                delay = delay * (0.5 + random.random() / 2)  # jitter: many workers, one server
-                self._sleep(max(delay, retry_after or 0.0))
+                self._sleep(max(backoff.delay(attempt), retry_after or 0.0))
         raise LLMError(
             f"the LLM server at {self.settings.base_url} failed {attempts} times; last: {problem}"
         )
-
-
-def _retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return min(MAX_RETRY_AFTER, max(0.0, float(value)))
-    except ValueError:
-        from email.utils import parsedate_to_datetime
-
-        try:
-            when = parsedate_to_datetime(value).timestamp()
-        except (TypeError, ValueError):
-            return None
-        return min(MAX_RETRY_AFTER, max(0.0, when - time.time()))
 
 
 # -------------------------------------------------------------------------- local

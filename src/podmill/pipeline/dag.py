@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from podmill.retry import Backoff
+
 
 @dataclass(frozen=True)
 class RetryPolicy:
@@ -17,9 +19,10 @@ class RetryPolicy:
     base_delay: float = 1.0
     max_delay: float = 60.0
 
-    def delay(self, attempt: int) -> float:
-        """Delay before try ``attempt + 1`` (``attempt`` counts from 1), without jitter."""
-        return min(self.max_delay, self.base_delay * 2 ** (attempt - 1))
+    @property
+    def backoff(self) -> Backoff:
+        """The wait before each retry: ``base_delay`` doubling up to ``max_delay``, jittered."""
+        return Backoff(self.base_delay, cap=self.max_delay)
 
 
 @dataclass(frozen=True)
