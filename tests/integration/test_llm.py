@@ -123,6 +123,24 @@ def test_retries_5xx_and_429_honouring_retry_after() -> None:
     assert sent["response_format"]["type"] == "json_schema"
 
 
+def test_a_long_retry_after_fails_at_once_as_a_download_does() -> None:
+    # One Retry-After rule (podmill.retry): more than a minute is not waited for. The
+    # LLM client used to wait 60 s and ask again, holding the worker's thread.
+    server = ScriptedChatServer(
+        Scripted(429, b"quota", {"Retry-After": "Wed, 21 Oct 2099 07:28:00 GMT"}),
+        completion('{"ok": true}'),
+    )
+    delays: list[float] = []
+    with server.running():
+        client = llm.OpenAIChat(
+            LlmSettings(base_url=server.base_url, backoff_seconds=0.01, model="m"),
+            sleep=delays.append,
+        )
+        with pytest.raises(llm.LLMError, match=r"HTTP 429.*the server asked to wait \d+ s"):
+            client.chat([{"role": "user", "content": "hi"}])
+    assert len(server.requests) == 1 and delays == []
+
+
 def test_spent_retries_name_the_last_problem() -> None:
     server = ScriptedChatServer(Scripted(503, b"maintenance"))
     with server.running():
