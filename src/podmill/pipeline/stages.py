@@ -559,8 +559,7 @@ def publish(ctx: StageContext) -> None:
 
         source = ctx.read_json("source.json")
         with ctx.sessions.begin() as session:
-            if repo.episode_row(session, ctx.key) is None:  # submitted by another process
-                repo.upsert_episode(session, ctx.episode, feed_id=None)
+            # the episode's row is there: every job is queued by engine.submit.submit_episode
             repo.update_episode_media(
                 session,
                 ctx.key,
