@@ -21,20 +21,7 @@ from podmill.feeds.download import download, fetch_bytes
 from podmill.pipeline import keypoints, llm_topics, outline, topics
 from podmill.pipeline.context import StageContext
 from podmill.pipeline.sentences import Sentence, sentences_from_dicts, split_sentences
-
-# Artifact names users and the API refer to, by kind (other files are intermediates).
-ARTIFACT_KINDS = {
-    "transcript.json": "transcript_json",
-    "transcript.srt": "srt",
-    "transcript.vtt": "vtt",
-    "transcript.txt": "txt",
-    "topics.json": "topics",
-    "summary.md": "summary_md",
-    "manifest.json": "manifest",
-    "index.npz": "index",
-    "llm_usage.json": "llm_usage",  # LLM mode only (docs/llm.md)
-}
-
+from podmill.storage.artifacts import KINDS, Artifact
 
 # --------------------------------------------------------------------------- fetch
 
@@ -52,7 +39,7 @@ def fetch(ctx: StageContext) -> None:
     if ctx.settings.prefer_feed_transcripts and ep.transcripts:
         source, audio = _feed_transcript(ctx)
         if source is not None:
-            ctx.write_json("source.json", source)
+            ctx.write_json(Artifact.SOURCE, source)
             return
     if not ep.audio_url and ep.enclosure_problem:
         raise PodmillError(
@@ -63,7 +50,7 @@ def fetch(ctx: StageContext) -> None:
         raise PodmillError(
             "episode has no audio enclosure and no usable podcast:transcript; nothing to process"
         )
-    ctx.write_json("source.json", audio or _fetch_audio(ctx, ep.audio_url))
+    ctx.write_json(Artifact.SOURCE, audio or _fetch_audio(ctx, ep.audio_url))
 
 
 def _fetch_audio(ctx: StageContext, url: str) -> dict[str, Any]:
@@ -218,7 +205,7 @@ def _coverage_said(transcript: Transcript, duration: float | None) -> str:
 
 def transcribe(ctx: StageContext) -> None:
     """Speech to word-timed transcript (or the publisher's transcript, parsed)."""
-    source = ctx.read_json("source.json")
+    source = ctx.read_json(Artifact.SOURCE)
     path = ctx.settings.data_dir / source["path"]
     if source["kind"] == "feed_transcript":
         transcript = feed_transcripts.parse_transcript(
@@ -251,15 +238,15 @@ def write_transcript(ctx: StageContext, transcript: Transcript) -> None:
     """The transcript artifacts, from times made monotonic and checked (whatever the
     source: a player must never see a word or cue run backwards)."""
     transcript = transcript_formats.prepare(transcript)
-    ctx.write_text("transcript.srt", transcript_formats.to_srt(transcript))
-    ctx.write_text("transcript.vtt", transcript_formats.to_vtt(transcript))
-    ctx.write_text("transcript.txt", transcript_formats.to_txt(transcript))
+    ctx.write_text(Artifact.TRANSCRIPT_SRT, transcript_formats.to_srt(transcript))
+    ctx.write_text(Artifact.TRANSCRIPT_VTT, transcript_formats.to_vtt(transcript))
+    ctx.write_text(Artifact.TRANSCRIPT_TXT, transcript_formats.to_txt(transcript))
     # Written last: its presence means the whole stage finished.
-    ctx.write_text("transcript.json", transcript_formats.to_json(transcript))
+    ctx.write_text(Artifact.TRANSCRIPT_JSON, transcript_formats.to_json(transcript))
 
 
 def load_transcript(ctx: StageContext) -> Transcript:
-    return Transcript.from_dict(ctx.read_json("transcript.json"))
+    return Transcript.from_dict(ctx.read_json(Artifact.TRANSCRIPT_JSON))
 
 
 # ------------------------------------------------------------------- topic stages
@@ -305,14 +292,14 @@ def segment(ctx: StageContext) -> None:
         llm.finish()
     buffer = io.BytesIO()
     np.savez(buffer, windows=windows, sentences=vectors)
-    ctx.write_bytes("embeddings.npz", buffer.getvalue())
-    ctx.write_json("sentences.json", [s.to_dict() for s in sentences])
-    ctx.write_json("l1.json", [[s.first, s.last] for s in spans])
+    ctx.write_bytes(Artifact.EMBEDDINGS, buffer.getvalue())
+    ctx.write_json(Artifact.SENTENCES, [s.to_dict() for s in sentences])
+    ctx.write_json(Artifact.L1, [[s.first, s.last] for s in spans])
 
 
 def _load(ctx: StageContext) -> tuple[list[Sentence], np.ndarray, np.ndarray]:
-    sentences = sentences_from_dicts(ctx.read_json("sentences.json"))
-    with np.load(ctx.path("embeddings.npz")) as data:
+    sentences = sentences_from_dicts(ctx.read_json(Artifact.SENTENCES))
+    with np.load(ctx.path(Artifact.EMBEDDINGS)) as data:
         return sentences, data["windows"], data["sentences"]
 
 
@@ -325,7 +312,7 @@ def decide(ctx: StageContext) -> None:
     sentences, windows, _ = _load(ctx)
     llm = _llm(ctx, "decide")
     verdicts = []
-    for i, span in enumerate(_spans(ctx.read_json("l1.json"))):
+    for i, span in enumerate(_spans(ctx.read_json(Artifact.L1))):
         split, reason = topics.should_split(sentences, windows, span, ctx.settings.topics)
         if llm is not None and not reason.startswith(("too short", "long")):
             # the model replaces the coherence test; length rules stay rules
@@ -333,7 +320,7 @@ def decide(ctx: StageContext) -> None:
             if several is not None:
                 split, reason = several, f"llm: {'several subjects' if several else 'one subject'}"
         verdicts.append({"l1": i, "split": split, "reason": reason})
-    ctx.write_json("decide.json", verdicts)
+    ctx.write_json(Artifact.DECIDE, verdicts)
     if llm is not None:
         llm.finish()
 
@@ -341,11 +328,11 @@ def decide(ctx: StageContext) -> None:
 def subsegment(ctx: StageContext) -> None:
     """L2 sub-topics inside the L1 topics that ``decide`` chose."""
     sentences, windows, vectors = _load(ctx)
-    l1 = _spans(ctx.read_json("l1.json"))
+    l1 = _spans(ctx.read_json(Artifact.L1))
     cfg = ctx.settings.topics
     llm = _llm(ctx, "subsegment")
     result: dict[str, list[list[int]]] = {}
-    for verdict in ctx.read_json("decide.json"):
+    for verdict in ctx.read_json(Artifact.DECIDE):
         if verdict["split"]:
             span = l1[verdict["l1"]]
             parts = topics.segment_l2(sentences, windows, vectors, span, cfg)
@@ -365,7 +352,7 @@ def subsegment(ctx: StageContext) -> None:
                     parts = [topics.Span(a, b) for a, b in zip(edges, edges[1:])]
             if len(parts) > 1:
                 result[str(verdict["l1"])] = [[p.first, p.last] for p in parts]
-    ctx.write_json("l2.json", result)
+    ctx.write_json(Artifact.L2, result)
     if llm is not None:
         llm.finish()
 
@@ -398,17 +385,17 @@ def _summaries(
 
 def summarize_l1(ctx: StageContext) -> None:
     llm = _llm(ctx, "summarize_l1")
-    spans = _spans(ctx.read_json("l1.json"))
-    ctx.write_json("summaries_l1.json", _summaries(ctx, spans, llm=llm, label="topic "))
+    spans = _spans(ctx.read_json(Artifact.L1))
+    ctx.write_json(Artifact.SUMMARIES_L1, _summaries(ctx, spans, llm=llm, label="topic "))
     if llm is not None:
         llm.finish()
 
 
 def summarize_l2(ctx: StageContext) -> None:
     llm = _llm(ctx, "summarize_l2")
-    l2 = ctx.read_json("l2.json")
+    l2 = ctx.read_json(Artifact.L2)
     ctx.write_json(
-        "summaries_l2.json",
+        Artifact.SUMMARIES_L2,
         {
             key: _summaries(ctx, _spans(pairs), True, llm, f"sub-topic {int(key) + 1}.")
             for key, pairs in l2.items()
@@ -422,10 +409,10 @@ def synthesize(ctx: StageContext) -> None:
     """The join: the L0 root from the L1 nodes, and the whole tree as ``topics.json``."""
     transcript = load_transcript(ctx)
     sentences, _, vectors = _load(ctx)
-    l1 = _spans(ctx.read_json("l1.json"))
-    l2 = ctx.read_json("l2.json")
-    s1 = ctx.read_json("summaries_l1.json")
-    s2 = ctx.read_json("summaries_l2.json")
+    l1 = _spans(ctx.read_json(Artifact.L1))
+    l2 = ctx.read_json(Artifact.L2)
+    s1 = ctx.read_json(Artifact.SUMMARIES_L1)
+    s2 = ctx.read_json(Artifact.SUMMARIES_L2)
     duration = max(transcript.duration, sentences[-1].end if sentences else 0.0)
     n_words = len(transcript.words)
     root = TopicNode(id="0", level=0, start=0.0, end=duration, word_start=0, word_end=n_words)
@@ -448,7 +435,7 @@ def synthesize(ctx: StageContext) -> None:
         llm.finish()
         llm_topics.merge_usage(ctx, _tree_stages())
     ctx.write_json(
-        "topics.json",
+        Artifact.TOPICS,
         {
             "episode_key": ctx.key,
             "fingerprint": ctx.fingerprint,
@@ -506,7 +493,7 @@ def _fill_root(
     if len(root.children) > 1:
         # The episode's centroid leans towards its longest topic; one central sentence
         # from each topic (the longest few, in spoken order) covers the whole episode.
-        spans = _spans(ctx.read_json("l1.json"))
+        spans = _spans(ctx.read_json(Artifact.L1))
         longest = sorted(range(len(spans)), key=lambda i: (-(spans[i].last - spans[i].first), i))
         picks = sorted(longest[: ctx.settings.topics.summary_sentences + 1])
         root.summary = " ".join(topics.most_central(sentences, vectors, spans[i]) for i in picks)
@@ -525,8 +512,8 @@ def index(ctx: StageContext) -> None:
     database, make them the episode's search documents (docs/search.md)."""
     from podmill.search import documents
 
-    tree = TopicNode.from_dict(ctx.read_json("topics.json")["root"])
-    sentences = sentences_from_dicts(ctx.read_json("sentences.json"))
+    tree = TopicNode.from_dict(ctx.read_json(Artifact.TOPICS)["root"])
+    sentences = sentences_from_dicts(ctx.read_json(Artifact.SENTENCES))
     node_vectors, passages, passage_vectors = documents.embed_episode(tree, sentences, _embed())
     if ctx.sessions is not None:
         from podmill.search import store
@@ -537,27 +524,28 @@ def index(ctx: StageContext) -> None:
     buffer = io.BytesIO()
     np.savez(buffer, **documents.index_arrays(tree, node_vectors, passages, passage_vectors))
     # Written last: its presence means the rows are in the database too.
-    ctx.write_bytes("index.npz", buffer.getvalue())
+    ctx.write_bytes(Artifact.INDEX, buffer.getvalue())
 
 
 def publish(ctx: StageContext) -> None:
     """The readable outline, the run manifest, and the rows in the database."""
-    data = ctx.read_json("topics.json")
+    data = ctx.read_json(Artifact.TOPICS)
     tree = TopicNode.from_dict(data["root"])
     words = load_transcript(ctx).words
-    ctx.write_text("summary.md", outline.render_markdown(ctx.episode, tree, data, words))
-    artifacts = [a for a in ctx.store.list(ctx.key, ctx.fingerprint) if a.name != "manifest.json"]
-    manifest = {
-        "episode": ctx.episode.to_dict(),
-        "fingerprint": ctx.fingerprint,
-        "transcript_source": data.get("transcript_source"),
-        "artifacts": {a.name: {"sha256": a.sha256, "size": a.size} for a in artifacts},
-    }
-    stored = ctx.write_json("manifest.json", manifest)
+    ctx.write_text(Artifact.SUMMARY_MD, outline.render_markdown(ctx.episode, tree, data, words))
+    recorded = ctx.store.write_manifest(
+        ctx.key,
+        ctx.fingerprint,
+        {
+            "episode": ctx.episode.to_dict(),
+            "fingerprint": ctx.fingerprint,
+            "transcript_source": data.get("transcript_source"),
+        },
+    )
     if ctx.sessions is not None:
         from podmill.storage import repo
 
-        source = ctx.read_json("source.json")
+        source = ctx.read_json(Artifact.SOURCE)
         with ctx.sessions.begin() as session:
             # the episode's row is there: every job is queued by engine.submit.submit_episode
             repo.update_episode_media(
@@ -566,8 +554,8 @@ def publish(ctx: StageContext) -> None:
                 duration_seconds=source.get("duration") or data.get("duration"),
                 audio_sha256=source.get("sha256"),
             )
-            for artifact in [*artifacts, stored]:
-                kind = ARTIFACT_KINDS.get(artifact.name, artifact.name)
+            for artifact in recorded:
+                kind = KINDS.get(artifact.name, artifact.name)
                 repo.record_artifact(session, ctx.key, ctx.fingerprint, artifact, kind)
 
 
