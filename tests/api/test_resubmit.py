@@ -15,9 +15,9 @@ import pytest
 from podmill.api.platform import Platform
 from podmill.api.webhooks import Notifier
 from podmill.engine.clock import ManualClock
-from podmill.pipeline.dag import STAGE_NAMES
 
 from support.api import Caller, Receiver
+from support.workers import finish_job
 
 
 @pytest.fixture
@@ -33,14 +33,6 @@ def fail_fetch(platform: Platform, job_id: int) -> None:
     assert fetch.job_id == job_id
     assert platform.store.fail(fetch.step_id, fetch.lease_token, "HTTP 404", retryable=False)
     assert platform.store.job(job_id)["status"] == "failed"
-
-
-def finish(platform: Platform, job_id: int) -> None:
-    while platform.store.job(job_id)["status"] != "done":
-        claimed = platform.store.claim("test-worker", STAGE_NAMES, limit=10)
-        assert claimed, platform.store.job(job_id)
-        for step in claimed:
-            assert platform.store.complete(step.step_id, step.lease_token)
 
 
 def test_asking_again_for_a_failed_job_runs_it_again_and_notifies_again(
@@ -61,7 +53,7 @@ def test_asking_again_for_a_failed_job_runs_it_again_and_notifies_again(
     fetch = body["job"]["steps"]["fetch"]
     assert (fetch["status"], fetch["attempts"], fetch["error"]) == ("pending", 0, None)
 
-    finish(platform, first["id"])
+    finish_job(platform.store, first["id"])
     [told_again] = notifier.deliver_due()
     assert told_again.delivered
     events = [json.loads(sent)["job"]["status"] for _, sent in receiver.calls]

@@ -13,10 +13,10 @@ from fastapi.testclient import TestClient
 from podmill.api.platform import Platform
 from podmill.api.webhooks import Notifier, sign
 from podmill.engine.clock import ManualClock
-from podmill.pipeline.dag import STAGE_NAMES
 from podmill.settings import Settings
 
 from support.api import Caller, Receiver, assert_error, make_caller, make_settings
+from support.workers import finish_job
 
 
 @pytest.fixture
@@ -27,12 +27,7 @@ def receiver() -> Iterator[Receiver]:
 
 
 def finish(platform: Platform, job_id: int) -> None:
-    """Run the job's steps to done through the engine (claim, complete), as a worker."""
-    while platform.store.job(job_id)["status"] != "done":
-        claimed = platform.store.claim("test-worker", STAGE_NAMES, limit=10)
-        assert claimed, platform.store.job(job_id)
-        for step in claimed:
-            assert platform.store.complete(step.step_id, step.lease_token)
+    finish_job(platform.store, job_id)
 
 
 def test_reply_to_is_signed_and_retried_until_delivered(

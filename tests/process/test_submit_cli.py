@@ -11,20 +11,9 @@ from pathlib import Path
 
 from sqlalchemy import text
 
-from podmill.pipeline.dag import STAGE_NAMES
-
 from support.cli import run_cli
 from support.paths import DEMO
-from support.workers import EngineDB
-
-
-def _finish(engine_db: EngineDB, job_id: int) -> None:
-    store = engine_db.store
-    while store.job(job_id)["status"] != "done":
-        claimed = store.claim("test-worker", STAGE_NAMES, limit=10)
-        assert claimed, store.job(job_id)
-        for step in claimed:
-            assert store.complete(step.step_id, step.lease_token)
+from support.workers import EngineDB, finish_job
 
 
 def test_submit_again_runs_a_failed_or_cancelled_job_and_leaves_a_done_one(
@@ -62,6 +51,6 @@ def test_submit_again_runs_a_failed_or_cancelled_job_and_leaves_a_done_one(
     assert submit()["revived"] is True
     assert store.job(job_id)["steps"]["fetch"]["status"] == "pending"
 
-    _finish(engine_db, job_id)
+    finish_job(store, job_id)
     assert submit() == {**first, "created": False, "revived": False}
     assert {s["status"] for s in store.job(job_id)["steps"].values()} == {"done"}

@@ -40,6 +40,17 @@ def wait_for(
     raise AssertionError(f"timed out after {timeout}s waiting for {what}{extra}")
 
 
+def finish_job(store: Store, job_id: int) -> None:
+    """Run the job's steps to done through the engine (claim, complete), as a worker."""
+    from podmill.pipeline.dag import STAGE_NAMES
+
+    while store.job(job_id)["status"] != "done":
+        claimed = store.claim("test-worker", STAGE_NAMES, limit=10)
+        assert claimed, store.job(job_id)
+        for step in claimed:
+            assert store.complete(step.step_id, step.lease_token)
+
+
 @dataclass
 class EngineDB:
     """The database under test, read the way an operator would: straight from the tables."""
