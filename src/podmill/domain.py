@@ -1,4 +1,5 @@
-"""Plain types shared by every layer: episodes, words, transcripts, topic nodes.
+"""Plain types shared by every layer: episodes, words, transcripts, topic nodes, and the
+status vocabularies of jobs and steps.
 
 Nothing here does I/O or imports a model library; stage functions take and return
 these, and artifacts are their JSON form (``to_dict`` / ``from_dict``).
@@ -8,7 +9,40 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
+
+
+class JobStatus(StrEnum):
+    """A job's status (``jobs.status``): live while pending or running."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class StepStatus(StrEnum):
+    """A step's status (``steps.status``). ``waiting``: a predecessor is not done yet;
+    ``pending``: ready to be claimed. A failed try goes back to ``pending`` (after its
+    backoff) or to ``dead``; ``failed`` is kept for rows written by older versions."""
+
+    WAITING = "waiting"
+    PENDING = "pending"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    DEAD = "dead"
+    CANCELLED = "cancelled"
+    SKIPPED = "skipped"
+
+
+# A live job may still change; a terminal one will not, unless it is revived or retried.
+JOB_LIVE = frozenset({JobStatus.PENDING, JobStatus.RUNNING})
+JOB_TERMINAL = frozenset(JobStatus) - JOB_LIVE
+STEP_LIVE = frozenset({StepStatus.WAITING, StepStatus.PENDING, StepStatus.RUNNING})
+STEP_TERMINAL = frozenset(StepStatus) - STEP_LIVE
 
 
 @dataclass(frozen=True)

@@ -114,7 +114,7 @@ def serve(
     storage_db.upgrade(settings.database_url)
     err.print(
         f"podmill API on http://{url_host}:{port} (docs at /docs), database "
-        f"{_display(settings.database_url)}{', no auth' if no_auth else ''}",
+        f"{storage_db.display_url(settings.database_url)}{', no auth' if no_auth else ''}",
         markup=False,
     )
     log_level = settings.log_level.lower()
@@ -191,6 +191,7 @@ def scheduler(
 ) -> None:
     """Poll subscribed feeds, queue new episodes and send webhooks, until SIGTERM/SIGINT."""
     from podmill.api.background import background_threads
+    from podmill.storage import db as storage_db
 
     settings = _settings(config, db=db, data_dir=data_dir, log_format=log_format)
     exposition = None
@@ -226,7 +227,8 @@ def scheduler(
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    err.print(f"scheduler polling feeds in {_display(settings.database_url)}", markup=False)
+    shown = storage_db.display_url(settings.database_url)
+    err.print(f"scheduler polling feeds in {shown}", markup=False)
     threads = background_threads(service, stop)
     for thread in threads:
         thread.start()
@@ -240,12 +242,6 @@ def scheduler(
         if endpoints is not None:
             endpoints.close()
         service.close()
-
-
-def _display(url: str) -> str:
-    from sqlalchemy import make_url
-
-    return make_url(url).render_as_string(hide_password=True)
 
 
 @tenants_app.command("create")

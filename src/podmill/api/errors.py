@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException
 
 from podmill.api.platform import Problem
 from podmill.storage.artifacts import ArtifactDamaged
+from podmill.storage.db import first_line
 
 log = logging.getLogger(__name__)
 
@@ -71,16 +72,14 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(DataError)
     async def bad_value(_request: Request, exc: DataError) -> JSONResponse:
-        reason = str(exc.orig or exc).strip().splitlines()[0]
-        return error_response(422, "invalid_request", f"a value cannot be stored: {reason}")
+        return error_response(
+            422, "invalid_request", f"a value cannot be stored: {first_line(exc)}"
+        )
 
     @app.exception_handler(OperationalError)
     @app.exception_handler(InterfaceError)
     async def database_down(_request: Request, exc: Exception) -> JSONResponse:
         return database_unavailable(exc)
-
-
-DATABASE_ERRORS = (OperationalError, InterfaceError)
 
 
 def database_unavailable(exc: Exception) -> JSONResponse:

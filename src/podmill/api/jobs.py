@@ -8,7 +8,7 @@ import os
 import secrets
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
@@ -24,13 +24,12 @@ from podmill.api.platform import Platform, Problem, Tenant
 from podmill.api.schemas import Job, JobAccepted
 from podmill.api.validation import feed_validations
 from podmill.audio import describe_non_audio, sniff_audio
-from podmill.domain import Episode
+from podmill.domain import Episode, JobStatus
 from podmill.feeds.identity import file_episode_key, upload_episode_key
 from podmill.feeds.sources import fetched_to_resolve
 
 router = APIRouter(tags=["jobs"], responses={401: ERROR_SCHEMA, 404: ERROR_SCHEMA})
 
-JobStatus = Literal["pending", "running", "done", "failed", "cancelled"]
 # Multipart bodies to these may be as large as server.max_upload_bytes (api/bodies.py).
 UPLOAD_ROUTES = frozenset({("POST", "/jobs")})
 # Multipart framing around the file: a body this much over the cap is refused unread.

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, and_, delete, exists, func, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from podmill.domain import Episode
@@ -32,7 +31,7 @@ from podmill.feeds.parse import ParsedFeed, parse_feed
 from podmill.settings import Settings
 from podmill.storage import repo
 from podmill.storage.artifacts import TRANSCRIPTS, Artifact, ArtifactStore
-from podmill.storage.db import DEFERRED
+from podmill.storage.db import DEFERRED, dialect_insert
 from podmill.storage.models import (
     ApiKeyRow,
     EpisodeRow,
@@ -133,7 +132,7 @@ class Platform:
         return self.job_spec.fingerprint
 
     def _insert(self, table: Any) -> Any:
-        return (postgresql.insert if self.dialect == "postgresql" else sqlite.insert)(table)
+        return dialect_insert(self.dialect, table)
 
     # ------------------------------------------------------------- tenants, keys
 

@@ -41,6 +41,7 @@ from sqlalchemy import Row, select, update
 
 from podmill.api.hostpool import HostPool, host_of
 from podmill.api.platform import JOBS, REQUESTS, TENANTS, Platform
+from podmill.domain import JOB_TERMINAL
 from podmill.engine.clock import Clock, SystemClock
 from podmill.errors import PodmillError
 from podmill.feeds.deadline import Deadline
@@ -49,7 +50,6 @@ from podmill.retry import Backoff
 
 log = logging.getLogger(__name__)
 
-FINISHED = ("done", "failed", "cancelled")
 WEBHOOK_MAX_DELAY_SECONDS = 3600.0
 # How long a claimed delivery may take before another notifier may take it over.
 CLAIM_SECONDS = 120
@@ -124,7 +124,7 @@ class Notifier:
                     REQUESTS.c.replied_at.is_(None),
                     REQUESTS.c.reply_error.is_(None),
                     REQUESTS.c.cancelled_at.is_(None),
-                    JOBS.c.status.in_(FINISHED),
+                    JOBS.c.status.in_(JOB_TERMINAL),
                     (REQUESTS.c.reply_next_at.is_(None)) | (REQUESTS.c.reply_next_at <= now),
                 )
                 .order_by(REQUESTS.c.id)

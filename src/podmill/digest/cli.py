@@ -112,7 +112,7 @@ def _digest(
     with database_errors(url):
         if storage_db.current_revision(url) is None:
             raise PodmillError(
-                f"nothing processed yet: {storage_db._display(url)} has no podmill tables "
+                f"nothing processed yet: {storage_db.display_url(url)} has no podmill tables "
                 "(run `podmill run FEED_OR_FILE` first)"
             )
         engine = storage_db.make_engine(url)

@@ -16,7 +16,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, select
-from sqlalchemy.dialects import postgresql, sqlite
 
 from podmill.api.platform import Platform, Tenant
 from podmill.digest.build import DigestOptions
@@ -25,6 +24,7 @@ from podmill.digest.stories import DEFAULT_THRESHOLD
 from podmill.digest.window import Window
 from podmill.engine.clock import Clock, SystemClock
 from podmill.errors import MissingExtraError
+from podmill.storage.db import dialect_insert
 from podmill.storage.models import DigestRow, TenantRow
 
 log = logging.getLogger(__name__)
@@ -131,9 +131,8 @@ class WeeklyDigests:
             return [Tenant(r.id, r.name, r.is_admin) for r in conn.execute(query).all()]
 
     def _insert(self, tenant: Tenant, window: Window, document: dict[str, Any]) -> bool:
-        insert = postgresql.insert if self.service.dialect == "postgresql" else sqlite.insert
         stmt = (
-            insert(DIGESTS)
+            dialect_insert(self.service.dialect, DIGESTS)
             .values(
                 tenant_id=tenant.id,
                 kind=WEEKLY,

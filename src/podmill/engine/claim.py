@@ -39,9 +39,10 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import postgresql
 
 from podmill.pipeline.dag import STAGE_NAMES
+from podmill.storage.db import dialect_insert
 from podmill.storage.ready import JOBS, LOCKS, STEPS, ready
 
 ClaimOrder = Literal["fifo", "drain"]
@@ -329,8 +330,9 @@ def take_lock(
     lock may be re-taken by its holder. Expired locks are taken over.
     """
     ours = LOCKS.c.step_id == step_id if step_id is not None else LOCKS.c.holder == holder
-    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-    stmt = insert(LOCKS).values(key=key, holder=holder, step_id=step_id, expires_at=now + ttl)
+    stmt = dialect_insert(conn.dialect.name, LOCKS).values(
+        key=key, holder=holder, step_id=step_id, expires_at=now + ttl
+    )
     stmt = stmt.on_conflict_do_update(
         index_elements=[LOCKS.c.key],
         set_={

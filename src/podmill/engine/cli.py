@@ -96,24 +96,19 @@ def _require_db(settings: Settings) -> str:
 
 
 def _display(url: str) -> str:
-    from sqlalchemy import make_url
+    from podmill.storage.db import display_url  # lazy: the CLI starts without SQLAlchemy
 
-    return make_url(url).render_as_string(hide_password=True)
+    return display_url(url)
 
 
 @contextmanager
 def database_errors(url: str) -> Iterator[None]:
-    """Turn a lost or refused database connection into one error line."""
-    from sqlalchemy.exc import InterfaceError, OperationalError
+    """Turn a lost or refused database connection into one error line
+    (:func:`podmill.storage.db.database_errors`)."""
+    from podmill.storage import db
 
-    try:
+    with db.database_errors(url):
         yield
-    except (OperationalError, InterfaceError) as exc:
-        reason = str(exc.orig or exc).strip().splitlines()[0]
-        raise PodmillError(
-            f"cannot use database {_display(url)}: {reason} "
-            "(check that it is running and the URL in --db / PODMILL_DB)"
-        ) from exc
 
 
 def open_store(

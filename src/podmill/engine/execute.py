@@ -34,7 +34,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from podmill.domain import Episode
@@ -48,6 +47,7 @@ from podmill.pipeline.dag import successors
 from podmill.retry import Backoff
 from podmill.settings import Settings
 from podmill.storage.artifacts import ArtifactStore
+from podmill.storage.db import DATABASE_ERRORS, first_line
 
 log = logging.getLogger(__name__)
 
@@ -384,10 +384,10 @@ def _until_recorded(write: Callable[[], Any]) -> Any:
     while True:
         try:
             return write()
-        except (OperationalError, InterfaceError) as exc:
+        except DATABASE_ERRORS as exc:
             if disk_full(exc) is not None:  # waiting will not free space: say so now
                 raise DiskFullError(
-                    f"disk full recording a step outcome: {_first_line(exc)}; free space "
+                    f"disk full recording a step outcome: {first_line(exc)}; free space "
                     "on the database's disk and run again"
                 ) from exc
             if time.monotonic() > deadline:
@@ -395,8 +395,3 @@ def _until_recorded(write: Callable[[], Any]) -> Any:
             log.warning("database unavailable while recording a step outcome; retrying: %s", exc)
             failures += 1
             time.sleep(_OUTCOME_RETRY.delay(failures))
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(getattr(exc, "orig", None) or exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

@@ -42,14 +42,14 @@ from sqlalchemy import (
     tuple_,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
+from podmill.domain import JOB_LIVE
 from podmill.engine.claim import ClaimedStep, ClaimOrder, claim_for_pools, take_lock
 from podmill.engine.clock import Clock, SystemClock
 from podmill.pipeline.dag import PROFILES, STAGE_NAMES, STAGES, stage, successors
-from podmill.storage.db import DEFERRED, make_engine, session_factory
+from podmill.storage.db import DEFERRED, dialect_insert, make_engine, session_factory
 from podmill.storage.models import STEP_STATUSES, WORKER_STATUSES, WorkerRow
 from podmill.storage.ready import JOBS, LOCKS, PAUSED, STEPS, ready
 
@@ -60,7 +60,6 @@ CHANNEL = "podmill_steps"  # Postgres NOTIFY channel: some step became pending
 # Arbitrary constant: only one reaper at a time on a Postgres database.
 _PG_REAPER_LOCK = 0x706F6472  # "podr"
 _RETRIES_ON_DEADLOCK = 3
-_LIVE_JOB = ("pending", "running")
 _COUNTERS = ("lease_lost", "completed", "failed", "released", "reaped")
 
 T = TypeVar("T")
@@ -1081,7 +1080,7 @@ class Store:
 
     def _insert(self, table: Any) -> Any:
         """The dialect's INSERT, which has ``on_conflict_do_*`` on both databases."""
-        return (postgresql.insert if self.dialect == "postgresql" else sqlite.insert)(table)
+        return dialect_insert(self.dialect, table)
 
     def _lock_job(self, conn: Connection, job_id: int | Any) -> Row[Any] | None:
         """Lock the job row (Postgres) before changing its steps: see the module doc."""
@@ -1098,7 +1097,7 @@ class Store:
     def _fail_job(self, conn: Connection, job_id: int, error: str, now: datetime) -> None:
         conn.execute(
             update(JOBS)
-            .where(JOBS.c.id == job_id, JOBS.c.status.in_(_LIVE_JOB))
+            .where(JOBS.c.id == job_id, JOBS.c.status.in_(JOB_LIVE))
             .values(status="failed", error=error, finished_at=now)
         )
 
@@ -1195,7 +1194,7 @@ _FINISH_JOBS = (
     update(JOBS)
     .where(
         JOBS.c.id.in_(bindparam("job_ids", expanding=True)),
-        JOBS.c.status.in_(_LIVE_JOB),
+        JOBS.c.status.in_(JOB_LIVE),
         ~select(STEPS.c.id).where(STEPS.c.job_id == JOBS.c.id, STEPS.c.status != "done").exists(),
     )
     .values(status="done", finished_at=bindparam("now", type_=JOBS.c.finished_at.type))

@@ -34,8 +34,6 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from sqlalchemy.exc import InterfaceError, OperationalError
-
 from podmill.engine.claim import ClaimedStep
 from podmill.engine.execute import Outcome, StepHooks, StepRunner, run_claimed
 from podmill.engine.store import StepStore
@@ -44,13 +42,14 @@ from podmill.obs.metrics import recorder
 from podmill.pipeline.dag import PROFILES, STAGE_NAMES, STAGES
 from podmill.retry import Backoff
 from podmill.settings import Settings
+from podmill.storage.db import DATABASE_ERRORS as _DB_ERRORS
+from podmill.storage.db import first_line as _first_line
 
 log = logging.getLogger(__name__)
 
 # The main loop re-checks for a stop request at least this often (signal handlers only
 # set a flag: taking a lock inside a handler could deadlock with the interrupted code).
 _TICK = 0.1
-_DB_ERRORS = (OperationalError, InterfaceError)
 _DISK_FULL_PAUSE_MAX = 300.0
 # Waiting for a database that went away (the claim loop, LISTEN): 0.5 s doubling to 5 s.
 _DB_RETRY = Backoff(0.5, cap=5.0)
@@ -618,8 +617,3 @@ class Worker:
             self.store.set_worker_status(self.worker_id, status)
         except Exception as exc:
             log.warning("could not mark worker %s %s: %s", self.worker_id, status, _first_line(exc))
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(getattr(exc, "orig", None) or exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

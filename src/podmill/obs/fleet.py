@@ -17,12 +17,12 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine, case, func, select
 
+from podmill.domain import JOB_LIVE
 from podmill.pipeline.dag import STAGE_NAMES
 from podmill.storage.models import JOB_STATUSES, WorkerRow
 from podmill.storage.ready import JOBS, PAUSED, STEPS, ready, ready_but_paused
 
 WORKERS = WorkerRow.__table__
-UNFINISHED_JOB = ("pending", "running")
 
 
 @dataclass
@@ -82,7 +82,7 @@ def read_fleet(engine: Engine, *, stale_seconds: float, now: datetime | None = N
             ).scalar_one()
         )
         oldest = conn.execute(
-            select(func.min(JOBS.c.created_at)).where(JOBS.c.status.in_(UNFINISHED_JOB))
+            select(func.min(JOBS.c.created_at)).where(JOBS.c.status.in_(JOB_LIVE))
         ).scalar_one()
         state.paused = set(conn.execute(select(PAUSED.c.stage)).scalars())
     if oldest is not None:

@@ -262,13 +262,14 @@ def git_sha() -> str:
 def api_health(settings: Settings, engine: Any) -> dict[str, Any]:
     """The API's health: database, backlog, workers, disk, models, and gpu if configured."""
     from podmill.obs.fleet import read_fleet
+    from podmill.storage.db import first_line
 
     checks: dict[str, Check] = {"database": check_database(engine)}
     if checks["database"].status == HEALTHY:
         try:
             fleet = read_fleet(engine, stale_seconds=settings.health.worker_stale_seconds)
         except Exception as exc:
-            checks["database"] = Check(UNHEALTHY, f"queries fail: {str(exc).splitlines()[0]}")
+            checks["database"] = Check(UNHEALTHY, f"queries fail: {first_line(exc)}")
             fleet = None
     else:
         fleet = None

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from podmill import __version__
+from podmill.domain import JOB_TERMINAL
 from podmill.errors import require
 from podmill.pipeline.dag import STAGE_NAMES
 
@@ -36,7 +37,6 @@ PREFIX = "podmill_"
 # Step outcomes as exported: the engine's outcome names mapped onto the contract's.
 OUTCOMES = ("done", "failed", "dead", "released", "lease_lost")
 ENGINE_OUTCOME = {"done": "done", "retry": "failed", "dead": "dead", "lost": "lease_lost"}
-TERMINAL_JOB = ("done", "failed")
 # Seconds: claims take milliseconds; stages from milliseconds to an hour of audio.
 CLAIM_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 STAGE_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
@@ -159,7 +159,9 @@ class FleetCollector:
         except Exception as exc:
             # The scrape still answers (build info, disk, HTTP metrics); the fleet gauges
             # are absent rather than stale, and podmill_database_up says why.
-            log.warning("fleet gauges unavailable: %s", str(exc).strip().splitlines()[0])
+            from podmill.storage.db import first_line
+
+            log.warning("fleet gauges unavailable: %s", first_line(exc))
             up.add_metric([], 0)
             yield up
             return
@@ -278,8 +280,8 @@ class WorkerMetrics(Recorder):
             self.in_flight.labels(stage)
             for outcome in OUTCOMES:
                 self.outcomes.labels(stage, outcome)
-        for status in TERMINAL_JOB:
-            self.jobs_completed.labels(status)
+        for status in sorted(JOB_TERMINAL):
+            self.jobs_completed.labels(status.value)
 
     def claim(self, pool: str, seconds: float) -> None:
         self.claim_latency.labels(pool).observe(seconds)

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from podmill.domain import Episode
+from podmill.domain import JOB_TERMINAL, Episode
 from podmill.engine.execute import execute_step
 from podmill.engine.store import Store
 from podmill.engine.submit import JobSpec, record_feed, submit_episode
@@ -37,7 +37,6 @@ from podmill.storage import db
 from podmill.storage.artifacts import KINDS, Artifact, ArtifactStore
 
 EMBEDDED_POOLS = {"io": 2, "asr": 1, "cpu": 1, "llm": 1}
-TERMINAL = {"done", "failed", "cancelled"}
 
 
 class Reporter(Protocol):
@@ -184,7 +183,7 @@ class Runner:
                     job = self.store.job(job_id)
                     self._report_steps(job, episode, seen)
                     self._report_foreign_leases(job, episode, worker.worker_id, leases_told)
-                    if job["status"] in TERMINAL:
+                    if job["status"] in JOB_TERMINAL:
                         finished[job_id] = self._result(job, by_key[episode.episode_key])
                         self.reporter.episode_finished(finished[job_id])
                 time.sleep(0.05)

@@ -19,8 +19,9 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util import CommandError
 from sqlalchemy import Connection, Engine, create_engine, event, make_url, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
@@ -39,6 +40,10 @@ class DatabaseError(PodmillError):
 class DatabaseGoneError(DatabaseError):
     """The SQLite file was deleted or replaced while a connection had it open."""
 
+
+# A database that cannot be reached (down, restarting, refused, locked): the errors
+# callers retry, answer 503 for, or turn into one line with database_errors().
+DATABASE_ERRORS = (OperationalError, InterfaceError)
 
 # Execution option: on an engine made with ``immediate=True``, a connection carrying it
 # starts its SQLite transaction with a plain (deferred) BEGIN, for reads.
@@ -108,7 +113,7 @@ def current_revision(url: str) -> str | None:
             return None
     engine = _engine(url, foreign_keys=True, poolclass=NullPool)
     try:
-        with _reachable(url), engine.connect() as conn:
+        with database_errors(url), engine.connect() as conn:
             return MigrationContext.configure(conn).get_current_revision()
     finally:
         engine.dispose()
@@ -138,7 +143,7 @@ def _migrate(url: str, run: Callable[[Config], None]) -> None:
             hint = ""
             if "Can't locate revision" in str(exc):
                 hint = " (the database was migrated by a newer podmill; upgrade podmill)"
-            raise DatabaseError(f"cannot migrate {_display(url)}: {exc}{hint}") from exc
+            raise DatabaseError(f"cannot migrate {display_url(url)}: {exc}{hint}") from exc
 
 
 @contextmanager
@@ -151,10 +156,10 @@ def migration_connection(url: str) -> Iterator[Connection]:
     # DROP TABLE on a parent would cascade-delete its children; checked before commit.
     engine = _engine(url, foreign_keys=False, poolclass=NullPool)
     try:
-        with _reachable(url):
+        with database_errors(url):
             conn = engine.connect()
         with conn:
-            with _reachable(url):
+            with database_errors(url):
                 _take_migration_lock(conn)
             yield conn
             if conn.dialect.name == "sqlite":
@@ -177,7 +182,7 @@ def _take_migration_lock(conn: Connection) -> None:
 
 def _missing_driver(url: URL, exc: ImportError) -> PodmillError:
     """A database URL whose driver is not installed, as one line to act on."""
-    shown = url.render_as_string(hide_password=True)
+    shown = display_url(url)
     missing = missing_extra(exc, f"the database {shown}")
     if missing is not None:
         return missing
@@ -280,17 +285,38 @@ def _create_sqlite_parent(url: URL) -> None:
 
 
 @contextmanager
-def _reachable(url: str) -> Iterator[None]:
+def database_errors(url: str) -> Iterator[None]:
+    """Turn a lost or refused database connection (:data:`DATABASE_ERRORS`) into one
+    :class:`DatabaseError` line: the database, the driver's reason, what to check."""
     try:
         yield
-    except OperationalError as exc:
-        reason = str(exc.orig or exc).strip().splitlines()[0]
+    except DATABASE_ERRORS as exc:
         if make_url(url).get_backend_name() == "sqlite":
             hint = "check the path and its permissions; another process may hold the lock"
         else:
-            hint = "check that the server is running and the URL in setting db / PODMILL_DB"
-        raise DatabaseError(f"cannot use database {_display(url)}: {reason} ({hint})") from exc
+            hint = "check that the server is running and the URL in --db / PODMILL_DB"
+        raise DatabaseError(
+            f"cannot use database {display_url(url)}: {first_line(exc)} ({hint})"
+        ) from exc
 
 
-def _display(url: str) -> str:
+def first_line(exc: BaseException) -> str:
+    """The first line of a (database) error, the driver's own message when it has one:
+    what a log line or a one-line error shows."""
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def display_url(url: str | URL) -> str:
+    """A database URL as messages and logs show it: the password hidden."""
     return make_url(url).render_as_string(hide_password=True)
+
+
+def dialect_insert(dialect: str, table: Any) -> Any:
+    """The dialect's INSERT for ``table``, which has ``on_conflict_do_*`` on both
+    supported databases."""
+    if dialect == "postgresql":
+        return postgresql.insert(table)
+    if dialect == "sqlite":
+        return sqlite.insert(table)
+    raise ValueError(f"unsupported database {dialect!r}: podmill runs on SQLite or Postgres")

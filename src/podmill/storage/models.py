@@ -32,14 +32,12 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-JobStatus = Literal["pending", "running", "done", "failed", "cancelled"]
-# waiting: some predecessor is not done yet; pending: ready to be claimed.
-StepStatus = Literal[
-    "waiting", "pending", "running", "done", "failed", "dead", "cancelled", "skipped"
-]
+from podmill.domain import JobStatus, StepStatus
+
 WorkerStatus = Literal["running", "stopping", "stopped", "dead"]
-JOB_STATUSES: tuple[str, ...] = get_args(JobStatus)
-STEP_STATUSES: tuple[str, ...] = get_args(StepStatus)
+# The vocabularies live in podmill.domain (JobStatus, StepStatus); these are their values.
+JOB_STATUSES: tuple[str, ...] = tuple(status.value for status in JobStatus)
+STEP_STATUSES: tuple[str, ...] = tuple(status.value for status in StepStatus)
 WORKER_STATUSES: tuple[str, ...] = get_args(WorkerStatus)
 
 # Named constraints, so later migrations (and SQLite batch mode) can address them.

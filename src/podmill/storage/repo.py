@@ -12,11 +12,11 @@ from datetime import UTC
 from typing import Any
 
 from sqlalchemy import func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from podmill.domain import Episode
 from podmill.storage.artifacts import StoredArtifact
+from podmill.storage.db import dialect_insert
 from podmill.storage.models import (
     ArtifactRow,
     Base,
@@ -25,17 +25,10 @@ from podmill.storage.models import (
     utcnow,
 )
 
-TERMINAL_JOB_STATUSES = ("done", "failed", "cancelled")
-
 
 def _insert(session: Session, model: type[Base]) -> Any:
     """The dialect's INSERT, which has ``on_conflict_do_*`` on both supported databases."""
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        return postgresql.insert(model)
-    if dialect == "sqlite":
-        return sqlite.insert(model)
-    raise ValueError(f"unsupported database {dialect!r}: podmill runs on SQLite or Postgres")
+    return dialect_insert(session.get_bind().dialect.name, model)
 
 
 def upsert_feed(

@@ -11,7 +11,6 @@ from typing import Any
 
 # A step that ran to completion; ``skipped`` is the engine's "nothing to do" success.
 FINISHED_STEP = ("done", "skipped")
-TERMINAL_JOB = ("done", "failed", "cancelled")
 
 
 def parse_time(value: str | None) -> datetime | None:

@@ -14,9 +14,10 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
+from podmill.domain import JOB_TERMINAL
 from podmill.errors import PodmillError
 from podmill.stress.client import FatalApiError, StressClient
-from podmill.stress.records import TERMINAL_JOB, JobRecord
+from podmill.stress.records import JobRecord
 from podmill.stress.staging import StagedAudio
 
 
@@ -49,7 +50,7 @@ def run_one(
     record.created = bool(answer.get("created"))
     record.update_from_api(answer["job"])
     deadline = time.monotonic() + timeout
-    while record.status not in TERMINAL_JOB:
+    while record.status not in JOB_TERMINAL:
         if time.monotonic() > deadline:
             record.error = f"not finished after {timeout:g} s (last status {record.status})"
             record.status = "timeout"
