@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from podmill.retry import Backoff
+from podmill.storage.artifacts import Artifact
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,7 @@ class Stage:
     name: str
     after: tuple[str, ...]
     profile: str  # io | asr | cpu | llm: which worker pool runs it
-    outputs: tuple[str, ...]  # artifact names; all present = the stage is done
+    outputs: tuple[Artifact, ...]  # all present = the stage is done
     version: str
     retry: RetryPolicy = RetryPolicy()
     join: bool = False
@@ -40,38 +41,43 @@ class Stage:
 
 
 STAGES: tuple[Stage, ...] = (
-    Stage("fetch", (), "io", ("source.json",), "1", RetryPolicy(4, 2.0, 120.0)),
+    Stage("fetch", (), "io", (Artifact.SOURCE,), "1", RetryPolicy(4, 2.0, 120.0)),
     Stage(
         "transcribe",
         ("fetch",),
         "asr",
-        ("transcript.json", "transcript.srt", "transcript.vtt", "transcript.txt"),
+        (
+            Artifact.TRANSCRIPT_JSON,
+            Artifact.TRANSCRIPT_SRT,
+            Artifact.TRANSCRIPT_VTT,
+            Artifact.TRANSCRIPT_TXT,
+        ),
         "2",  # 2: the feed's language picks the model; never English-only on another
     ),
     Stage(
         "segment",
         ("transcribe",),
         "cpu",
-        ("sentences.json", "embeddings.npz", "l1.json"),
+        (Artifact.SENTENCES, Artifact.EMBEDDINGS, Artifact.L1),
         "1",
         tree=True,
     ),
-    Stage("decide", ("segment",), "cpu", ("decide.json",), "1", tree=True),
-    Stage("subsegment", ("decide",), "cpu", ("l2.json",), "1", tree=True),
+    Stage("decide", ("segment",), "cpu", (Artifact.DECIDE,), "1", tree=True),
+    Stage("subsegment", ("decide",), "cpu", (Artifact.L2,), "1", tree=True),
     # summarize_*, synthesize 2: key points are never filler (pipeline/keypoints.py)
-    Stage("summarize_l1", ("segment",), "cpu", ("summaries_l1.json",), "2", tree=True),
-    Stage("summarize_l2", ("subsegment",), "cpu", ("summaries_l2.json",), "2", tree=True),
+    Stage("summarize_l1", ("segment",), "cpu", (Artifact.SUMMARIES_L1,), "2", tree=True),
+    Stage("summarize_l2", ("subsegment",), "cpu", (Artifact.SUMMARIES_L2,), "2", tree=True),
     Stage(
         "synthesize",
         ("summarize_l1", "summarize_l2"),
         "cpu",
-        ("topics.json",),
+        (Artifact.TOPICS,),
         "2",
         join=True,
         tree=True,
     ),
-    Stage("index", ("synthesize",), "cpu", ("index.npz",), "2"),  # 2: passages
-    Stage("publish", ("index",), "io", ("summary.md", "manifest.json"), "1"),
+    Stage("index", ("synthesize",), "cpu", (Artifact.INDEX,), "2"),  # 2: passages
+    Stage("publish", ("index",), "io", (Artifact.SUMMARY_MD, Artifact.MANIFEST), "1"),
 )
 
 STAGE_NAMES: tuple[str, ...] = tuple(s.name for s in STAGES)
