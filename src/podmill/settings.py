@@ -304,7 +304,14 @@ class Settings(BaseSettings):
 
     @property
     def database_url(self) -> str:
-        return self.db or f"sqlite:///{self.data_dir / 'podmill.db'}"
+        """``db`` when set, else the SQLite file ``DATA_DIR/podmill.db``: the one
+        ``--db`` rule of every command and the server."""
+        return self.db or f"sqlite:///{self.default_database}"
+
+    @property
+    def default_database(self) -> Path:
+        """The SQLite file in the data directory, the database when ``db`` is not set."""
+        return self.data_dir / "podmill.db"
 
 
 def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:

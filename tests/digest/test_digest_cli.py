@@ -66,7 +66,7 @@ def test_markdown_by_default_and_html_to_a_file(data_dir: Path, tmp_path: Path) 
 
 
 def test_an_empty_window_says_so(data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from podmill.digest.cli import digest
+    from podmill.cli.digest import digest
 
     digest(since="2026-11-20T11:00", until="2026-11-21T00:00", data_dir=data_dir)
     captured = capsys.readouterr()

@@ -296,8 +296,11 @@ def test_cli_cancel_and_retry_a_job(engine_db: EngineDB, workers: Workers, tmp_p
 
 
 def test_cli_database_errors_are_one_line(tmp_path: Path) -> None:
-    no_db = run_cli("jobs", "list")
+    # no --db: the data dir's SQLite file, which nothing has created yet
+    no_db = run_cli("jobs", "list", "--data-dir", tmp_path / "nothing")
     assert no_db.code == 1 and "no database" in no_db.error_line
+    assert str(tmp_path / "nothing") in no_db.error_line
+    assert not (tmp_path / "nothing").exists()  # reading created nothing
 
     unreachable = run_cli("queues", "list", "--db", "postgresql+psycopg://postgres@127.0.0.1:9/x")
     assert unreachable.code == 1 and "cannot use database" in unreachable.error_line

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from podmill.cli.search import open_index
 from podmill.errors import PodmillError
-from podmill.search.cli import open_index
 from podmill.search.query import parse_time, resolve_feed
 from podmill.search.searcher import Searcher
 from podmill.settings import Settings

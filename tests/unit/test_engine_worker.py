@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from podmill.engine.cli import parse_pools
+from podmill.cli.engine import parse_pools
 from podmill.engine.execute import is_retryable, job_settings
 from podmill.engine.worker import default_pools, resolve_pools
 from podmill.errors import DownloadError, FeedError, PodmillError

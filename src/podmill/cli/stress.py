@@ -8,6 +8,9 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from podmill.cli import settings as cli_settings
+from podmill.cli.options import ConfigOpt, DataDirOpt, DbOpt
+
 if TYPE_CHECKING:
     from podmill.stress.scenarios import Options, Outcome
 
@@ -172,15 +175,8 @@ def ab(
         str, typer.Option("--a", help="arm A, NAME:WORKER-ARGS, e.g. 'small:--pool asr=1'")
     ],
     b: Annotated[str, typer.Option("--b", help="arm B, NAME:WORKER-ARGS, e.g. 'big:--pool asr=2'")],
-    db: Annotated[
-        str | None,
-        typer.Option(
-            "--db",
-            envvar="PODMILL_DB",
-            show_envvar=False,
-            help="the API's database: the harness starts each arm's workers on it (env PODMILL_DB)",
-        ),
-    ] = None,
+    db: DbOpt = None,
+    data_dir: DataDirOpt = None,
     workers: Annotated[int, typer.Option("--workers", help="workers started per arm")] = 1,
     api_key: KeyOpt = None,
     jobs: Annotated[int, typer.Option("--jobs", help="jobs per arm")] = 12,
@@ -190,21 +186,18 @@ def ab(
     job_timeout: TimeoutOpt = 900.0,
     worker_log: LogOpt = None,
     metrics_url: MetricsOpt = None,
+    config: ConfigOpt = None,
 ) -> None:
     """A/B: the same workload under two worker settings, side by side.
 
     For each arm the harness starts WORKERS local `podmill worker --db DB ARGS`
-    processes, runs JOBS jobs, stops them; report.md compares the arms (B/A ratios).
-    Other live workers on the database are refused (checked with an admin key). Exit 1
-    when an arm fails."""
-    from podmill.errors import PodmillError
+    processes on the API's database (--db, as for `podmill serve`), runs JOBS jobs, stops
+    them; report.md compares the arms (B/A ratios). Other live workers on the database are
+    refused (checked with an admin key). Exit 1 when an arm fails."""
     from podmill.stress.scenarios import ab as run_ab
     from podmill.stress.spawn import Arm
 
-    if not db:
-        raise PodmillError(
-            "ab starts its own workers: pass --db URL (the API's database) or set PODMILL_DB"
-        )
+    db = cli_settings.load(config, db=db, data_dir=data_dir).database_url
     options = _options(api, api_key, out, audio, poll, job_timeout, worker_log, metrics_url)
     arms = [Arm.parse(a), Arm.parse(b)]
     _interrupt_on_sigterm()

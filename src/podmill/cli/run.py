@@ -1,4 +1,4 @@
-"""The ``podmill`` command line."""
+"""``podmill run``, ``show`` and ``demo``: the embedded pipeline on one machine."""
 
 from __future__ import annotations
 
@@ -6,49 +6,30 @@ import json
 import re
 import sys
 import time
-from datetime import datetime
 from enum import Enum
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
-from rich.table import Table
 from rich.text import Text
 
-from podmill import __version__
-from podmill.api import cli as api_cli
-from podmill.digest import cli as digest_cli
-from podmill.domain import Episode
-from podmill.engine import cli as engine_cli
-from podmill.errors import PodmillError, missing_extra
-from podmill.ml.arbiter import configure_process_arbiter
-from podmill.search import cli as search_cli
-from podmill.settings import Settings, effective_values, load_settings
-from podmill.stress import cli as stress_cli
-from podmill.timespec import optional_time
-
-app = typer.Typer(
-    help="podmill: podcast and audio intelligence, self-hosted and offline.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=False,
+from podmill.cli import settings as cli_settings
+from podmill.cli.options import (
+    AllowPrivateOpt,
+    ConfigOpt,
+    DataDirOpt,
+    EpisodeLimitOpt,
+    LogFormatOpt,
+    SinceOpt,
+    parse_since,
 )
-db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
-config_app = typer.Typer(help="Inspect the effective configuration.", no_args_is_help=True)
-app.add_typer(db_app, name="db")
-app.add_typer(config_app, name="config")
-
-err = Console(stderr=True)
-out = Console(highlight=False, soft_wrap=True)
-
-ConfigOpt = Annotated[
-    Path | None, typer.Option("--config", help="podmill.toml to read (default ./podmill.toml)")
-]
-DataDirOpt = Annotated[Path | None, typer.Option("--data-dir", help="where artifacts live")]
+from podmill.cli.output import err, out, print_json, table
+from podmill.domain import Episode
+from podmill.errors import PodmillError
+from podmill.settings import Settings
 
 
 class ModelChoice(str, Enum):
@@ -62,40 +43,6 @@ class ShowFormat(str, Enum):
     srt = "srt"
     vtt = "vtt"
     txt = "txt"
-
-
-def _settings(config: Path | None, **cli: Any) -> Settings:
-    from podmill.obs.logging import configure_logging, resolve_format
-
-    if cli.get("log_format") is not None:
-        cli["log_format"] = resolve_format(cli["log_format"])  # a bad value is one line
-    settings, _ = load_settings(cli, config)
-    configure_logging(settings.log_level, settings.log_format)
-    configure_process_arbiter(settings.models.memory_budget, settings.models.idle_unload_seconds)
-    return settings
-
-
-def _version(value: bool) -> None:
-    if value:
-        out.print(f"podmill {__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def _root(
-    version: Annotated[
-        bool, typer.Option("--version", callback=_version, is_eager=True, help="print version")
-    ] = False,
-) -> None:
-    """podmill: podcast and audio intelligence, self-hosted and offline."""
-
-
-# ----------------------------------------------------------------------------- run
-
-
-def parse_since(value: str | None) -> datetime | None:
-    """``--since`` for ``run`` and ``submit``: ``2026-11-01``, an ISO timestamp, or ``7d``."""
-    return optional_time(value, option="--since")
 
 
 class ProgressReporter:
@@ -148,36 +95,31 @@ def _progress() -> Progress:
 
 
 def _print_summary(results: list[Any]) -> None:
-    table = Table(title="podmill run", show_lines=False)
-    for column in ("episode", "key", "status", "seconds", "detail"):
-        table.add_column(column)
+    summary = table("podmill run", "episode", "key", "status", "seconds", "detail")
     for r in results:
-        table.add_row(
+        summary.add_row(
             Text(r.title[:40]),  # Text: brackets in a title or error are not markup
             r.episode_key,
             "[green]done" if r.status == "done" else "[red]failed",
             f"{sum(r.timings.values()):.1f}",
             Text(r.error or r.artifacts.get("summary_md", "")),
         )
-    err.print(table)
+    err.print(summary)
 
 
-@app.command()
 def run(
     source: Annotated[str, typer.Argument(help="feed URL or file, or audio URL or file")],
     data_dir: DataDirOpt = None,
-    limit: engine_cli.EpisodeLimitOpt = None,
-    since: Annotated[str | None, typer.Option(help="episodes published since DATE or 7d")] = None,
+    limit: EpisodeLimitOpt = None,
+    since: SinceOpt = None,
     model: Annotated[ModelChoice | None, typer.Option(help="Whisper model")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="one JSON object per episode")] = False,
-    allow_private_networks: Annotated[
-        bool | None, typer.Option(help="allow downloads from private/loopback addresses")
-    ] = None,
+    allow_private_networks: AllowPrivateOpt = None,
     diarize: Annotated[
         bool | None,
         typer.Option(help="label speakers (SPEAKER_1, ...); needs the 'diarize' extra"),
     ] = None,
-    log_format: engine_cli.LogFormatOpt = None,
+    log_format: LogFormatOpt = None,
     config: ConfigOpt = None,
 ) -> None:
     """Transcribe and outline a feed's episodes or one audio file (embedded, offline).
@@ -187,7 +129,7 @@ def run(
     from podmill.feeds.sources import resolve
     from podmill.pipeline.runner import Runner
 
-    settings = _settings(
+    settings = cli_settings.load(
         config,
         data_dir=data_dir,
         **{"asr.model": model.value if model else None, "diarization.enabled": diarize},
@@ -214,12 +156,7 @@ def run(
         results = runner.run_many(resolved.episodes, feed=resolved.feed)
     if as_json:
         for r in results:
-            out.print(
-                json.dumps(r.to_json(), ensure_ascii=False),
-                soft_wrap=True,
-                markup=False,  # "pip install 'podmill[whisper-base]'" stays whole
-                highlight=False,
-            )
+            print_json(r.to_json())  # not markup: "podmill[whisper-base]" stays whole
     _print_summary(results)
     if any(r.status != "done" for r in results):
         raise typer.Exit(1)
@@ -275,7 +212,6 @@ def find_episode_dir(settings: Settings, key: str) -> Path:
     return store.episode_dir(episode.name, fingerprint)
 
 
-@app.command()
 def show(
     episode_key: Annotated[str, typer.Argument(help="episode key (or a unique prefix)")],
     data_dir: DataDirOpt = None,
@@ -295,7 +231,7 @@ def show(
         read_set_text,
     )
 
-    settings = _settings(config, data_dir=data_dir)
+    settings = cli_settings.load(config, data_dir=data_dir)
     folder = find_episode_dir(settings, episode_key)
     try:  # checked reads: a damaged file is one line, and `podmill run` again repairs it
         if format is ShowFormat.outline:
@@ -314,7 +250,6 @@ def show(
 # ---------------------------------------------------------------------------- demo
 
 
-@app.command()
 def demo(
     data_dir: Annotated[Path, typer.Option("--data-dir", help="output")] = Path("podmill-demo"),
     config: ConfigOpt = None,
@@ -325,7 +260,7 @@ def demo(
     from podmill.pipeline.outline import render_outline
     from podmill.pipeline.runner import Runner
 
-    settings = _settings(config, data_dir=data_dir)
+    settings = cli_settings.load(config, data_dir=data_dir)
     with resources.as_file(resources.files("podmill") / "demo" / "feed.xml") as feed_path:
         resolved = resolve(str(feed_path), settings)
         with _progress() as progress:
@@ -341,90 +276,3 @@ def demo(
     err.print(f"artifacts in {settings.data_dir.resolve()}/episodes/")
     if any(r.status != "done" for r in results):
         raise typer.Exit(1)
-
-
-# ------------------------------------------------------------------------ db, config
-
-
-@db_app.command("upgrade")
-def db_upgrade(
-    db: Annotated[str | None, typer.Option("--db", help="database URL")] = None,
-    data_dir: DataDirOpt = None,
-    config: ConfigOpt = None,
-) -> None:
-    """Create or migrate the database schema to the latest version."""
-    from podmill.storage import db as storage_db
-
-    settings = _settings(config, db=db, data_dir=data_dir)
-    storage_db.upgrade(settings.database_url)
-    err.print(f"database at revision {storage_db.current_revision(settings.database_url)}")
-
-
-@config_app.command("show")
-def config_show(
-    config: ConfigOpt = None,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
-) -> None:
-    """Print every effective setting and where its value came from."""
-    settings, provenance = load_settings({}, config)
-    values = effective_values(settings)
-    if as_json:
-        payload = {
-            k: {"value": v, "source": provenance.get(k, "default")} for k, v in values.items()
-        }
-        out.print(json.dumps(payload, indent=2))
-        return
-    table = Table(show_header=True)
-    table.add_column("setting")
-    table.add_column("value")
-    table.add_column("from")
-    for key, value in values.items():
-        table.add_row(key, str(value), provenance.get(key, "default"))
-    out.print(table)
-
-
-# --------------------------------------------------------------------------- engine
-
-app.command()(engine_cli.worker)
-app.command()(engine_cli.submit)
-app.add_typer(engine_cli.jobs_app, name="jobs")
-app.add_typer(engine_cli.dead_app, name="dead")
-app.add_typer(engine_cli.queues_app, name="queues")
-
-# ------------------------------------------------------------------------- platform
-
-app.command()(api_cli.serve)
-app.command()(api_cli.scheduler)
-app.add_typer(api_cli.tenants_app, name="tenants")
-app.add_typer(api_cli.keys_app, name="keys")
-
-# --------------------------------------------------------------------------- corpus
-
-app.command()(search_cli.search)
-app.add_typer(search_cli.index_app, name="index")
-app.command()(digest_cli.digest)
-
-# ------------------------------------------------------------------------- operate
-
-app.add_typer(stress_cli.stress_app, name="stress")
-
-
-def _fail(exc: PodmillError) -> NoReturn:
-    err.print(Text.assemble(("error: ", "bold red"), str(exc)), highlight=False, soft_wrap=True)
-    sys.exit(1)
-
-
-def main() -> None:
-    """Console entry point: user errors print one line, never a traceback."""
-    try:
-        app()
-    except PodmillError as exc:
-        _fail(exc)
-    except ImportError as exc:  # an extra's module past the explicit checks: still one line
-        missing = missing_extra(exc, "this command")
-        if missing is None:
-            raise
-        _fail(missing)
-    except KeyboardInterrupt:
-        err.print("interrupted")
-        sys.exit(130)

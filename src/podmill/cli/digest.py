@@ -10,10 +10,13 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from podmill.cli import settings as cli_settings
+from podmill.cli.options import ConfigOpt, DataDirOpt, DbOpt
+from podmill.cli.output import err
 from podmill.digest.stories import DEFAULT_THRESHOLD
-from podmill.engine.cli import ConfigOpt, DbOpt, _settings, database_errors, err
 from podmill.errors import PodmillError
 from podmill.settings import Settings
+from podmill.storage.db import database_errors, display_url
 
 if TYPE_CHECKING:
     from podmill.digest.build import DigestOptions
@@ -55,9 +58,7 @@ def digest(
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="write to FILE instead of stdout")
     ] = None,
-    data_dir: Annotated[
-        Path | None, typer.Option("--data-dir", help="where artifacts live")
-    ] = None,
+    data_dir: DataDirOpt = None,
     db: DbOpt = None,
     config: ConfigOpt = None,
 ) -> None:
@@ -69,17 +70,15 @@ def digest(
     now = datetime.now(UTC)
     window = parse_window(since, until, now)  # bad input fails before anything is opened
     budget_seconds = parse_budget(budget)
-    settings = _settings(config, db=db, data_dir=data_dir)
-    if settings.db is None and not (settings.data_dir / "podmill.db").is_file():
-        raise PodmillError(
-            f"no podmill data in {settings.data_dir}: process something first "
-            "(`podmill run FEED_OR_FILE`), or point --data-dir / --db at your data"
-        )
+    settings = cli_settings.load(config, db=db, data_dir=data_dir)
+    url = cli_settings.existing_database(
+        settings, "process something first (`podmill run FEED_OR_FILE`)"
+    )
     options = DigestOptions(
         threshold=DEFAULT_THRESHOLD if threshold is None else threshold,
         budget_seconds=budget_seconds,
     )
-    document = _digest(settings, window, now, options, feed or [])
+    document = _digest(settings, url, window, now, options, feed or [])
     if document["stats"]["episodes"] == 0:
         pending = document["stats"]["not_processed"]
         err.print(
@@ -99,6 +98,7 @@ def digest(
 
 def _digest(
     settings: Settings,
+    url: str,
     window: Window,
     now: datetime,
     options: DigestOptions,
@@ -108,11 +108,10 @@ def _digest(
     from podmill.digest.service import make_digest
     from podmill.storage import db as storage_db
 
-    url = settings.database_url
     with database_errors(url):
         if storage_db.current_revision(url) is None:
             raise PodmillError(
-                f"nothing processed yet: {storage_db.display_url(url)} has no podmill tables "
+                f"nothing processed yet: {display_url(url)} has no podmill tables "
                 "(run `podmill run FEED_OR_FILE` first)"
             )
         engine = storage_db.make_engine(url)

@@ -2,45 +2,22 @@
 
 from __future__ import annotations
 
-import json
-import logging
-import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 from rich.text import Text
 
-from podmill.engine.cli import check_limit
+from podmill.cli import settings as cli_settings
+from podmill.cli.options import ConfigOpt, DataDirOpt, DbOpt, check_limit
+from podmill.cli.output import err, out, print_json
 from podmill.errors import PodmillError
-from podmill.settings import Settings, load_settings
+from podmill.settings import Settings
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
 index_app = typer.Typer(help="The search index: rebuild it from artifacts.", no_args_is_help=True)
-
-err = Console(stderr=True, highlight=False, soft_wrap=True)
-out = Console(highlight=False, soft_wrap=True)
-
-DataDirOpt = Annotated[Path | None, typer.Option("--data-dir", help="where artifacts live")]
-DbOpt = Annotated[
-    str | None,
-    typer.Option("--db", help="database URL (default: setting db, else DATA_DIR/podmill.db)"),
-]
-ConfigOpt = Annotated[
-    Path | None, typer.Option("--config", help="podmill.toml to read (default ./podmill.toml)")
-]
-
-
-def _settings(config: Path | None, **cli: Any) -> Settings:
-    from podmill.ml.arbiter import configure_process_arbiter
-
-    settings, _ = load_settings(cli, config)
-    logging.basicConfig(level=settings.log_level.upper(), stream=sys.stderr)
-    configure_process_arbiter(settings.models.memory_budget, settings.models.idle_unload_seconds)
-    return settings
 
 
 def open_index(settings: Settings) -> Engine:
@@ -105,7 +82,7 @@ def search(
 
     if not query.strip():
         raise PodmillError('empty query: give words to search for, e.g. podmill search "tax"')
-    settings = _settings(config, data_dir=data_dir, db=db)
+    settings = cli_settings.load(config, data_dir=data_dir, db=db)
     filters_since = parse_time(since, "--since")
     filters_until = parse_time(until, "--until", end=True)
     engine = open_index(settings)
@@ -121,7 +98,7 @@ def search(
     finally:
         engine.dispose()
     if as_json:
-        out.print(json.dumps([h.to_json() for h in hits], ensure_ascii=False), soft_wrap=True)
+        print_json([h.to_json() for h in hits])
         return
     if not hits:
         err.print(f"no matches for {query!r}")
@@ -178,7 +155,7 @@ def index_rebuild(
     from podmill.search.searcher import Searcher
     from podmill.storage import db as storage_db
 
-    settings = _settings(config, data_dir=data_dir, db=db)
+    settings = cli_settings.load(config, data_dir=data_dir, db=db)
     if not vectors_only and not (settings.data_dir / "episodes").is_dir():
         raise PodmillError(
             f"no episodes in {settings.data_dir}: run `podmill run FEED_OR_FILE` first "

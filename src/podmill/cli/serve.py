@@ -1,7 +1,8 @@
 """Platform commands: ``serve``, ``scheduler``, ``tenants`` and ``keys``.
 
-Registered on the main app in :mod:`podmill.cli`. Every command takes ``--db`` (or the
-``db`` setting / ``PODMILL_DB``; default the SQLite file in the data directory).
+Their database is the one of every command (:mod:`podmill.cli.settings`): ``--db``, else
+the ``db`` setting / ``PODMILL_DB``, else ``DATA_DIR/podmill.db``; each creates or
+migrates it.
 """
 
 from __future__ import annotations
@@ -11,36 +12,25 @@ import json
 import os
 import signal
 import threading
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from podmill.engine.cli import (
-    ConfigOpt,
-    DbOpt,
-    JsonOpt,
-    LogFormatOpt,
-    _print_json,
-    _settings,
-    err,
-    out,
-)
+from podmill.cli import settings as cli_settings
+from podmill.cli.options import ConfigOpt, DataDirOpt, DbOpt, JsonOpt, LogFormatOpt
+from podmill.cli.output import err, out, print_json
 from podmill.errors import PodmillError
 
-SERVE_OPTIONS = "_PODMILL_SERVE_OPTIONS"  # serve --workers N → each worker process
-
 if TYPE_CHECKING:
-    from podmill.api.platform import Platform
+    from podmill.platform import Platform
     from podmill.settings import Settings
 
 tenants_app = typer.Typer(help="Tenants of a shared install: create, list.", no_args_is_help=True)
 keys_app = typer.Typer(help="API keys: create (printed once), list, revoke.", no_args_is_help=True)
-DataDirOpt = Annotated[Path | None, typer.Option("--data-dir", help="where artifacts live")]
 
 
 def _platform(settings: Settings) -> Platform:
-    from podmill.api.platform import Platform
+    from podmill.platform import Platform
     from podmill.storage import db as storage_db
 
     storage_db.upgrade(settings.database_url)
@@ -100,7 +90,7 @@ def serve(
     uvicorn = require("uvicorn", "server", "podmill serve")
     require("fastapi", "server", "podmill serve")
     require("multipart", "server", "podmill serve")
-    from podmill.api.app import create_app
+    from podmill.api.app import SERVE_OPTIONS, create_app
     from podmill.storage import db as storage_db
 
     if no_auth and not is_loopback(host):
@@ -110,7 +100,7 @@ def serve(
             "`podmill keys create TENANT`"
         )
     host, url_host = bind_address(host)
-    settings = _settings(config, db=db, data_dir=data_dir, log_format=log_format)
+    settings = cli_settings.load(config, db=db, data_dir=data_dir, log_format=log_format)
     storage_db.upgrade(settings.database_url)
     err.print(
         f"podmill API on http://{url_host}:{port} (docs at /docs), database "
@@ -193,7 +183,7 @@ def scheduler(
     from podmill.api.background import background_threads
     from podmill.storage import db as storage_db
 
-    settings = _settings(config, db=db, data_dir=data_dir, log_format=log_format)
+    settings = cli_settings.load(config, db=db, data_dir=data_dir, log_format=log_format)
     exposition = None
     if metrics_port:
         from podmill.obs.metrics import process_exposition
@@ -253,7 +243,7 @@ def tenants_create(
     config: ConfigOpt = None,
 ) -> None:
     """Create a tenant (a member, or an admin with --admin)."""
-    service = _platform(_settings(config, db=db, data_dir=data_dir))
+    service = _platform(cli_settings.load(config, db=db, data_dir=data_dir))
     tenant = service.create_tenant(name, admin=admin)
     err.print(f"tenant {tenant.name} ({'admin' if admin else 'member'}) created", markup=False)
 
@@ -267,14 +257,14 @@ def tenants_list(
 ) -> None:
     from sqlalchemy import select
 
-    from podmill.api.platform import TENANTS
+    from podmill.platform.tables import TENANTS
 
-    service = _platform(_settings(config, db=db, data_dir=data_dir))
+    service = _platform(cli_settings.load(config, db=db, data_dir=data_dir))
     with service.reader.connect() as conn:
         rows = conn.execute(select(TENANTS).order_by(TENANTS.c.id)).all()
     for row in rows:
         if as_json:
-            _print_json(dict(row._mapping))
+            print_json(dict(row._mapping))
         else:
             out.print(
                 f"{row.id}\t{row.name}\t{'admin' if row.is_admin else 'member'}", markup=False
@@ -290,10 +280,10 @@ def keys_create(
     config: ConfigOpt = None,
 ) -> None:
     """Create an API key for a tenant. The key is printed once; only its hash is kept."""
-    service = _platform(_settings(config, db=db, data_dir=data_dir))
+    service = _platform(cli_settings.load(config, db=db, data_dir=data_dir))
     key_id, key = service.create_key(tenant)
     if as_json:
-        _print_json({"id": key_id, "tenant": tenant, "key": key})
+        print_json({"id": key_id, "tenant": tenant, "key": key})
         return
     typer.echo(key)
     err.print(f"key {key_id} for {tenant}: store it now, it is not shown again", markup=False)
@@ -307,10 +297,10 @@ def keys_list(
     config: ConfigOpt = None,
 ) -> None:
     """Keys with their tenant, prefix and whether they are revoked (never the key)."""
-    service = _platform(_settings(config, db=db, data_dir=data_dir))
+    service = _platform(cli_settings.load(config, db=db, data_dir=data_dir))
     for row in service.list_keys():
         if as_json:
-            _print_json(row)
+            print_json(row)
         else:
             state = "revoked" if row["revoked_at"] else "live"
             out.print(f"{row['id']}\t{row['tenant']}\t{row['prefix']}…\t{state}", markup=False)
@@ -324,7 +314,7 @@ def keys_revoke(
     config: ConfigOpt = None,
 ) -> None:
     """Revoke a key: requests with it get 401 from now on."""
-    service = _platform(_settings(config, db=db, data_dir=data_dir))
+    service = _platform(cli_settings.load(config, db=db, data_dir=data_dir))
     if not service.revoke_key(key_id):
         raise PodmillError(f"no live key {key_id} (see `podmill keys list`)")
     err.print(f"key {key_id} revoked")

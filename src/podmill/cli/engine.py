@@ -1,29 +1,39 @@
 """Engine commands: ``worker``, ``submit``, ``jobs``, ``dead`` and ``queues``.
 
-Registered on the main app in :mod:`podmill.cli`. Every command takes ``--db`` (or the
-``db`` setting / ``PODMILL_DB``); a missing or unreachable database is one error line.
+Their database is the one of every command (:mod:`podmill.cli.settings`): ``--db``, else
+the ``db`` setting / ``PODMILL_DB``, else ``DATA_DIR/podmill.db``. ``worker`` and
+``submit`` create or migrate it; the others read it and say so when there is none. A
+missing or unreachable database is one error line.
 """
 
 from __future__ import annotations
 
-import json
 import signal
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
-from datetime import datetime
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
+from podmill.cli import settings as cli_settings
+from podmill.cli.options import (
+    AllowPrivateOpt,
+    ConfigOpt,
+    DataDirOpt,
+    DbOpt,
+    EpisodeLimitOpt,
+    JsonOpt,
+    LogFormatOpt,
+    SinceOpt,
+    parse_since,
+    positive_limit,
+)
+from podmill.cli.output import err, out, print_json, status_text, table, when
 from podmill.errors import PodmillError
-from podmill.ml.arbiter import configure_process_arbiter
-from podmill.settings import Settings, load_settings
+from podmill.settings import Settings
+from podmill.storage.db import database_errors, display_url
 
 if TYPE_CHECKING:
     from podmill.engine.store import Store
@@ -34,81 +44,8 @@ queues_app = typer.Typer(
     help="Per-stage queue counts; pause and resume stages.", no_args_is_help=True
 )
 
-err = Console(stderr=True, highlight=False, soft_wrap=True)
-out = Console(highlight=False, soft_wrap=True)
 
-DbOpt = Annotated[
-    str | None, typer.Option("--db", help="database URL (default: setting db / PODMILL_DB)")
-]
-ConfigOpt = Annotated[
-    Path | None, typer.Option("--config", help="podmill.toml to read (default ./podmill.toml)")
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="one JSON object per line")]
-
-
-def check_limit(value: int | None, maximum: int | None = None) -> int | None:
-    """``--limit`` is a count of 1 or more (``-1`` once meant "all but the last")."""
-    if value is not None and (value < 1 or (maximum is not None and value > maximum)):
-        bound = f"from 1 to {maximum}" if maximum is not None else "of 1 or more"
-        raise PodmillError(f"--limit {value}: give a number {bound}")
-    return value
-
-
-def positive_limit(value: int | None) -> int | None:
-    """The ``--limit`` callback (typer passes one argument)."""
-    return check_limit(value)
-
-
-EpisodeLimitOpt = Annotated[
-    int | None, typer.Option(help="newest N episodes of a feed", callback=positive_limit)
-]
-LogFormatOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--log-format",
-        help="log lines: text or json (JSON lines with correlation_id, job_id, worker_id, "
-        "stage) [setting log_format / PODMILL_LOG_FORMAT; default text]",
-    ),
-]
-
-
-# ---------------------------------------------------------------- settings, store
-
-
-def _settings(config: Path | None, **cli: Any) -> Settings:
-    from podmill.obs.logging import configure_logging, resolve_format
-
-    if cli.get("log_format") is not None:
-        cli["log_format"] = resolve_format(cli["log_format"])  # a bad value is one line
-    settings, _ = load_settings(cli, config)
-    configure_logging(settings.log_level, settings.log_format)
-    configure_process_arbiter(settings.models.memory_budget, settings.models.idle_unload_seconds)
-    return settings
-
-
-def _require_db(settings: Settings) -> str:
-    if not settings.db:
-        raise PodmillError(
-            "no database: pass --db URL or set PODMILL_DB (e.g. sqlite:///podmill.db or "
-            "postgresql+psycopg://user@host/podmill)"
-        )
-    return settings.db
-
-
-def _display(url: str) -> str:
-    from podmill.storage.db import display_url  # lazy: the CLI starts without SQLAlchemy
-
-    return display_url(url)
-
-
-@contextmanager
-def database_errors(url: str) -> Iterator[None]:
-    """Turn a lost or refused database connection into one error line
-    (:func:`podmill.storage.db.database_errors`)."""
-    from podmill.storage import db
-
-    with db.database_errors(url):
-        yield
+# ---------------------------------------------------------------------------- store
 
 
 def open_store(
@@ -128,35 +65,19 @@ def open_store(
         current, head = storage_db.current_revision(url), storage_db.head_revision()
         if current != head:
             raise PodmillError(
-                f"database {_display(url)} is at schema revision {current or 'none'}, this "
+                f"database {display_url(url)} is at schema revision {current or 'none'}, this "
                 f"podmill needs {head}: run `podmill db upgrade --db URL`"
             )
     return Store(url, lease_seconds=lease_seconds, retry_delay_scale=retry_delay_scale)
 
 
-def _read_store(db: str | None, config: Path | None) -> tuple[Store, str]:
-    url = _require_db(_settings(config, db=db))
+def _read_store(db: str | None, data_dir: Path | None, config: Path | None) -> tuple[Store, str]:
+    """The store of a command that reads or changes what ``submit`` queued."""
+    settings = cli_settings.load(config, db=db, data_dir=data_dir)
+    url = cli_settings.existing_database(
+        settings, "no database there yet; queue something first (`podmill submit FEED_OR_FILE`)"
+    )
     return open_store(url, migrate=False), url
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | set):
-        return [_jsonable(v) for v in value]
-    return value
-
-
-def _print_json(obj: Any) -> None:
-    typer.echo(json.dumps(_jsonable(obj), ensure_ascii=False))
-
-
-def _when(value: Any) -> str:
-    if isinstance(value, datetime):
-        return value.strftime("%Y-%m-%d %H:%M:%S")
-    return "" if value is None else str(value)
 
 
 # ------------------------------------------------------------------------ worker
@@ -183,6 +104,7 @@ def parse_pools(values: list[str] | None) -> dict[str, int] | None:
 
 def worker(
     db: DbOpt = None,
+    data_dir: DataDirOpt = None,
     pool: Annotated[
         list[str] | None,
         typer.Option(
@@ -234,8 +156,8 @@ def worker(
     """Run a worker: claim steps for its pools and run them until SIGTERM/SIGINT."""
     from podmill.engine.worker import Worker, resolve_pools
 
-    settings = _settings(config, db=db, log_format=log_format)
-    url = _require_db(settings)
+    settings = cli_settings.load(config, db=db, data_dir=data_dir, log_format=log_format)
+    url = settings.database_url
     pools = parse_pools(pool)
     try:
         resolve_pools(pools or {})
@@ -266,7 +188,7 @@ def worker(
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     pools_text = " ".join(f"{k}={v}" for k, v in running.pool_sizes.items())
-    err.print(f"worker {running.worker_id} on {_display(url)}, pools {pools_text}", markup=False)
+    err.print(f"worker {running.worker_id} on {display_url(url)}, pools {pools_text}", markup=False)
     if endpoints is not None:
         err.print(
             f"worker metrics on http://{metrics_host}:{endpoints.port}/metrics (and /health)",
@@ -327,15 +249,11 @@ def _serve_metrics(running: Any, metrics: Any, settings: Settings, host: str, po
 def submit(
     source: Annotated[str, typer.Argument(help="feed URL or file, or audio URL or file")],
     db: DbOpt = None,
-    data_dir: Annotated[
-        Path | None, typer.Option("--data-dir", help="where workers write artifacts")
-    ] = None,
+    data_dir: DataDirOpt = None,
     limit: EpisodeLimitOpt = None,
-    since: Annotated[str | None, typer.Option(help="episodes published since DATE or 7d")] = None,
+    since: SinceOpt = None,
     as_json: JsonOpt = False,
-    allow_private_networks: Annotated[
-        bool | None, typer.Option(help="allow downloads from private/loopback addresses")
-    ] = None,
+    allow_private_networks: AllowPrivateOpt = None,
     config: ConfigOpt = None,
 ) -> None:
     """Queue a feed's episodes (or one audio file) for workers; prints the job ids.
@@ -343,14 +261,13 @@ def submit(
     Submitting the same episode with the same settings again returns the existing job,
     queued again if it had failed or was cancelled (podmill.engine.submit).
     """
-    from podmill.cli import parse_since
     from podmill.engine.submit import JobSpec, submit_episode
     from podmill.feeds.sources import resolve
 
-    settings = _settings(
+    settings = cli_settings.load(
         config, db=db, data_dir=data_dir, allow_private_networks=allow_private_networks
     )
-    url = _require_db(settings)
+    url = settings.database_url
     resolved = resolve(source, settings, limit=limit, since=parse_since(since))
     for item in resolved.skipped:
         err.print(f"skipped {item.title}: {item.reason}", markup=False)
@@ -371,7 +288,7 @@ def submit(
             )
             job_id = submitted.job_id
             if as_json:
-                _print_json(
+                print_json(
                     {
                         "job_id": job_id,
                         "episode_key": episode.episode_key,
@@ -391,6 +308,7 @@ def submit(
 @jobs_app.command("list")
 def jobs_list(
     db: DbOpt = None,
+    data_dir: DataDirOpt = None,
     status: Annotated[
         str | None, typer.Option(help="pending, running, done, failed or cancelled")
     ] = None,
@@ -399,75 +317,77 @@ def jobs_list(
     config: ConfigOpt = None,
 ) -> None:
     """List jobs, newest first, with their progress."""
-    store, url = _read_store(db, config)
+    store, url = _read_store(db, data_dir, config)
     with database_errors(url):
         jobs = store.jobs(status, limit=limit)
     if as_json:
         for job in jobs:
-            _print_json(job)
+            print_json(job)
         return
-    table = Table(title=f"jobs ({len(jobs)})")
-    for column in ("id", "episode", "status", "steps done", "running", "created"):
-        table.add_column(column)
+    shown = table(
+        f"jobs ({len(jobs)})", "id", "episode", "status", "steps done", "running", "created"
+    )
     for job in jobs:
         steps = job["steps"]
         done = sum(1 for s in steps.values() if s["status"] == "done")
         running = ", ".join(name for name, s in steps.items() if s["status"] == "running")
-        table.add_row(
+        shown.add_row(
             str(job["id"]),
             escape(job["episode_key"]),
-            _status_text(job["status"]),
+            status_text(job["status"]),
             f"{done}/{len(steps)}",
             running,
-            _when(job.get("created_at")),
+            when(job.get("created_at")),
         )
-    out.print(table)
+    out.print(shown)
 
 
 @jobs_app.command("show")
 def jobs_show(
     job_id: Annotated[int, typer.Argument(help="job id")],
     db: DbOpt = None,
+    data_dir: DataDirOpt = None,
     as_json: JsonOpt = False,
     config: ConfigOpt = None,
 ) -> None:
     """One job and its steps: status, attempts, worker, timings, errors and notes."""
-    store, url = _read_store(db, config)
+    store, url = _read_store(db, data_dir, config)
     with database_errors(url):
         job = store.job(job_id)
     if job is None:
         raise PodmillError(f"no job {job_id} (see `podmill jobs list`)")
     if as_json:
-        _print_json(job)
+        print_json(job)
         return
-    table = Table(title=f"job {job['id']}  {escape(job['episode_key'])}  {job['status']}")
-    table.add_column("stage", no_wrap=True)
+    shown = table(f"job {job['id']}  {escape(job['episode_key'])}  {job['status']}")
+    shown.add_column("stage", no_wrap=True)
     for column in ("status", "attempts", "worker", "started", "seconds"):
-        table.add_column(column)
-    table.add_column("error / notes", overflow="fold")
+        shown.add_column(column)
+    shown.add_column("error / notes", overflow="fold")
     for name, step in job["steps"].items():
         seconds = step.get("duration_seconds")
         remarks = [step.get("error") or "", *step.get("notes", [])]
-        table.add_row(
+        shown.add_row(
             name,
-            _status_text(step["status"]),
+            status_text(step["status"]),
             str(step.get("attempts", "")),
             escape(step.get("worker_id") or ""),
-            _when(step.get("started_at")),
+            when(step.get("started_at")),
             f"{seconds:.2f}" if isinstance(seconds, int | float) else "",
             escape("\n".join(r for r in remarks if r)),
         )
-    out.print(table)
+    out.print(shown)
 
 
 @jobs_app.command("cancel")
 def jobs_cancel(
     job_id: Annotated[int, typer.Argument(help="job id")],
     db: DbOpt = None,
+    data_dir: DataDirOpt = None,
     config: ConfigOpt = None,
 ) -> None:
     """Cancel a job: queued steps are cancelled, running ones finish."""
-    store, url = _read_store(db, config)
+    store, url = _read_store(db, data_dir, config)
     with database_errors(url):
         cancelled = store.cancel_job(job_id)
     if not cancelled:
@@ -479,10 +399,11 @@ def jobs_cancel(
 def jobs_retry(
     job_id: Annotated[int, typer.Argument(help="job id")],
     db: DbOpt = None,
+    data_dir: DataDirOpt = None,
     config: ConfigOpt = None,
 ) -> None:
     """Put a job's failed, dead and cancelled steps back in the queue (attempts reset)."""
-    store, url = _read_store(db, config)
+    store, url = _read_store(db, data_dir, config)
     with database_errors(url):
         if store.job(job_id) is None:
             raise PodmillError(f"no job {job_id} (see `podmill jobs list`)")
@@ -492,41 +413,42 @@ def jobs_retry(
     err.print(f"job {job_id}: {count} step(s) back in the queue")
 
 
-def _status_text(status: str) -> str:
-    colour = {"done": "green", "running": "cyan", "failed": "red", "dead": "red"}.get(status)
-    return f"[{colour}]{status}[/]" if colour else status
-
-
 # -------------------------------------------------------------------------- dead
 
 
 @dead_app.command("list")
-def dead_list(db: DbOpt = None, as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
+def dead_list(
+    db: DbOpt = None,
+    data_dir: DataDirOpt = None,
+    as_json: JsonOpt = False,
+    config: ConfigOpt = None,
+) -> None:
     """Steps that used up their attempts (or failed for good), with their last error."""
-    store, url = _read_store(db, config)
+    store, url = _read_store(db, data_dir, config)
     with database_errors(url):
         rows = store.list_dead()
     if as_json:
         for row in rows:
-            _print_json(row)
+            print_json(row)
         return
-    table = Table(title=f"dead steps ({len(rows)})")
+    shown = table(f"dead steps ({len(rows)})")
     columns = ("step_id", "job_id", "stage", "attempts", "finished_at", "error")
     for column in columns:
-        table.add_column(column, overflow="fold")
+        shown.add_column(column, overflow="fold")
     for row in rows:
-        table.add_row(*(escape(_when(row.get(c))) for c in columns))
-    out.print(table)
+        shown.add_row(*(escape(when(row.get(c))) for c in columns))
+    out.print(shown)
 
 
 @dead_app.command("retry")
 def dead_retry(
     step_id: Annotated[int, typer.Argument(help="step id (see `podmill dead list`)")],
     db: DbOpt = None,
+    data_dir: DataDirOpt = None,
     config: ConfigOpt = None,
 ) -> None:
     """Put one dead step back in the queue with its attempts reset."""
-    store, url = _read_store(db, config)
+    store, url = _read_store(db, data_dir, config)
     with database_errors(url):
         retried = store.retry_dead(step_id)
     if not retried:
@@ -538,28 +460,32 @@ def dead_retry(
 
 
 @queues_app.command("list")
-def queues_list(db: DbOpt = None, as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
+def queues_list(
+    db: DbOpt = None,
+    data_dir: DataDirOpt = None,
+    as_json: JsonOpt = False,
+    config: ConfigOpt = None,
+) -> None:
     """Steps per stage and status, and which stages are paused."""
-    store, url = _read_store(db, config)
+    store, url = _read_store(db, data_dir, config)
     with database_errors(url):
         stats = store.queue_stats()
     if as_json:
         for stage_name, counts in stats.items():
-            _print_json({"stage": stage_name, **counts})
+            print_json({"stage": stage_name, **counts})
         return
     columns = ("waiting", "pending", "running", "done", "failed", "dead")
-    table = Table(title="queues")
-    table.add_column("stage")
+    shown = table("queues", "stage")
     for column in columns:
-        table.add_column(column, justify="right")
-    table.add_column("paused")
+        shown.add_column(column, justify="right")
+    shown.add_column("paused")
     for stage_name, counts in stats.items():
-        table.add_row(
+        shown.add_row(
             stage_name,
             *(str(counts.get(c, 0)) for c in columns),
             "[yellow]paused[/]" if counts.get("paused") else "",
         )
-    out.print(table)
+    out.print(shown)
 
 
 def _stage_name(name: str) -> str:
@@ -575,11 +501,12 @@ def _stage_name(name: str) -> str:
 def queues_pause(
     stage: Annotated[str, typer.Argument(help="stage name")],
     db: DbOpt = None,
+    data_dir: DataDirOpt = None,
     config: ConfigOpt = None,
 ) -> None:
     """Stop workers claiming a stage's steps (running ones finish)."""
     name = _stage_name(stage)
-    store, url = _read_store(db, config)
+    store, url = _read_store(db, data_dir, config)
     with database_errors(url):
         store.pause(name)
     err.print(f"stage {name} paused")
@@ -589,11 +516,12 @@ def queues_pause(
 def queues_resume(
     stage: Annotated[str, typer.Argument(help="stage name")],
     db: DbOpt = None,
+    data_dir: DataDirOpt = None,
     config: ConfigOpt = None,
 ) -> None:
     """Let workers claim a paused stage's steps again."""
     name = _stage_name(stage)
-    store, url = _read_store(db, config)
+    store, url = _read_store(db, data_dir, config)
     with database_errors(url):
         store.resume(name)
     err.print(f"stage {name} resumed")

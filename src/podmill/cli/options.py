@@ -1,0 +1,69 @@
+"""Options every command group shares, declared once: the same flag means the same thing
+in every command.
+
+``--db`` is a database URL; without it a command uses the ``db`` setting
+(``PODMILL_DB`` or ``db = "…"`` in ``podmill.toml``), else the SQLite file
+``DATA_DIR/podmill.db`` (:attr:`podmill.settings.Settings.database_url`), for every command.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from podmill.errors import PodmillError
+from podmill.timespec import optional_time
+
+ConfigOpt = Annotated[
+    Path | None, typer.Option("--config", help="podmill.toml to read (default ./podmill.toml)")
+]
+DataDirOpt = Annotated[
+    Path | None,
+    typer.Option("--data-dir", help="where artifacts live [setting data_dir / PODMILL_DATA_DIR]"),
+]
+DbOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--db",
+        help="database URL [setting db / PODMILL_DB; default: sqlite:///DATA_DIR/podmill.db]",
+    ),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="one JSON object per line")]
+LogFormatOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--log-format",
+        help="log lines: text or json (JSON lines with correlation_id, job_id, worker_id, "
+        "stage) [setting log_format / PODMILL_LOG_FORMAT; default text]",
+    ),
+]
+SinceOpt = Annotated[str | None, typer.Option(help="episodes published since DATE or 7d")]
+AllowPrivateOpt = Annotated[
+    bool | None, typer.Option(help="allow downloads from private/loopback addresses")
+]
+
+
+def check_limit(value: int | None, maximum: int | None = None) -> int | None:
+    """``--limit`` is a count of 1 or more (``-1`` once meant "all but the last")."""
+    if value is not None and (value < 1 or (maximum is not None and value > maximum)):
+        bound = f"from 1 to {maximum}" if maximum is not None else "of 1 or more"
+        raise PodmillError(f"--limit {value}: give a number {bound}")
+    return value
+
+
+def positive_limit(value: int | None) -> int | None:
+    """The ``--limit`` callback (typer passes one argument)."""
+    return check_limit(value)
+
+
+EpisodeLimitOpt = Annotated[
+    int | None, typer.Option(help="newest N episodes of a feed", callback=positive_limit)
+]
+
+
+def parse_since(value: str | None) -> datetime | None:
+    """``--since`` for ``run`` and ``submit``: ``2026-11-01``, an ISO timestamp, or ``7d``."""
+    return optional_time(value, option="--since")
