@@ -44,3 +44,18 @@ def run_cli(
         timeout=timeout,
     )
     return CliResult(proc.returncode, proc.stdout, proc.stderr)
+
+
+def commands(app: Any) -> dict[tuple[str, ...], Any]:
+    """Every command of a Typer app by its words (``("jobs", "list")``), walked from the
+    app, so a test over them covers a new command without being edited."""
+    import typer.main
+
+    def leaves(command: Any, path: tuple[str, ...] = ()) -> Any:
+        if hasattr(command, "commands"):
+            for name, sub in command.commands.items():
+                yield from leaves(sub, (*path, name))
+        else:
+            yield path, command
+
+    return dict(leaves(typer.main.get_command(app)))

@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import typer.main
 
 from podmill.cli import app
 
 from support import bare
+from support.cli import commands
 from support.paths import DEMO
 
 TRACEBACK = "Traceback (most recent call last)"
@@ -50,15 +50,7 @@ EXTRA_OPTIONS = {("worker",): ["--max-idle", "0.2"]}
 DAEMONS = {("scheduler",): "scheduler polling feeds"}
 
 
-def _leaves(command, path: tuple[str, ...] = ()):
-    if hasattr(command, "commands"):
-        for name, sub in command.commands.items():
-            yield from _leaves(sub, (*path, name))
-    else:
-        yield path, command
-
-
-COMMANDS = dict(_leaves(typer.main.get_command(app)))
+COMMANDS = commands(app)
 
 
 def _argv(path: tuple[str, ...], db: str | None, work: Path) -> list[str]:

@@ -9,22 +9,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import typer.main
-
 from podmill.cli import app
 
-from support.cli import run_cli
+from support.cli import commands, run_cli
 
-
-def _leaves(command, path: tuple[str, ...] = ()):
-    if hasattr(command, "commands"):
-        for name, sub in command.commands.items():
-            yield from _leaves(sub, (*path, name))
-    else:
-        yield path, command
-
-
-COMMANDS = dict(_leaves(typer.main.get_command(app)))
+COMMANDS = commands(app)
 
 
 def _option(path: tuple[str, ...], flag: str):

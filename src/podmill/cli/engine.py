@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import signal
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -71,13 +73,17 @@ def open_store(
     return Store(url, lease_seconds=lease_seconds, retry_delay_scale=retry_delay_scale)
 
 
-def _read_store(db: str | None, data_dir: Path | None, config: Path | None) -> tuple[Store, str]:
-    """The store of a command that reads or changes what ``submit`` queued."""
+@contextmanager
+def _queue(db: str | None, data_dir: Path | None, config: Path | None) -> Iterator[Store]:
+    """The store of a command that reads or changes what ``submit`` queued; inside the
+    block a lost or refused connection is one error line."""
     settings = cli_settings.load(config, db=db, data_dir=data_dir)
     url = cli_settings.existing_database(
         settings, "no database there yet; queue something first (`podmill submit FEED_OR_FILE`)"
     )
-    return open_store(url, migrate=False), url
+    store = open_store(url, migrate=False)
+    with database_errors(url):
+        yield store
 
 
 # ------------------------------------------------------------------------ worker
@@ -317,8 +323,7 @@ def jobs_list(
     config: ConfigOpt = None,
 ) -> None:
     """List jobs, newest first, with their progress."""
-    store, url = _read_store(db, data_dir, config)
-    with database_errors(url):
+    with _queue(db, data_dir, config) as store:
         jobs = store.jobs(status, limit=limit)
     if as_json:
         for job in jobs:
@@ -351,8 +356,7 @@ def jobs_show(
     config: ConfigOpt = None,
 ) -> None:
     """One job and its steps: status, attempts, worker, timings, errors and notes."""
-    store, url = _read_store(db, data_dir, config)
-    with database_errors(url):
+    with _queue(db, data_dir, config) as store:
         job = store.job(job_id)
     if job is None:
         raise PodmillError(f"no job {job_id} (see `podmill jobs list`)")
@@ -387,8 +391,7 @@ def jobs_cancel(
     config: ConfigOpt = None,
 ) -> None:
     """Cancel a job: queued steps are cancelled, running ones finish."""
-    store, url = _read_store(db, data_dir, config)
-    with database_errors(url):
+    with _queue(db, data_dir, config) as store:
         cancelled = store.cancel_job(job_id)
     if not cancelled:
         raise PodmillError(f"job {job_id} cannot be cancelled: no such job, or it already finished")
@@ -403,8 +406,7 @@ def jobs_retry(
     config: ConfigOpt = None,
 ) -> None:
     """Put a job's failed, dead and cancelled steps back in the queue (attempts reset)."""
-    store, url = _read_store(db, data_dir, config)
-    with database_errors(url):
+    with _queue(db, data_dir, config) as store:
         if store.job(job_id) is None:
             raise PodmillError(f"no job {job_id} (see `podmill jobs list`)")
         count = store.retry_job(job_id)
@@ -424,8 +426,7 @@ def dead_list(
     config: ConfigOpt = None,
 ) -> None:
     """Steps that used up their attempts (or failed for good), with their last error."""
-    store, url = _read_store(db, data_dir, config)
-    with database_errors(url):
+    with _queue(db, data_dir, config) as store:
         rows = store.list_dead()
     if as_json:
         for row in rows:
@@ -448,8 +449,7 @@ def dead_retry(
     config: ConfigOpt = None,
 ) -> None:
     """Put one dead step back in the queue with its attempts reset."""
-    store, url = _read_store(db, data_dir, config)
-    with database_errors(url):
+    with _queue(db, data_dir, config) as store:
         retried = store.retry_dead(step_id)
     if not retried:
         raise PodmillError(f"step {step_id} is not dead (see `podmill dead list`)")
@@ -467,8 +467,7 @@ def queues_list(
     config: ConfigOpt = None,
 ) -> None:
     """Steps per stage and status, and which stages are paused."""
-    store, url = _read_store(db, data_dir, config)
-    with database_errors(url):
+    with _queue(db, data_dir, config) as store:
         stats = store.queue_stats()
     if as_json:
         for stage_name, counts in stats.items():
@@ -506,8 +505,7 @@ def queues_pause(
 ) -> None:
     """Stop workers claiming a stage's steps (running ones finish)."""
     name = _stage_name(stage)
-    store, url = _read_store(db, data_dir, config)
-    with database_errors(url):
+    with _queue(db, data_dir, config) as store:
         store.pause(name)
     err.print(f"stage {name} paused")
 
@@ -521,7 +519,6 @@ def queues_resume(
 ) -> None:
     """Let workers claim a paused stage's steps again."""
     name = _stage_name(stage)
-    store, url = _read_store(db, data_dir, config)
-    with database_errors(url):
+    with _queue(db, data_dir, config) as store:
         store.resume(name)
     err.print(f"stage {name} resumed")

@@ -12,6 +12,7 @@ import json
 import os
 import signal
 import threading
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -29,7 +30,12 @@ tenants_app = typer.Typer(help="Tenants of a shared install: create, list.", no_
 keys_app = typer.Typer(help="API keys: create (printed once), list, revoke.", no_args_is_help=True)
 
 
-def _platform(settings: Settings) -> Platform:
+def _platform(config: Path | None, db: str | None, data_dir: Path | None) -> Platform:
+    """The platform service on the command's database, migrated to head."""
+    return _migrated_platform(cli_settings.load(config, db=db, data_dir=data_dir))
+
+
+def _migrated_platform(settings: Settings) -> Platform:
     from podmill.platform import Platform
     from podmill.storage import db as storage_db
 
@@ -189,7 +195,7 @@ def scheduler(
         from podmill.obs.metrics import process_exposition
 
         exposition = process_exposition(settings.data_dir)  # a missing extra: said first
-    service = _platform(settings)
+    service = _migrated_platform(settings)
     endpoints = None
     if exposition is not None:
         from podmill.obs.exposure import metrics_token
@@ -243,7 +249,7 @@ def tenants_create(
     config: ConfigOpt = None,
 ) -> None:
     """Create a tenant (a member, or an admin with --admin)."""
-    service = _platform(cli_settings.load(config, db=db, data_dir=data_dir))
+    service = _platform(config, db, data_dir)
     tenant = service.create_tenant(name, admin=admin)
     err.print(f"tenant {tenant.name} ({'admin' if admin else 'member'}) created", markup=False)
 
@@ -259,7 +265,7 @@ def tenants_list(
 
     from podmill.platform.tables import TENANTS
 
-    service = _platform(cli_settings.load(config, db=db, data_dir=data_dir))
+    service = _platform(config, db, data_dir)
     with service.reader.connect() as conn:
         rows = conn.execute(select(TENANTS).order_by(TENANTS.c.id)).all()
     for row in rows:
@@ -280,7 +286,7 @@ def keys_create(
     config: ConfigOpt = None,
 ) -> None:
     """Create an API key for a tenant. The key is printed once; only its hash is kept."""
-    service = _platform(cli_settings.load(config, db=db, data_dir=data_dir))
+    service = _platform(config, db, data_dir)
     key_id, key = service.create_key(tenant)
     if as_json:
         print_json({"id": key_id, "tenant": tenant, "key": key})
@@ -297,7 +303,7 @@ def keys_list(
     config: ConfigOpt = None,
 ) -> None:
     """Keys with their tenant, prefix and whether they are revoked (never the key)."""
-    service = _platform(cli_settings.load(config, db=db, data_dir=data_dir))
+    service = _platform(config, db, data_dir)
     for row in service.list_keys():
         if as_json:
             print_json(row)
@@ -314,7 +320,7 @@ def keys_revoke(
     config: ConfigOpt = None,
 ) -> None:
     """Revoke a key: requests with it get 401 from now on."""
-    service = _platform(cli_settings.load(config, db=db, data_dir=data_dir))
+    service = _platform(config, db, data_dir)
     if not service.revoke_key(key_id):
         raise PodmillError(f"no live key {key_id} (see `podmill keys list`)")
     err.print(f"key {key_id} revoked")
