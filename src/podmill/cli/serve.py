@@ -23,6 +23,8 @@ from podmill.cli.output import err, out, print_json
 from podmill.errors import PodmillError
 
 if TYPE_CHECKING:
+    from fastapi import FastAPI
+
     from podmill.platform import Platform
     from podmill.settings import Settings
 
@@ -96,7 +98,7 @@ def serve(
     uvicorn = require("uvicorn", "server", "podmill serve")
     require("fastapi", "server", "podmill serve")
     require("multipart", "server", "podmill serve")
-    from podmill.api.app import SERVE_OPTIONS, create_app
+    from podmill.api.app import create_app
     from podmill.storage import db as storage_db
 
     if no_auth and not is_loopback(host):
@@ -140,7 +142,7 @@ def serve(
         }
     )
     uvicorn.run(
-        "podmill.api.app:app_from_environment",
+        "podmill.cli.serve:app_of_server_process",
         factory=True,
         host=host,
         port=port,
@@ -148,6 +150,21 @@ def serve(
         log_level=log_level,
         log_config=log_config,
     )
+
+
+SERVE_OPTIONS = "_PODMILL_SERVE_OPTIONS"  # serve --workers N: its options, for each process
+
+
+def app_of_server_process() -> FastAPI:
+    """The app of one ``podmill serve --workers N`` process (uvicorn's factory): the
+    command's options are in ``_PODMILL_SERVE_OPTIONS``, and its settings are loaded as
+    every command loads them."""
+    from podmill.api.app import create_app
+
+    options = json.loads(os.environ[SERVE_OPTIONS])
+    config = Path(options["config"]) if options["config"] else None
+    settings = cli_settings.load(config, **options["cli"])
+    return create_app(settings, auth=options["auth"], background=options["background"])
 
 
 def _share_metrics_between_processes() -> None:
