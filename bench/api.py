@@ -29,8 +29,9 @@ from pathlib import Path
 import httpx
 from sqlalchemy import create_engine, text
 
-from podmill.api.platform import EPISODES, FEEDS, JOBS, REQUESTS, SUBSCRIPTIONS, Platform
 from podmill.pipeline.dag import STAGES
+from podmill.platform import Platform
+from podmill.platform.tables import EPISODES, FEEDS, JOBS, REQUESTS, SUBSCRIPTIONS
 from podmill.settings import Settings
 from podmill.storage import db
 from podmill.storage.models import StepRow

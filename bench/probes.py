@@ -38,7 +38,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))  # the real HTTP server and serve helpers the tests use
 
-from podmill.api.platform import Platform  # noqa: E402
+from podmill.platform import Platform  # noqa: E402
 from podmill.settings import Settings  # noqa: E402
 from podmill.storage import db  # noqa: E402
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from podmill.api.platform import Platform
+from podmill.platform import Platform
 from podmill.settings import Settings
 
 from support.api import Caller, LiveFeed, make_caller, make_settings

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
-from podmill.api.platform import Platform, hash_key
+from podmill.platform import Platform
+from podmill.platform.tenants import hash_key
 
 from support.api import Caller, assert_error
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from podmill.api.platform import Platform
-from podmill.api.poller import Poller
 from podmill.engine.clock import ManualClock
+from podmill.platform import Platform
+from podmill.platform.poller import Poller
 
 from support.api import Caller, LiveFeed, assert_error
 from support.httpserver import TestHTTPServer
@@ -103,7 +103,7 @@ def test_poller_enqueues_each_new_item_once_across_restarts(
     # a restarted poller that forgot the ETag (the feed answers 200) enqueues nothing again
     from sqlalchemy import update
 
-    from podmill.api.platform import POLLS
+    from podmill.platform.tables import POLLS
 
     with platform.engine.begin() as conn:
         conn.execute(update(POLLS).values(etag=None, last_modified=None))

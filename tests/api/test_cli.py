@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from podmill.api.platform import Platform
+from podmill.platform import Platform
 from podmill.settings import Settings
 
 from support.cli import run_cli

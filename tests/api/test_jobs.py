@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from podmill.api.platform import Platform
+from podmill.platform import Platform
 
 from support.api import Caller, LiveFeed, assert_error
 from support.httpserver import TestHTTPServer

@@ -19,9 +19,9 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 from sqlalchemy import select, update
 
-from podmill.api.platform import Platform
 from podmill.api.schemas import SearchHit
 from podmill.digest.weekly import DIGESTS, list_digests
+from podmill.platform import Platform
 from podmill.search.searcher import Hit
 from podmill.storage.models import JobRow, StepRow
 

@@ -12,9 +12,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from podmill.api.platform import Platform
 from podmill.api.webhooks import Notifier
 from podmill.engine.clock import ManualClock
+from podmill.platform import Platform
 
 from support.api import Caller, Receiver
 from support.workers import finish_job

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from podmill.api.platform import Platform
 from podmill.api.webhooks import sign
 from podmill.engine.store import Store
+from podmill.platform import Platform
 from podmill.settings import Settings
 
 from support.api import LiveFeed, Receiver, ServerProcess, podmill_env, start_server

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from podmill.api.platform import Platform
 from podmill.api.webhooks import Notifier, sign
 from podmill.engine.clock import ManualClock
+from podmill.platform import Platform
 from podmill.settings import Settings
 
 from support.api import Caller, Receiver, assert_error, make_caller, make_settings

@@ -19,10 +19,10 @@ from digest_library import CABLES, FINGERPRINT, NOW, OTHER, STORM, Library, days
 from fastapi.testclient import TestClient
 
 from podmill.api.app import create_app
-from podmill.api.platform import Platform
 from podmill.digest import json_schema
 from podmill.digest.weekly import DIGESTS, WeeklyDigests, week_ending
 from podmill.engine.clock import ManualClock
+from podmill.platform import Platform
 from podmill.storage.models import FeedRow, SubscriptionRow, utcnow
 
 from support.api import Caller, assert_error, make_caller, make_settings

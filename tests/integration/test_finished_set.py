@@ -17,11 +17,11 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from podmill.api.platform import Platform
 from podmill.digest.collect import newest_finished_set
 from podmill.domain import Episode, TranscriptLink
 from podmill.ml.embed import embed
 from podmill.pipeline.runner import Runner
+from podmill.platform import Platform
 from podmill.search.indexing import rebuild_from_artifacts
 from podmill.settings import Settings
 from podmill.storage.artifacts import ArtifactStore
@@ -66,8 +66,8 @@ def test_every_reader_takes_the_set_with_a_manifest(tmp_path: Path) -> None:
     platform = Platform(settings)
     try:
         assert platform.fingerprint == ours
-        assert platform._artifact_dir(KEY) == finished
-        assert platform._artifact_dir(KEY, "transcript.txt") == finished
+        assert platform.artifact_dir(KEY) == finished
+        assert platform.artifact_dir(KEY, "transcript.txt") == finished
     finally:
         platform.close()
 

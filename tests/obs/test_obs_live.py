@@ -28,8 +28,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import make_url
 from tcpproxy import TcpProxy
 
-from podmill.api.platform import Platform
 from podmill.pipeline.dag import STAGE_NAMES
+from podmill.platform import Platform
 from podmill.settings import Settings
 from podmill.storage.db import upgrade
 

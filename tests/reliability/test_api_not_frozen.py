@@ -23,7 +23,8 @@ pytest.importorskip("fastapi", reason="pip install 'podmill[server]'")
 import anyio
 from anyio.to_thread import current_default_thread_limiter
 
-from podmill.api.platform import Platform, Problem
+from podmill.api.errors import status_of
+from podmill.platform import Invalid, Platform
 from podmill.settings import Settings
 
 from support.api import ServerProcess, start_server
@@ -142,9 +143,9 @@ def test_the_validating_fetch_has_a_short_overall_deadline(tmp_path: Path, db_ur
     platform = Platform(settings)
     answer = b"HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\n\r\n<rss>"
     try:
-        with RawServer(trickle(answer)) as slow, pytest.raises(Problem) as caught:
+        with RawServer(trickle(answer)) as slow, pytest.raises(Invalid) as caught:
             platform.fetch_and_parse(slow.url_for("/feed.xml"))
     finally:
         platform.close()
-    assert caught.value.status == 422
+    assert status_of(caught.value) == 422
     assert "server.validation_timeout_seconds = 1 s overall" in caught.value.detail

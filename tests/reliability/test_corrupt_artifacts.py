@@ -82,7 +82,7 @@ def _rerun(data_dir: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> C
 @pytest.fixture
 def server(data_dir: Path, tmp_path: Path) -> Iterator[tuple[ServerProcess, str]]:
     """``podmill serve`` over the copy, and the key of a tenant that requested the job."""
-    from podmill.api.platform import Platform
+    from podmill.platform import Platform
 
     settings = _settings(data_dir)
     platform = Platform(settings)
@@ -93,7 +93,7 @@ def server(data_dir: Path, tmp_path: Path) -> Iterator[tuple[ServerProcess, str]
         assert tenant is not None
         job_id = platform.store.job_id(KEY, _set_dir(data_dir).name)
         with platform.engine.begin() as conn:
-            platform._add_requests(conn, job_id, [tenant.id], None)
+            platform.add_requests(conn, job_id, [tenant.id], None)
     finally:
         platform.close()
     proc = start_server(settings.database_url, data_dir, tmp_path / "serve.log")

@@ -21,12 +21,12 @@ pytest.importorskip("fastapi", reason="pip install 'podmill[server]'")
 from fastapi.testclient import TestClient
 
 from podmill.api.app import create_app
-from podmill.api.hostpool import HostPool
-from podmill.api.platform import Platform
-from podmill.api.poller import Poller
 from podmill.api.webhooks import Notifier
 from podmill.engine.clock import ManualClock
 from podmill.pipeline.dag import STAGE_NAMES
+from podmill.platform import Platform
+from podmill.platform.hostpool import HostPool
+from podmill.platform.poller import Poller
 from podmill.settings import Settings
 
 from support.api import Caller, LiveFeed, Receiver, make_caller, make_settings

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from sqlalchemy import insert
 
-from podmill.api.platform import Platform
+from podmill.platform import Platform
 from podmill.search.searcher import Searcher
 from podmill.storage.db import make_engine
 from podmill.storage.models import SubscriptionRow, utcnow
@@ -48,7 +48,7 @@ def _subscribe(platform: Platform, tenant_id: int, feed_id: int) -> None:
 def _request_job(platform: Platform, tenant_id: int, episode_key: str) -> None:
     job_id, _ = platform.store.submit(episode_key, "fp", {})
     with platform.engine.begin() as conn:
-        platform._add_requests(conn, job_id, [tenant_id], None)
+        platform.add_requests(conn, job_id, [tenant_id], None)
 
 
 @pytest.fixture

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from podmill.api.platform import Platform
-from podmill.api.poller import Poller
 from podmill.engine.clock import ManualClock
+from podmill.platform import Platform
+from podmill.platform.poller import Poller
 from podmill.settings import Settings
 
 from support.api import Caller, assert_error, make_caller, make_settings, podmill_env

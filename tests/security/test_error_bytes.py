@@ -15,11 +15,11 @@ pytest.importorskip("fastapi", reason="pip install 'podmill[server]'")
 from fastapi.testclient import TestClient
 
 from podmill.api.app import create_app
-from podmill.api.platform import Platform
 from podmill.api.webhooks import Notifier
 from podmill.errors import DownloadError
 from podmill.feeds.download import download
 from podmill.pipeline.dag import STAGE_NAMES
+from podmill.platform import Platform
 from podmill.settings import Settings
 
 from support.api import Caller, make_caller, make_settings

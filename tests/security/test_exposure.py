@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from podmill.api.platform import Platform
+from podmill.platform import Platform
 from podmill.settings import Settings
 
 from support.api import ServerProcess, free_port, podmill_env, start_server

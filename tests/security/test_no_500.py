@@ -18,7 +18,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from podmill.api.platform import Platform
+from podmill.platform import Platform
 from podmill.settings import Settings
 
 from support.api import ServerProcess, start_server

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from stress_stack import Stack
 
-from podmill.api.platform import Platform
 from podmill.engine.store import Store
+from podmill.platform import Platform
 from podmill.settings import Settings
 from podmill.storage.db import upgrade
 

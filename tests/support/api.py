@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 
-from podmill.api.platform import Platform
+from podmill.platform import Platform
 from podmill.settings import Settings
 
 from support.feeds import item, rss

@@ -7,9 +7,8 @@ from typing import Any, Literal
 from fastapi import APIRouter, Depends
 
 from podmill.api.auth import PlatformDep, admin_tenant
-from podmill.api.errors import ERROR_SCHEMA
+from podmill.api.errors import ERROR_SCHEMA, Problem
 from podmill.api.params import RowId
-from podmill.api.platform import Problem
 from podmill.api.schemas import DeadStep, DeadStepRetried, Queue, QueueState, Worker
 from podmill.pipeline.dag import STAGE_NAMES
 

@@ -21,8 +21,8 @@ from podmill.api import admin, catalog, digests, episodes, errors, jobs, search
 from podmill.api.auth import LOCAL_TENANT, PlatformDep, TenantDep, authenticate
 from podmill.api.background import background_threads
 from podmill.api.bodies import BoundedBodyMiddleware
+from podmill.api.errors import Problem
 from podmill.api.headers import SecurityHeadersMiddleware
-from podmill.api.platform import Platform, Problem
 from podmill.api.schemas import Health, Me
 from podmill.api.validation import FeedValidations
 from podmill.obs.asgi import ObservabilityMiddleware
@@ -36,6 +36,7 @@ from podmill.obs.exposure import (
 from podmill.obs.fleet import FleetCache
 from podmill.obs.health import api_health, http_status
 from podmill.obs.metrics import ApiMetrics
+from podmill.platform import Platform
 from podmill.settings import Settings
 
 DESCRIPTION = """\
@@ -170,21 +171,3 @@ async def _may_scrape(request: Request, token: str | None) -> None:
         raise Problem(
             403, "forbidden", f"tenant {tenant.name!r} is a member; GET /metrics is for admins"
         )
-
-
-def app_from_environment() -> FastAPI:
-    """The app of one ``podmill serve --workers N`` process: the command's options are
-    in ``_PODMILL_SERVE_OPTIONS``; settings are loaded the way the command loaded them."""
-    import json
-    import os
-    from pathlib import Path
-
-    from podmill.api.cli import SERVE_OPTIONS
-    from podmill.obs.logging import configure_logging
-    from podmill.settings import load_settings
-
-    options = json.loads(os.environ[SERVE_OPTIONS])
-    config = Path(options["config"]) if options["config"] else None
-    settings, _ = load_settings(options["cli"], config)
-    configure_logging(settings.log_level, settings.log_format)
-    return create_app(settings, auth=options["auth"], background=options["background"])

@@ -12,7 +12,8 @@ from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from podmill.api.platform import Platform, Problem, Tenant
+from podmill.api.errors import Problem
+from podmill.platform import Platform, Tenant
 
 LOCAL_TENANT = "local"
 

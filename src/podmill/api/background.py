@@ -8,7 +8,7 @@ import logging
 import threading
 from collections.abc import Callable
 
-from podmill.api.platform import Platform
+from podmill.platform import Platform
 
 log = logging.getLogger(__name__)
 
@@ -16,9 +16,9 @@ log = logging.getLogger(__name__)
 def background_threads(service: Platform, stop: threading.Event) -> list[threading.Thread]:
     """The feed poller and the webhook notifier, as daemon threads that end on ``stop``
     (``podmill serve`` runs them unless ``--no-background``; ``podmill scheduler`` too)."""
-    from podmill.api.poller import Poller
     from podmill.api.webhooks import Notifier
     from podmill.digest.weekly import WeeklyDigests
+    from podmill.platform.poller import Poller
 
     seconds = service.settings.server.poll_check_seconds
     # Polls and deliveries run on their own pools (a few per host); a pass only queues

@@ -24,8 +24,7 @@ from typing import Any
 from starlette.datastructures import Headers
 
 from podmill.api.auth import authenticate
-from podmill.api.errors import database_unavailable, error_response
-from podmill.api.platform import Problem
+from podmill.api.errors import Problem, database_unavailable, error_response
 from podmill.storage.db import DATABASE_ERRORS
 
 # Multipart framing around the file: headers, boundaries and the small text fields.

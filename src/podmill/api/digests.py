@@ -16,9 +16,8 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 
 from podmill.api.auth import PlatformDep, TenantDep
-from podmill.api.errors import ERROR_SCHEMA
+from podmill.api.errors import ERROR_SCHEMA, Problem, not_found
 from podmill.api.params import RowId
-from podmill.api.platform import Problem, not_found
 from podmill.api.schemas import StoredDigest, digest_document_schema
 
 router = APIRouter(tags=["digest"], responses={401: ERROR_SCHEMA})

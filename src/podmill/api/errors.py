@@ -1,5 +1,6 @@
 """Every error answer is JSON ``{"error": CODE, "detail": MESSAGE}``; the message says
-what was wrong and what to do. Routes raise :class:`~podmill.api.platform.Problem`."""
+what was wrong and what to do. Routes raise :class:`Problem`; the platform's domain
+errors (:mod:`podmill.platform.errors`) answer the status :data:`STATUS` gives their kind."""
 
 from __future__ import annotations
 
@@ -13,11 +14,35 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException
 
-from podmill.api.platform import Problem
+from podmill.errors import PodmillError
+from podmill.platform.errors import Conflict, Invalid, NotFound, PlatformError
 from podmill.storage.artifacts import ArtifactDamaged
 from podmill.storage.db import first_line
 
 log = logging.getLogger(__name__)
+
+# The HTTP status of each kind of platform refusal.
+STATUS: dict[type[PlatformError], int] = {NotFound: 404, Conflict: 409, Invalid: 422}
+
+
+class Problem(PodmillError):
+    """A request that cannot be served, with the HTTP status that says why."""
+
+    def __init__(self, status: int, error: str, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.error = error
+        self.detail = detail
+
+
+def not_found(what: str) -> Problem:
+    return Problem(404, "not_found", what)
+
+
+def status_of(exc: PlatformError) -> int:
+    """The HTTP status of a platform refusal: its kind's (:data:`STATUS`), else 422."""
+    return next((STATUS[kind] for kind in type(exc).__mro__ if kind in STATUS), 422)
+
 
 ERROR_SCHEMA = {
     "description": "error",
@@ -47,6 +72,10 @@ def install(app: FastAPI) -> None:
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
         headers = getattr(exc, "headers", None) or headers  # e.g. Retry-After with a 429
         return error_response(exc.status, exc.error, exc.detail, headers)
+
+    @app.exception_handler(PlatformError)
+    async def refused(_request: Request, exc: PlatformError) -> JSONResponse:
+        return error_response(status_of(exc), exc.code, exc.detail)
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:

@@ -18,15 +18,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.datastructures import UploadFile
 
 from podmill.api.auth import PlatformDep, TenantDep, platform
-from podmill.api.errors import ERROR_SCHEMA, describe_errors
+from podmill.api.errors import ERROR_SCHEMA, Problem, describe_errors
 from podmill.api.params import FetchableUrl, RowId
-from podmill.api.platform import Platform, Problem, Tenant
 from podmill.api.schemas import Job, JobAccepted
 from podmill.api.validation import feed_validations
 from podmill.audio import describe_non_audio, sniff_audio
 from podmill.domain import Episode, JobStatus
 from podmill.feeds.identity import file_episode_key, upload_episode_key
 from podmill.feeds.sources import fetched_to_resolve
+from podmill.platform import Platform, Tenant
 
 router = APIRouter(tags=["jobs"], responses={401: ERROR_SCHEMA, 404: ERROR_SCHEMA})
 

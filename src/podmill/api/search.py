@@ -1,7 +1,7 @@
 """``GET /search``: hybrid keyword + vector search over the tenant's episodes.
 
 Hits have the shape of ``podmill search --json`` (docs/search.md). The tenant's
-entitlement (:func:`podmill.api.platform.visible_episodes`) is part of every query:
+entitlement (:func:`podmill.platform.visible_episodes`) is part of every query:
 on the keyword side in SQL, on the vector side as an episode mask, and again when the
 hits' rows are read, so another tenant's episode never comes back.
 """
@@ -14,10 +14,10 @@ from typing import Any
 from fastapi import APIRouter, Query, Request
 
 from podmill.api.auth import TenantDep, platform
-from podmill.api.errors import ERROR_SCHEMA
+from podmill.api.errors import ERROR_SCHEMA, Problem
 from podmill.api.params import MAX_ID
-from podmill.api.platform import Problem, visible_episodes
 from podmill.api.schemas import SearchHit
+from podmill.platform import visible_episodes
 
 router = APIRouter(tags=["search"], responses={401: ERROR_SCHEMA, 422: ERROR_SCHEMA})
 

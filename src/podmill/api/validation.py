@@ -22,7 +22,8 @@ from typing import Any, TypeVar
 import anyio.to_thread
 from anyio import CapacityLimiter
 
-from podmill.api.platform import Problem, Tenant
+from podmill.api.errors import Problem
+from podmill.platform import Tenant
 from podmill.settings import ServerSettings
 
 T = TypeVar("T")

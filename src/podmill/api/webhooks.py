@@ -22,7 +22,7 @@ Each call ends after ``webhook_timeout_seconds`` overall, and the answer's body 
 read (only its status counts), so a receiver cannot hold a thread or fill memory, and
 its bytes never reach ``reply_error``. Deliveries run concurrently,
 ``server.webhook_workers`` at once and at most ``server.per_host_limit`` per host
-(api/hostpool.py): a slow receiver delays only its own webhooks.
+(platform/hostpool.py): a slow receiver delays only its own webhooks.
 """
 
 from __future__ import annotations
@@ -39,13 +39,14 @@ from typing import Any
 import httpx
 from sqlalchemy import Row, select, update
 
-from podmill.api.hostpool import HostPool, host_of
-from podmill.api.platform import JOBS, REQUESTS, TENANTS, Platform
 from podmill.domain import JOB_TERMINAL
 from podmill.engine.clock import Clock, SystemClock
 from podmill.errors import PodmillError
 from podmill.feeds.deadline import Deadline
 from podmill.feeds.download import check_url
+from podmill.platform import Platform
+from podmill.platform.hostpool import HostPool, host_of
+from podmill.platform.tables import JOBS, REQUESTS, TENANTS
 from podmill.retry import Backoff
 
 log = logging.getLogger(__name__)

@@ -3,8 +3,8 @@ artifact set (topic tree and node vectors) read from the data directory.
 
 The database says which episodes exist, when they were published and in which feed;
 the artifact files hold the trees. A caller decides which episodes may be seen (the
-API passes the tenant's entitlement clause, ``Platform._visible``) and where an
-episode's artifact set is (``artifact_dir``).
+API passes the tenant's entitlement clause, ``podmill.platform.visible_episodes``) and
+where an episode's artifact set is (``artifact_dir``).
 """
 
 from __future__ import annotations
@@ -209,7 +209,7 @@ _SUMMARY_CACHE_SIZE = 20_000  # ~30 MB of vectors
 
 def newest_finished_set(data_dir: Path) -> Callable[[str], Path | None]:
     """``artifact_dir`` for the CLI: an episode's newest finished set, whatever its
-    fingerprint (the server prefers its own fingerprint: ``Platform._artifact_dir``)."""
+    fingerprint (the server prefers its own fingerprint: ``Platform.artifact_dir``)."""
     store = ArtifactStore(data_dir)
 
     def find(key: str) -> Path | None:

@@ -3,10 +3,10 @@
 Each week ends at ``server.digest_weekday`` ``server.digest_hour``:00 UTC; the pass run
 by the server's background loop (``api/background.py``) looks for tenants that have no
 digest for the week that ended last and makes theirs, over the episodes they are
-entitled to (``Platform._visible``). The row is inserted with ON CONFLICT DO NOTHING
-on (tenant, kind, period start): several server processes may run the pass at the
-same moment, and each week is still stored once. The clock is injected, so tests move
-time instead of waiting for Monday.
+entitled to (:func:`podmill.platform.visible_episodes`). The row is inserted with ON
+CONFLICT DO NOTHING on (tenant, kind, period start): several server processes may run
+the pass at the same moment, and each week is still stored once. The clock is
+injected, so tests move time instead of waiting for Monday.
 """
 
 from __future__ import annotations
@@ -17,13 +17,13 @@ from typing import Any
 
 from sqlalchemy import and_, select
 
-from podmill.api.platform import Platform, Tenant
 from podmill.digest.build import DigestOptions
 from podmill.digest.service import make_digest
 from podmill.digest.stories import DEFAULT_THRESHOLD
 from podmill.digest.window import Window
 from podmill.engine.clock import Clock, SystemClock
 from podmill.errors import MissingExtraError
+from podmill.platform import Platform, Tenant, visible_episodes
 from podmill.storage.db import dialect_insert
 from podmill.storage.models import DigestRow, TenantRow
 
@@ -62,11 +62,11 @@ def tenant_digest(
     return make_digest(
         service.reader,
         window,
-        service._artifact_dir,
+        service.artifact_dir,
         now,
         options=options,
         feeds=feeds,
-        visible=service._visible(tenant),
+        visible=visible_episodes(tenant),
         prefix="",
     )
 

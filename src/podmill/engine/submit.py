@@ -1,7 +1,7 @@
 """Submitting an episode: the one path from "process this episode" to a job.
 
 ``podmill submit``, ``podmill run`` (:class:`podmill.pipeline.runner.Runner`) and the
-server (:meth:`podmill.api.platform.Platform.request_episode`) all call
+server (:meth:`podmill.platform.Platform.request_episode`) all call
 :func:`submit_episode`, so a job is the same whoever queued it:
 
 - its payload is the episode and the submitter's settings with ``data_dir`` absolute

@@ -39,7 +39,7 @@ def replace_episode(
 @dataclass(frozen=True)
 class Filters:
     """Which episodes a search may return. ``visible`` is a SQL condition on
-    ``episodes`` (a tenant's entitlement, :func:`podmill.api.platform.visible_episodes`)."""
+    ``episodes`` (a tenant's entitlement, :func:`podmill.platform.visible_episodes`)."""
 
     feed_id: int | None = None
     since: datetime | None = None

@@ -8,7 +8,7 @@ Create Date: 2026-11-25
   from, fixed when the row is created. A document's later ``podcast:guid`` or
   ``atom:link rel="self"`` no longer moves or re-keys a feed. Existing rows get it back
   where it can be recomputed (their ``podcast:guid`` or their URL hashes to their
-  ``feed_key``); the others learn it at their next poll (podmill.api.poller).
+  ``feed_key``); the others learn it at their next poll (podmill.platform.poller).
 - ``jobs.held_by_operator``: ``podmill submit`` asked for the job. A tenant's cancel
   withdraws only that tenant's request; such a job is never cancelled by tenants.
 """

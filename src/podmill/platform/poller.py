@@ -13,7 +13,7 @@ number may run against one database:
 - a failing feed **backs off**: the next poll waits ``poll_error_backoff_seconds`` ×
   2^(errors − 1), at most ``poll_max_backoff_seconds``; a success resets it;
 - polls run **concurrently**, ``server.poll_workers`` at once and at most
-  ``server.per_host_limit`` per host (api/hostpool.py), each fetch within
+  ``server.per_host_limit`` per host (platform/hostpool.py), each fetch within
   ``download.feed_timeout``: a slow host delays only its own feeds.
 """
 
@@ -26,12 +26,13 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
 
-from podmill.api.hostpool import HostPool, host_of
-from podmill.api.platform import FEEDS, POLLS, Platform
 from podmill.engine.clock import Clock, SystemClock
 from podmill.errors import PodmillError
 from podmill.feeds.download import fetch_feed
 from podmill.feeds.parse import parse_feed
+from podmill.platform.hostpool import HostPool, host_of
+from podmill.platform.service import Platform
+from podmill.platform.tables import FEEDS, POLLS
 from podmill.retry import Backoff
 from podmill.storage import repo
 
