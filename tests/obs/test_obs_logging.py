@@ -109,6 +109,19 @@ def test_threads_see_the_step_only_when_propagated(captured: Captured) -> None:
         assert by_message[message]["stage"] == "transcribe"
 
 
+def test_one_propagated_function_runs_in_several_threads_at_once() -> None:
+    # The barrier makes both pool threads be inside the bound function together; one
+    # shared context object could be entered by only one of them.
+    both_inside = threading.Barrier(2)
+
+    def meet(n: int) -> int:
+        both_inside.wait(timeout=10)
+        return n
+
+    with ThreadPoolExecutor(2) as pool:
+        assert list(pool.map(propagating(meet), [1, 2])) == [1, 2]
+
+
 def test_a_worker_marks_the_lines_of_each_step(tmp_path: Path, captured: Captured) -> None:
     """The engine's step threads, and threads a stage starts with ``propagating``."""
     url = f"sqlite:///{tmp_path / 'podmill.db'}"

@@ -83,7 +83,9 @@ def propagating(fn: Callable[P, R]) -> Callable[P, R]:
     ctx = contextvars.copy_context()
 
     def run(*args: P.args, **kwargs: P.kwargs) -> R:
-        return ctx.run(fn, *args, **kwargs)
+        # A copy per call: a context can be entered by one thread at a time, and a pool
+        # runs the same bound function in several threads at once.
+        return ctx.copy().run(fn, *args, **kwargs)
 
     return run
 
