@@ -60,10 +60,10 @@ def run_one(
     (``fifo-strict``: FIFO with an arbiter that never loads over budget)."""
     strict = order.endswith("-strict")
     order = order.removesuffix("-strict")
+    from podmill.engine.runner import Runner
     from podmill.feeds.sources import resolve
     from podmill.ml import asr, embed, llm
     from podmill.ml.arbiter import process_arbiter
-    from podmill.pipeline.runner import Runner
     from podmill.settings import Settings
 
     settings = Settings(

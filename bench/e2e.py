@@ -14,9 +14,9 @@ from collections import defaultdict
 from importlib import resources
 from pathlib import Path
 
+from podmill.engine.runner import Runner
 from podmill.feeds.sources import resolve
 from podmill.pipeline.dag import STAGE_NAMES
-from podmill.pipeline.runner import Runner
 from podmill.settings import Settings
 
 

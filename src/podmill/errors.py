@@ -120,3 +120,10 @@ def missing_extra(exc: ImportError, feature: str) -> MissingExtraError | None:
     module = (exc.name or "").partition(".")[0]
     extra = EXTRA_OF_MODULE.get(module)
     return MissingExtraError(extra, feature, module) if extra else None
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of a (database) error, the driver's own message when it has one:
+    what a log line or a one-line error shows."""
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

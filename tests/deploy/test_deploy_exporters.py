@@ -24,19 +24,20 @@ parser = pytest.importorskip("prometheus_client.parser", reason="needs the metri
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, set[str]]:
     """Sample name → label names, from one scrape of an API and one of a worker."""
-    from podmill.obs.fleet import FleetCache
     from podmill.obs.metrics import ApiMetrics, WorkerMetrics
+    from podmill.pipeline.dag import STAGE_NAMES
     from podmill.storage.db import make_engine, upgrade
+    from podmill.storage.fleet import FleetCache
 
     tmp = tmp_path_factory.mktemp("exporters")
     url = f"sqlite:///{tmp / 'podmill.db'}"
     upgrade(url)
     engine = make_engine(url)
     try:
-        api = ApiMetrics(tmp, FleetCache(engine, stale_seconds=60))
+        api = ApiMetrics(tmp, FleetCache(engine, stages=STAGE_NAMES, stale_seconds=60))
         api.observe_request("GET", "/jobs/{job_id}", 200, 0.01)
         api.job_submitted()
-        worker = WorkerMetrics(tmp, pools=["asr"])
+        worker = WorkerMetrics(tmp, pools=["asr"], stages=STAGE_NAMES)
         worker.model_loaded("whisper-tiny.en", 1.5)
         worker.heartbeat(1_700_000_000.0)
         worker.audio_processed(12.0)

@@ -16,8 +16,8 @@ from sqlalchemy import Connection, update
 
 from podmill.engine import Store
 from podmill.engine.claim import _claimable, claim_for_pools
-from podmill.obs.fleet import read_fleet
 from podmill.pipeline.dag import STAGE_NAMES
+from podmill.storage.fleet import read_fleet
 from podmill.storage.ready import JOBS, LOCKS, STEPS
 
 PAUSED_STAGE = "summarize_l2"
@@ -170,7 +170,7 @@ def test_every_reading_of_ready_names_the_same_steps(store: Store, order: str) -
     }
     assert named(has_ready) == named(expected)
 
-    fleet = read_fleet(store.engine, stale_seconds=60, now=now)
+    fleet = read_fleet(store.engine, stages=STAGE_NAMES, stale_seconds=60, now=now)
     want_depth = Counter(c.stage for c in cases if c.ready)
     assert fleet.queue_depth == {s: want_depth[s] for s in STAGE_NAMES}
     want_paused = Counter(c.stage for c in cases if c.held_by_pause)
@@ -201,6 +201,6 @@ def test_a_resumed_stage_and_a_passing_clock_agree_everywhere(store: Store) -> N
     assert {names[i] for i in _claimed(store, cases, later, "fifo")} == expected
     has_ready = {c.name for n, c in enumerate(cases) if store.has_ready(STAGE_NAMES, [f"case{n}"])}
     assert has_ready == expected
-    fleet = read_fleet(store.engine, stale_seconds=60, now=later)
+    fleet = read_fleet(store.engine, stages=STAGE_NAMES, stale_seconds=60, now=later)
     assert fleet.ready_total == len(expected)
     assert sum(fleet.paused_depth.values()) == 0

@@ -19,8 +19,8 @@ from sqlalchemy import select
 
 from podmill.digest.collect import newest_finished_set
 from podmill.domain import Episode, TranscriptLink
+from podmill.engine.runner import Runner
 from podmill.ml.embed import embed
-from podmill.pipeline.runner import Runner
 from podmill.platform import Platform
 from podmill.search.indexing import rebuild_from_artifacts
 from podmill.settings import Settings

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from podmill.domain import Episode, TranscriptLink
-from podmill.pipeline.runner import run_pipeline
+from podmill.engine.runner import run_pipeline
 from podmill.settings import Settings
 
 from support.paths import FIXTURES

@@ -16,13 +16,13 @@ from typing import Any
 import pytest
 
 from podmill.domain import Episode, TranscriptLink
+from podmill.engine.runner import run_pipeline
 from podmill.errors import StageError
 from podmill.ml import llm
 from podmill.pipeline import llm_topics
 from podmill.pipeline.context import StageContext
 from podmill.pipeline.dag import stage_range
 from podmill.pipeline.fingerprint import fingerprint
-from podmill.pipeline.runner import run_pipeline
 from podmill.pipeline.stages import run_stage
 from podmill.settings import LlmSettings, Settings
 from podmill.storage.artifacts import ArtifactStore

@@ -10,9 +10,9 @@ import pytest
 from sqlalchemy import select
 
 from podmill.domain import Episode, TranscriptLink
+from podmill.engine.runner import Runner, run_pipeline
 from podmill.errors import StageError
 from podmill.pipeline.dag import STAGE_NAMES, stage
-from podmill.pipeline.runner import Runner, run_pipeline
 from podmill.pipeline.stages import STAGE_FUNCTIONS
 from podmill.settings import Settings
 from podmill.storage.models import JobRow as Job

@@ -13,27 +13,26 @@ import pytest
 
 from podmill.domain import Episode
 from podmill.engine.clock import ManualClock
+from podmill.engine.health import api_health, worker_health
 from podmill.engine.store import Store
 from podmill.engine.worker import Worker
+from podmill.ml.preflight import check_gpu, check_models
 from podmill.obs import health
-from podmill.obs.fleet import FleetCache, read_fleet
 from podmill.obs.health import (
     DEGRADED,
     HEALTHY,
     UNHEALTHY,
     Check,
-    api_health,
     check_backlog,
     check_disk,
-    check_gpu,
-    check_models,
     check_workers,
     http_status,
     overall,
-    worker_health,
 )
+from podmill.pipeline.dag import STAGE_NAMES
 from podmill.settings import Settings
 from podmill.storage.db import make_engine, upgrade
+from podmill.storage.fleet import FleetCache, read_fleet
 
 from support.api import free_port
 
@@ -87,7 +86,7 @@ def test_the_fleet_counts_ready_running_dead_and_live_workers(
 ) -> None:
     _, store, clock = db
     engine = store.engine
-    empty = read_fleet(engine, stale_seconds=60, now=clock.now())
+    empty = read_fleet(engine, stages=STAGE_NAMES, stale_seconds=60, now=clock.now())
     assert empty.ready_total == 0 and empty.workers_alive == 0
     assert empty.oldest_unfinished_job_seconds == 0
     first, second, third = (submit(store, f"ep-{i}") for i in range(3))
@@ -99,13 +98,15 @@ def test_the_fleet_counts_ready_running_dead_and_live_workers(
     store.fail(dead.step_id, dead.lease_token, "bad input", retryable=False)
     [running] = store.claim("w1", ["fetch"])
     assert {retried.job_id, dead.job_id, running.job_id} == {first, second, third}
-    state = read_fleet(engine, stale_seconds=60, now=clock.now())
+    state = read_fleet(engine, stages=STAGE_NAMES, stale_seconds=60, now=clock.now())
     assert state.queue_depth["fetch"] == 0  # the retried step waits out its back-off
     assert state.running["fetch"] == 1 and state.dead["fetch"] == 1
     assert state.jobs["failed"] == 1 and state.jobs["running"] + state.jobs["pending"] == 2
     assert state.workers_alive == 1
     assert state.oldest_unfinished_job_seconds == pytest.approx(30, abs=1)
-    later = read_fleet(engine, stale_seconds=60, now=clock.now() + timedelta(hours=1))
+    later = read_fleet(
+        engine, stages=STAGE_NAMES, stale_seconds=60, now=clock.now() + timedelta(hours=1)
+    )
     assert later.queue_depth["fetch"] == 1  # back-off passed: ready again
     assert later.workers_alive == 0  # heartbeat an hour old
 
@@ -159,11 +160,11 @@ def test_fleet_cache_reads_at_most_once_per_ttl(
     db: tuple[Settings, Store, ManualClock],
 ) -> None:
     _, store, _ = db
-    cached = FleetCache(store.engine, stale_seconds=60, ttl=3600)
+    cached = FleetCache(store.engine, stages=STAGE_NAMES, stale_seconds=60, ttl=3600)
     assert cached.get().ready_total == 0
     submit(store, "later")
     assert cached.get().ready_total == 0  # the cached reading
-    fresh = FleetCache(store.engine, stale_seconds=60, ttl=0)
+    fresh = FleetCache(store.engine, stages=STAGE_NAMES, stale_seconds=60, ttl=0)
     assert fresh.get().ready_total == 1
 
 

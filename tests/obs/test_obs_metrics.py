@@ -40,7 +40,7 @@ def get(found: dict[Any, float], name: str, **labels: str) -> float:
 
 
 def test_worker_metrics_record_what_the_engine_reports(tmp_path: Path) -> None:
-    metrics = WorkerMetrics(tmp_path, pools=["asr", "cpu"])
+    metrics = WorkerMetrics(tmp_path, pools=["asr", "cpu"], stages=STAGE_NAMES)
     found = samples(metrics.exposition()[0].decode())
     # every known label value is there from the start, at 0
     for stage in STAGE_NAMES:

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from podmill.domain import Episode, TranscriptLink
+from podmill.engine.runner import Runner
 from podmill.engine.store import Store
-from podmill.pipeline.runner import Runner
 from podmill.settings import Settings
 
 from support.api import ServerProcess, assert_error, podmill_env, start_server

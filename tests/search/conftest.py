@@ -16,8 +16,8 @@ import pytest
 from sqlalchemy import Engine
 
 from podmill.domain import Episode, TopicNode
-from podmill.pipeline.sentences import Sentence
 from podmill.search import documents, store
+from podmill.sentences import Sentence
 from podmill.storage import repo
 from podmill.storage.db import make_engine, session_factory
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from podmill.engine.runner import Runner
 from podmill.feeds.sources import resolve
-from podmill.pipeline.runner import Runner
 from podmill.settings import Settings
 
 from support.feeds import item, rss

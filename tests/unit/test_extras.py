@@ -42,7 +42,7 @@ def _podmill_without_ml(*args: str) -> subprocess.CompletedProcess[str]:
 
 def test_import_loads_no_ml_library() -> None:
     code = (
-        "import sys, podmill, podmill.cli, podmill.pipeline.runner, podmill.feeds.sources;"
+        "import sys, podmill, podmill.cli, podmill.engine.runner, podmill.feeds.sources;"
         f"print([m for m in {ML_MODULES!r} if m in sys.modules])"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -13,7 +13,7 @@ from podmill.errors import MissingExtraError
 from podmill.ml import llm
 from podmill.pipeline import llm_topics
 from podmill.pipeline.fingerprint import fingerprint, fingerprint_inputs
-from podmill.pipeline.sentences import Sentence
+from podmill.sentences import Sentence
 from podmill.settings import LlmSettings, Settings, effective_values, load_settings
 
 

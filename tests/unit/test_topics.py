@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from podmill.pipeline import keyphrases, topics
-from podmill.pipeline.sentences import Sentence
+from podmill.sentences import Sentence
 from podmill.settings import TopicSettings
 
 

@@ -25,6 +25,7 @@ from podmill.api.errors import Problem
 from podmill.api.headers import SecurityHeadersMiddleware
 from podmill.api.schemas import Health, Me
 from podmill.api.validation import FeedValidations
+from podmill.engine.health import api_health
 from podmill.obs.asgi import ObservabilityMiddleware
 from podmill.obs.exposure import (
     is_local_caller,
@@ -33,11 +34,12 @@ from podmill.obs.exposure import (
     metrics_token,
     status_only,
 )
-from podmill.obs.fleet import FleetCache
-from podmill.obs.health import api_health, http_status
+from podmill.obs.health import http_status
 from podmill.obs.metrics import ApiMetrics
+from podmill.pipeline.dag import STAGE_NAMES
 from podmill.platform import Platform
 from podmill.settings import Settings
+from podmill.storage.fleet import FleetCache
 
 DESCRIPTION = """\
 podmill as a service: tenants subscribe to a shared catalog of feeds; each episode is
@@ -89,7 +91,9 @@ def create_app(settings: Settings, *, auth: bool = True, background: bool = Fals
     app.state.feed_validations = FeedValidations(settings.server)
     # /metrics: this process's requests and submissions, and the fleet's gauges read
     # from the database (cached 2 s: many scrapers, one set of queries).
-    fleet = FleetCache(service.reader, stale_seconds=settings.health.worker_stale_seconds)
+    fleet = FleetCache(
+        service.reader, stages=STAGE_NAMES, stale_seconds=settings.health.worker_stale_seconds
+    )
     app.state.metrics = ApiMetrics(settings.data_dir, fleet)
     # Bodies are authenticated and bounded before anything reads them (api/bodies.py);
     # added first, so it runs inside the observability middleware (413s are counted).

@@ -14,10 +14,9 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException
 
-from podmill.errors import PodmillError
+from podmill.errors import PodmillError, first_line
 from podmill.platform.errors import Conflict, Invalid, NotFound, PlatformError
 from podmill.storage.artifacts import ArtifactDamaged
-from podmill.storage.db import first_line
 
 log = logging.getLogger(__name__)
 

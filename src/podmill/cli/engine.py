@@ -220,8 +220,9 @@ def _worker_metrics(settings: Settings, pools: dict[str, int] | None, port: int)
         return None
     from podmill.engine.worker import default_pools
     from podmill.obs.metrics import WorkerMetrics, install
+    from podmill.pipeline.dag import STAGE_NAMES
 
-    metrics = WorkerMetrics(settings.data_dir, pools=pools or default_pools())
+    metrics = WorkerMetrics(settings.data_dir, pools=pools or default_pools(), stages=STAGE_NAMES)
     install(metrics)
     return metrics
 
@@ -230,8 +231,8 @@ def _serve_metrics(running: Any, metrics: Any, settings: Settings, host: str, po
     """Serve /metrics and /health on ``port`` (``None`` when metrics are off)."""
     if metrics is None:
         return None
+    from podmill.engine.health import worker_health
     from podmill.obs.exposure import metrics_token
-    from podmill.obs.health import worker_health
     from podmill.obs.server import serve_worker_endpoints
 
     try:

@@ -126,8 +126,8 @@ def run(
 
     Each episode's job gets a new correlation id; with ``--log-format json`` every log
     line of its stages carries it."""
+    from podmill.engine.runner import Runner
     from podmill.feeds.sources import resolve
-    from podmill.pipeline.runner import Runner
 
     settings = cli_settings.load(
         config,
@@ -256,9 +256,9 @@ def demo(
 ) -> None:
     """Process the bundled demo feed (3 short public-domain clips) and print outlines."""
     from podmill.domain import TopicNode
+    from podmill.engine.runner import Runner
     from podmill.feeds.sources import resolve
     from podmill.pipeline.outline import render_outline
-    from podmill.pipeline.runner import Runner
 
     settings = cli_settings.load(config, data_dir=data_dir)
     with resources.as_file(resources.files("podmill") / "demo" / "feed.xml") as feed_path:

@@ -215,8 +215,8 @@ def scheduler(
     service = _migrated_platform(settings)
     endpoints = None
     if exposition is not None:
+        from podmill.engine.health import process_health
         from podmill.obs.exposure import metrics_token
-        from podmill.obs.health import process_health
         from podmill.obs.server import serve_worker_endpoints
 
         try:

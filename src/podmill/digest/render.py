@@ -9,14 +9,11 @@ from __future__ import annotations
 
 import html
 import json
-import re
 from typing import Any
 
+from podmill.markup import md_escape
+
 FORMATS = ("md", "json", "html")
-# What can start emphasis, code, a link, a heading, a table cell, HTML or an entity. An
-# underscore between letters or digits never opens emphasis (CommonMark), and parentheses
-# make a link only after "]" (escaped): both stay as written ("SPEAKER_1 (70%)").
-_MD_SPECIAL = re.compile(r"([\\`*{}\[\]#+!|<>~&]|(?<![^\W_])_|_(?![^\W_]))")
 
 
 def render(document: dict[str, Any], fmt: str) -> str:
@@ -36,12 +33,6 @@ def clock(seconds: float) -> str:
     hours, rest = divmod(total, 3600)
     minutes, secs = divmod(rest, 60)
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
-
-
-def md_escape(text: str | None) -> str:
-    """Text that Markdown shows as written: no emphasis, links, headings or raw HTML."""
-    flat = " ".join((text or "").split())  # a newline could start a heading or a list
-    return _MD_SPECIAL.sub(r"\\\1", flat)
 
 
 def _day(iso: str) -> str:

@@ -39,7 +39,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from podmill.domain import Episode
 from podmill.engine.claim import ClaimedStep
 from podmill.engine.store import StepStore
-from podmill.errors import DiskFullError, PodmillError
+from podmill.errors import DiskFullError, PodmillError, first_line
 from podmill.obs.logging import step_context
 from podmill.obs.metrics import recorder
 from podmill.pipeline.context import StageContext
@@ -47,7 +47,7 @@ from podmill.pipeline.dag import successors
 from podmill.retry import Backoff
 from podmill.settings import Settings
 from podmill.storage.artifacts import ArtifactStore
-from podmill.storage.db import DATABASE_ERRORS, first_line
+from podmill.storage.db import DATABASE_ERRORS
 
 log = logging.getLogger(__name__)
 

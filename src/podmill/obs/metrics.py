@@ -28,7 +28,6 @@ from typing import Any
 from podmill import __version__
 from podmill.domain import JOB_TERMINAL
 from podmill.errors import require
-from podmill.pipeline.dag import STAGE_NAMES
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +145,7 @@ class FleetCollector:
     """The fleet's gauges, read from the database at scrape time (docs/observability.md)."""
 
     def __init__(self, cache: Any) -> None:
-        self.cache = cache  # a podmill.obs.fleet.FleetCache
+        self.cache = cache  # a podmill.storage.fleet.FleetCache
 
     def collect(self) -> Iterator[Any]:
         from prometheus_client.core import GaugeMetricFamily
@@ -159,7 +158,7 @@ class FleetCollector:
         except Exception as exc:
             # The scrape still answers (build info, disk, HTTP metrics); the fleet gauges
             # are absent rather than stale, and podmill_database_up says why.
-            from podmill.storage.db import first_line
+            from podmill.errors import first_line
 
             log.warning("fleet gauges unavailable: %s", first_line(exc))
             up.add_metric([], 0)
@@ -179,13 +178,13 @@ class FleetCollector:
         )
         for name, doc, values in by_stage:
             family = GaugeMetricFamily(PREFIX + name, doc, labels=["stage"])
-            for stage in STAGE_NAMES:
-                family.add_metric([stage], values.get(stage, 0))
+            for stage, value in values.items():  # every stage, 0 when it has no steps
+                family.add_metric([stage], value)
             yield family
         paused = GaugeMetricFamily(
             PREFIX + "queue_paused", "1 while the stage's queue is paused", labels=["stage"]
         )
-        for stage in STAGE_NAMES:
+        for stage in state.queue_depth:
             paused.add_metric([stage], int(stage in state.paused))
         yield paused
         yield GaugeMetricFamily(
@@ -220,7 +219,11 @@ class WorkerMetrics(Recorder):
     """A worker process's series, in a registry of its own (served by
     :func:`podmill.obs.server.serve_worker_endpoints`)."""
 
-    def __init__(self, data_dir: Path, pools: Iterable[str] = ()) -> None:
+    def __init__(
+        self, data_dir: Path, pools: Iterable[str] = (), stages: Iterable[str] = ()
+    ) -> None:
+        """``pools`` and ``stages`` are the label values that start at 0 (the worker
+        passes its pools and the DAG's stages: obs sits below the pipeline)."""
         pc = prometheus("worker metrics (podmill worker --metrics-port)")
         self.registry = pc.CollectorRegistry()
         r = self.registry
@@ -275,7 +278,7 @@ class WorkerMetrics(Recorder):
         # Every known label value starts at 0, so rate() and absent() work from the start.
         for pool in pools:
             self.claim_latency.labels(pool)
-        for stage in STAGE_NAMES:
+        for stage in stages:
             self.stage_duration.labels(stage)
             self.in_flight.labels(stage)
             for outcome in OUTCOMES:

@@ -27,7 +27,7 @@ from typing import Any
 
 from podmill.pipeline import keypoints, topics
 from podmill.pipeline.context import StageContext
-from podmill.pipeline.sentences import Sentence
+from podmill.sentences import Sentence
 from podmill.settings import LlmSettings, TopicSettings
 from podmill.storage.artifacts import Artifact, stage_usage
 

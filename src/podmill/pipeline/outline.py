@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from podmill.digest.render import md_escape
 from podmill.domain import Episode, TopicNode, Word
+from podmill.markup import md_escape
 from podmill.pipeline.speakers import speaker_shares
 
 

@@ -20,7 +20,7 @@ from podmill.feeds import transcripts as feed_transcripts
 from podmill.feeds.download import download, fetch_bytes
 from podmill.pipeline import keypoints, llm_topics, outline, topics
 from podmill.pipeline.context import StageContext
-from podmill.pipeline.sentences import Sentence, sentences_from_dicts, split_sentences
+from podmill.sentences import Sentence, sentences_from_dicts, split_sentences
 from podmill.storage.artifacts import KINDS, Artifact
 
 # --------------------------------------------------------------------------- fetch

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from podmill.pipeline import keyphrases, keypoints
-from podmill.pipeline.sentences import Sentence
+from podmill.sentences import Sentence
 from podmill.settings import TopicSettings
 
 

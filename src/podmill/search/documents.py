@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from podmill.domain import TopicNode
-from podmill.pipeline.sentences import Sentence
+from podmill.sentences import Sentence
 
 # A passage is a few sentences, ~30 s of speech; windows overlap by half so a phrase that
 # straddles one window's edge sits whole inside the next.

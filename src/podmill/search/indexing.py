@@ -18,8 +18,8 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from podmill.domain import Episode, TopicNode
-from podmill.pipeline.sentences import sentences_from_dicts
 from podmill.search import documents, store
+from podmill.sentences import sentences_from_dicts
 from podmill.storage import repo
 from podmill.storage.artifacts import (
     EPISODES_DIR,

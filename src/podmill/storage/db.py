@@ -25,7 +25,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
-from podmill.errors import PodmillError, missing_extra
+from podmill.errors import PodmillError, first_line, missing_extra
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 5000
@@ -298,13 +298,6 @@ def database_errors(url: str) -> Iterator[None]:
         raise DatabaseError(
             f"cannot use database {display_url(url)}: {first_line(exc)} ({hint})"
         ) from exc
-
-
-def first_line(exc: BaseException) -> str:
-    """The first line of a (database) error, the driver's own message when it has one:
-    what a log line or a one-line error shows."""
-    text = str(getattr(exc, "orig", None) or exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def display_url(url: str | URL) -> str:

@@ -10,7 +10,7 @@ A step is *ready* when a worker with a pool for its stage could claim it now:
 - its resource lock, if it names one, is free, expired, or already its own.
 
 The claim (both its SQLAlchemy form and the one-statement Postgres form, engine/claim.py),
-``Store.has_ready`` and the fleet gauges (obs/fleet.py) all read :func:`ready`, so a step
+``Store.has_ready`` and the fleet gauges (storage/fleet.py) all read :func:`ready`, so a step
 the gauges count as backlog is one a worker can take. It lives below the engine and obs
 so both can import it.
 """

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine, case, func, select
 
 from podmill.domain import JOB_LIVE
-from podmill.pipeline.dag import STAGE_NAMES
 from podmill.storage.models import JOB_STATUSES, WorkerRow
 from podmill.storage.ready import JOBS, PAUSED, STEPS, ready, ready_but_paused
 
@@ -27,13 +27,14 @@ WORKERS = WorkerRow.__table__
 
 @dataclass
 class FleetState:
-    """One reading of the fleet; every stage and job status is present (0 when none)."""
+    """One reading of the fleet; every stage asked for and every job status is present
+    (0 when none)."""
 
-    queue_depth: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STAGE_NAMES, 0))
+    queue_depth: dict[str, int] = field(default_factory=dict)
     # steps that would be ready but for their stage's pause (not in queue_depth)
-    paused_depth: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STAGE_NAMES, 0))
-    running: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STAGE_NAMES, 0))
-    dead: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STAGE_NAMES, 0))
+    paused_depth: dict[str, int] = field(default_factory=dict)
+    running: dict[str, int] = field(default_factory=dict)
+    dead: dict[str, int] = field(default_factory=dict)
     paused: set[str] = field(default_factory=set)
     jobs: dict[str, int] = field(default_factory=lambda: dict.fromkeys(JOB_STATUSES, 0))
     workers_alive: int = 0
@@ -44,13 +45,23 @@ class FleetState:
         return sum(self.queue_depth.values())
 
 
-def read_fleet(engine: Engine, *, stale_seconds: float, now: datetime | None = None) -> FleetState:
-    """Read the fleet's state. Queue depth counts the steps a worker could claim now
-    (podmill.storage.ready: a paused stage's steps are not among them, they are its
-    ``paused_depth``); a worker is *alive* when its status is ``running`` and its
-    heartbeat is younger than ``stale_seconds``."""
+def read_fleet(
+    engine: Engine,
+    *,
+    stages: Iterable[str],
+    stale_seconds: float,
+    now: datetime | None = None,
+) -> FleetState:
+    """Read the fleet's state for ``stages`` (the DAG's ``STAGE_NAMES``: this module
+    sits below the pipeline, so the caller names them; a stage with no steps reads 0).
+    Queue depth counts the steps a worker could claim now (podmill.storage.ready: a
+    paused stage's steps are not among them, they are its ``paused_depth``); a worker is
+    *alive* when its status is ``running`` and its heartbeat is younger than
+    ``stale_seconds``."""
     now = now or datetime.now(UTC)
     state = FleetState()
+    for counts in (state.queue_depth, state.paused_depth, state.running, state.dead):
+        counts.update(dict.fromkeys(stages, 0))
     with engine.connect() as conn:
         rows = conn.execute(
             select(
@@ -95,8 +106,11 @@ def read_fleet(engine: Engine, *, stale_seconds: float, now: datetime | None = N
 class FleetCache:
     """:func:`read_fleet` at most once per ``ttl`` seconds (thread-safe)."""
 
-    def __init__(self, engine: Engine, *, stale_seconds: float, ttl: float = 2.0) -> None:
+    def __init__(
+        self, engine: Engine, *, stages: Iterable[str], stale_seconds: float, ttl: float = 2.0
+    ) -> None:
         self.engine = engine
+        self.stages = tuple(stages)
         self.stale_seconds = stale_seconds
         self.ttl = ttl
         self._lock = threading.Lock()
@@ -106,6 +120,8 @@ class FleetCache:
     def get(self) -> FleetState:
         with self._lock:
             if self._state is None or time.monotonic() - self._read_at >= self.ttl:
-                self._state = read_fleet(self.engine, stale_seconds=self.stale_seconds)
+                self._state = read_fleet(
+                    self.engine, stages=self.stages, stale_seconds=self.stale_seconds
+                )
                 self._read_at = time.monotonic()
             return self._state
