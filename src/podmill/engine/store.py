@@ -783,21 +783,7 @@ class Store:
     def retry_job(self, job_id: int) -> int:
         """Run a job's failed, dead and cancelled steps again, attempts reset to 0: each is
         ``pending`` if its predecessors are done, else ``waiting``. Returns how many."""
-        return self._write(lambda tx: self._retry_job(tx, job_id))
-
-    def _retry_job(self, tx: _Tx, job_id: int) -> int:
-        job = self._lock_job(tx.conn, job_id)
-        if job is None:
-            return 0
-        statuses = dict(
-            tx.conn.execute(
-                select(STEPS.c.stage, STEPS.c.status).where(STEPS.c.job_id == job_id)
-            ).all()
-        )
-        again = [
-            name for name in STAGE_NAMES if statuses.get(name) in ("failed", "dead", "cancelled")
-        ]
-        return self._requeue(tx, job, statuses, again)
+        return self._write(lambda tx: self._requeue_stages(tx, job_id, STAGE_NAMES, _RETRIED))
 
     def rerun_steps(self, job_id: int, stages: Collection[str]) -> int:
         """Run ``stages`` of a job again (damaged artifacts: docs/security.md), attempts
@@ -805,9 +791,13 @@ class Store:
         running, pending and waiting ones are left as they are, so a second call while
         the first re-run is under way changes nothing. The caller names the dependants
         too (``podmill.pipeline.repair``). Returns how many steps were queued."""
-        return self._write(lambda tx: self._rerun_steps(tx, job_id, set(stages)))
+        wanted = set(stages)
+        return self._write(lambda tx: self._requeue_stages(tx, job_id, wanted, _RERUN))
 
-    def _rerun_steps(self, tx: _Tx, job_id: int, stages: set[str]) -> int:
+    def _requeue_stages(
+        self, tx: _Tx, job_id: int, stages: Collection[str], again_from: frozenset[str]
+    ) -> int:
+        """Queue again those of ``stages`` whose step is in a status of ``again_from``."""
         job = self._lock_job(tx.conn, job_id)
         if job is None:
             return 0
@@ -817,9 +807,7 @@ class Store:
             ).all()
         )
         again = [
-            name
-            for name in STAGE_NAMES
-            if name in stages and statuses.get(name) in ("done", "failed", "dead", "cancelled")
+            name for name in STAGE_NAMES if name in stages and statuses.get(name) in again_from
         ]
         return self._requeue(tx, job, statuses, again)
 
@@ -1200,6 +1188,12 @@ _FINISH_JOBS = (
     .values(status="done", finished_at=bindparam("now", type_=JOBS.c.finished_at.type))
 )
 
+
+# The steps a retry runs again: those that ended without their outputs. A re-submit of a
+# revived job (podmill.engine.submit.REVIVED) and an operator's retry both go through
+# retry_job; a re-run for damaged artifacts (rerun_steps) takes done steps too.
+_RETRIED = frozenset({"failed", "dead", "cancelled"})
+_RERUN = _RETRIED | {"done"}
 
 # Reset when a step is queued afresh by an operator (retry_job, retry_dead).
 _FRESH_STEP: dict[str, Any] = {

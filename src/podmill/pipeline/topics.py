@@ -222,25 +222,21 @@ def segment_l2(
     length = sentences[span.last - 1].end - sentences[span.first].start
     limit = max(2, min(8, int(length // settings.min_subtopic_seconds)))
     inner = depth[span.first + 1 : span.last]
-    cuts = choose_boundaries(
-        sentences,
-        depth,
-        begin=span.first,
-        end=span.last,
-        min_seconds=settings.min_subtopic_seconds,
-        max_parts=limit,
-        cutoff=depth_cutoff(inner),
-    )
-    if not cuts:  # decide asked for a split: take the deepest gap that keeps both parts valid
-        cuts = choose_boundaries(
+
+    def cuts_within(max_parts: int, cutoff: float) -> list[int]:
+        return choose_boundaries(
             sentences,
             depth,
             begin=span.first,
             end=span.last,
             min_seconds=settings.min_subtopic_seconds,
-            max_parts=2,
-            cutoff=-math.inf,
+            max_parts=max_parts,
+            cutoff=cutoff,
         )
+
+    cuts = cuts_within(limit, depth_cutoff(inner))
+    if not cuts:  # decide asked for a split: take the deepest gap that keeps both parts valid
+        cuts = cuts_within(2, -math.inf)
     edges = _refined(
         [span.first, *cuts, span.last], sentences, vectors, settings.min_subtopic_seconds
     )

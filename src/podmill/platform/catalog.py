@@ -96,14 +96,7 @@ class Catalog(Part):
         another URL never moves that feed, renames it or touches its episodes: this URL
         becomes a feed of its own, keyed by its fetch URL, until an admin merges the two
         (``POST /feeds/{id}/merge``)."""
-        row_id = repo.insert_feed(
-            session,
-            feed_key=parsed.feed_key,
-            identity=parsed.identity,
-            url=url,
-            title=parsed.title,
-            podcast_guid=parsed.podcast_guid,
-        )
+        row_id = _insert_feed(session, url, parsed)
         if row_id is not None:
             return row_id, True, parsed
         holder = session.execute(
@@ -113,14 +106,7 @@ class Catalog(Part):
             repo.refresh_feed(session, holder.id, title=parsed.title, identity=parsed.identity)
             return holder.id, False, parsed
         own = parsed.keyed_as(fetch_url_identity(url))
-        row_id = repo.insert_feed(
-            session,
-            feed_key=own.feed_key,
-            identity=own.identity,
-            url=url,
-            title=own.title,
-            podcast_guid=own.podcast_guid,
-        )
+        row_id = _insert_feed(session, url, own)
         if row_id is not None:
             return row_id, True, own
         # that key is derived from this URL: its row was added from this URL too
@@ -322,3 +308,16 @@ class Catalog(Part):
 
     def has_subscribers(self) -> Any:
         return exists().where(SUBSCRIPTIONS.c.feed_id == POLLS.c.feed_id)
+
+
+def _insert_feed(session: Session, url: str, parsed: ParsedFeed) -> int | None:
+    """A new catalog row for ``parsed`` (fetched from ``url``), keyed as it is keyed;
+    ``None`` when a feed holds that key already (:func:`podmill.storage.repo.insert_feed`)."""
+    return repo.insert_feed(
+        session,
+        feed_key=parsed.feed_key,
+        identity=parsed.identity,
+        url=url,
+        title=parsed.title,
+        podcast_guid=parsed.podcast_guid,
+    )

@@ -22,6 +22,17 @@ DOCS = SearchDocRow.__table__
 EPISODES = EpisodeRow.__table__
 FEEDS = FeedRow.__table__
 
+# Where a document is: its row, episode, kind and span (a candidate; a hit shows more).
+_PLACE = (
+    DOCS.c.id,
+    DOCS.c.episode_key,
+    DOCS.c.kind,
+    DOCS.c.node_id,
+    DOCS.c.level,
+    DOCS.c.start_seconds,
+    DOCS.c.end_seconds,
+)
+
 
 def replace_episode(
     session: Session | Connection, episode_key: str, fingerprint: str, docs: Sequence[SearchDoc]
@@ -116,15 +127,7 @@ def candidate_rows(conn: Connection, ids: Sequence[int], filters: Filters) -> di
     the vector index may still name it until the next generation."""
     if not ids:
         return {}
-    query = select(
-        DOCS.c.id,
-        DOCS.c.episode_key,
-        DOCS.c.kind,
-        DOCS.c.node_id,
-        DOCS.c.level,
-        DOCS.c.start_seconds,
-        DOCS.c.end_seconds,
-    ).where(DOCS.c.id.in_(list(ids)))
+    query = select(*_PLACE).where(DOCS.c.id.in_(list(ids)))
     if filters.active:
         query = query.join(EPISODES, EPISODES.c.episode_key == DOCS.c.episode_key).where(
             filters.condition()
@@ -138,13 +141,7 @@ def hit_rows(conn: Connection, ids: Sequence[int]) -> dict[int, Any]:
         return {}
     query = (
         select(
-            DOCS.c.id,
-            DOCS.c.episode_key,
-            DOCS.c.kind,
-            DOCS.c.node_id,
-            DOCS.c.level,
-            DOCS.c.start_seconds,
-            DOCS.c.end_seconds,
+            *_PLACE,
             DOCS.c.title,
             DOCS.c.body,
             EPISODES.c.title.label("episode_title"),
