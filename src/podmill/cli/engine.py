@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import signal
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
@@ -28,16 +28,21 @@ from podmill.cli.options import (
     EpisodeLimitOpt,
     JsonOpt,
     LogFormatOpt,
+    MetricsHostOpt,
     SinceOpt,
+    metrics_port_option,
+    metrics_port_taken,
     parse_since,
     positive_limit,
 )
-from podmill.cli.output import err, out, print_json, status_text, table, when
+from podmill.cli.output import err, out, print_json, print_table, status_text, table, when
 from podmill.errors import PodmillError
 from podmill.settings import Settings
 from podmill.storage.db import database_errors, display_url
 
 if TYPE_CHECKING:
+    from rich.table import Table
+
     from podmill.engine.store import Store
 
 jobs_app = typer.Typer(help="List, inspect, cancel and retry jobs.", no_args_is_help=True)
@@ -45,6 +50,9 @@ dead_app = typer.Typer(help="Steps that failed for good: list and retry.", no_ar
 queues_app = typer.Typer(
     help="Per-stage queue counts; pause and resume stages.", no_args_is_help=True
 )
+
+JobIdArg = Annotated[int, typer.Argument(help="job id")]
+StageArg = Annotated[str, typer.Argument(help="stage name")]
 
 
 # ---------------------------------------------------------------------------- store
@@ -86,6 +94,10 @@ def _queue(db: str | None, data_dir: Path | None, config: Path | None) -> Iterat
         yield store
 
 
+def _no_job(job_id: int) -> PodmillError:
+    return PodmillError(f"no job {job_id} (see `podmill jobs list`)")
+
+
 # ------------------------------------------------------------------------ worker
 
 
@@ -106,6 +118,11 @@ def parse_pools(values: list[str] | None) -> dict[str, int] | None:
             raise PodmillError(f"--pool {value!r}: use NAME=N, e.g. --pool asr=1 --pool cpu=3")
         pools[name.strip()] = int(size)
     return pools
+
+
+WorkerMetricsPortOpt = metrics_port_option(
+    "GET /metrics and GET /health", envvar="PODMILL_METRICS_PORT"
+)
 
 
 def worker(
@@ -142,20 +159,8 @@ def worker(
             "worker has both an asr and an llm pool, else fifo"
         ),
     ] = ClaimOrder.auto,
-    metrics_port: Annotated[
-        int,
-        typer.Option(
-            "--metrics-port",
-            envvar="PODMILL_METRICS_PORT",
-            min=0,
-            max=65535,
-            help="serve GET /metrics and GET /health on this port (0: off; needs the "
-            "'metrics' extra)",
-        ),
-    ] = 0,
-    metrics_host: Annotated[
-        str, typer.Option("--metrics-host", help="address the metrics port binds")
-    ] = "0.0.0.0",
+    metrics_port: WorkerMetricsPortOpt = 0,
+    metrics_host: MetricsHostOpt = "0.0.0.0",
     log_format: LogFormatOpt = None,
     config: ConfigOpt = None,
 ) -> None:
@@ -244,10 +249,7 @@ def _serve_metrics(running: Any, metrics: Any, settings: Settings, host: str, po
             metrics_token=metrics_token(settings),
         )
     except OSError as exc:
-        raise PodmillError(
-            f"--metrics-port {port}: cannot listen on {host}:{port} ({exc.strerror or exc}); "
-            "choose a free port or 0 to turn metrics off"
-        ) from None
+        raise metrics_port_taken(host, port, exc) from None
 
 
 # ------------------------------------------------------------------------ submit
@@ -326,10 +328,10 @@ def jobs_list(
     """List jobs, newest first, with their progress."""
     with _queue(db, data_dir, config) as store:
         jobs = store.jobs(status, limit=limit)
-    if as_json:
-        for job in jobs:
-            print_json(job)
-        return
+    print_table(jobs, as_json, _jobs_table)
+
+
+def _jobs_table(jobs: Sequence[dict[str, Any]]) -> Table:
     shown = table(
         f"jobs ({len(jobs)})", "id", "episode", "status", "steps done", "running", "created"
     )
@@ -345,12 +347,12 @@ def jobs_list(
             running,
             when(job.get("created_at")),
         )
-    out.print(shown)
+    return shown
 
 
 @jobs_app.command("show")
 def jobs_show(
-    job_id: Annotated[int, typer.Argument(help="job id")],
+    job_id: JobIdArg,
     db: DbOpt = None,
     data_dir: DataDirOpt = None,
     as_json: JsonOpt = False,
@@ -360,7 +362,7 @@ def jobs_show(
     with _queue(db, data_dir, config) as store:
         job = store.job(job_id)
     if job is None:
-        raise PodmillError(f"no job {job_id} (see `podmill jobs list`)")
+        raise _no_job(job_id)
     if as_json:
         print_json(job)
         return
@@ -386,7 +388,7 @@ def jobs_show(
 
 @jobs_app.command("cancel")
 def jobs_cancel(
-    job_id: Annotated[int, typer.Argument(help="job id")],
+    job_id: JobIdArg,
     db: DbOpt = None,
     data_dir: DataDirOpt = None,
     config: ConfigOpt = None,
@@ -401,7 +403,7 @@ def jobs_cancel(
 
 @jobs_app.command("retry")
 def jobs_retry(
-    job_id: Annotated[int, typer.Argument(help="job id")],
+    job_id: JobIdArg,
     db: DbOpt = None,
     data_dir: DataDirOpt = None,
     config: ConfigOpt = None,
@@ -409,7 +411,7 @@ def jobs_retry(
     """Put a job's failed, dead and cancelled steps back in the queue (attempts reset)."""
     with _queue(db, data_dir, config) as store:
         if store.job(job_id) is None:
-            raise PodmillError(f"no job {job_id} (see `podmill jobs list`)")
+            raise _no_job(job_id)
         count = store.retry_job(job_id)
     if count == 0:
         raise PodmillError(f"job {job_id} has no failed, dead or cancelled steps to retry")
@@ -429,17 +431,17 @@ def dead_list(
     """Steps that used up their attempts (or failed for good), with their last error."""
     with _queue(db, data_dir, config) as store:
         rows = store.list_dead()
-    if as_json:
-        for row in rows:
-            print_json(row)
-        return
+    print_table(rows, as_json, _dead_table)
+
+
+def _dead_table(rows: Sequence[dict[str, Any]]) -> Table:
     shown = table(f"dead steps ({len(rows)})")
     columns = ("step_id", "job_id", "stage", "attempts", "finished_at", "error")
     for column in columns:
         shown.add_column(column, overflow="fold")
     for row in rows:
         shown.add_row(*(escape(when(row.get(c))) for c in columns))
-    out.print(shown)
+    return shown
 
 
 @dead_app.command("retry")
@@ -470,22 +472,23 @@ def queues_list(
     """Steps per stage and status, and which stages are paused."""
     with _queue(db, data_dir, config) as store:
         stats = store.queue_stats()
-    if as_json:
-        for stage_name, counts in stats.items():
-            print_json({"stage": stage_name, **counts})
-        return
+    rows = [{"stage": stage_name, **counts} for stage_name, counts in stats.items()]
+    print_table(rows, as_json, _queues_table)
+
+
+def _queues_table(rows: Sequence[dict[str, Any]]) -> Table:
     columns = ("waiting", "pending", "running", "done", "failed", "dead")
     shown = table("queues", "stage")
     for column in columns:
         shown.add_column(column, justify="right")
     shown.add_column("paused")
-    for stage_name, counts in stats.items():
+    for row in rows:
         shown.add_row(
-            stage_name,
-            *(str(counts.get(c, 0)) for c in columns),
-            "[yellow]paused[/]" if counts.get("paused") else "",
+            row["stage"],
+            *(str(row.get(c, 0)) for c in columns),
+            "[yellow]paused[/]" if row.get("paused") else "",
         )
-    out.print(shown)
+    return shown
 
 
 def _stage_name(name: str) -> str:
@@ -499,7 +502,7 @@ def _stage_name(name: str) -> str:
 
 @queues_app.command("pause")
 def queues_pause(
-    stage: Annotated[str, typer.Argument(help="stage name")],
+    stage: StageArg,
     db: DbOpt = None,
     data_dir: DataDirOpt = None,
     config: ConfigOpt = None,
@@ -513,7 +516,7 @@ def queues_pause(
 
 @queues_app.command("resume")
 def queues_resume(
-    stage: Annotated[str, typer.Argument(help="stage name")],
+    stage: StageArg,
     db: DbOpt = None,
     data_dir: DataDirOpt = None,
     config: ConfigOpt = None,

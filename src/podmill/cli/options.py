@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -62,6 +62,34 @@ def positive_limit(value: int | None) -> int | None:
 EpisodeLimitOpt = Annotated[
     int | None, typer.Option(help="newest N episodes of a feed", callback=positive_limit)
 ]
+
+
+MetricsHostOpt = Annotated[
+    str, typer.Option("--metrics-host", help="address the metrics port binds")
+]
+
+
+def metrics_port_option(serves: str, envvar: str | None = None) -> Any:
+    """The ``--metrics-port`` of a long-running command that serves ``serves`` there:
+    0 (off) to 65535, and metrics need the 'metrics' extra."""
+    return Annotated[
+        int,
+        typer.Option(
+            "--metrics-port",
+            envvar=envvar,
+            min=0,
+            max=65535,
+            help=f"serve {serves} on this port (0: off; needs the 'metrics' extra)",
+        ),
+    ]
+
+
+def metrics_port_taken(host: str, port: int, exc: OSError) -> PodmillError:
+    """The one error line of a ``--metrics-port`` the command cannot listen on."""
+    return PodmillError(
+        f"--metrics-port {port}: cannot listen on {host}:{port} ({exc.strerror or exc}); "
+        "choose a free port or 0 to turn metrics off"
+    )
 
 
 def parse_since(value: str | None) -> datetime | None:

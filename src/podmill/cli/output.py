@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, NoReturn
 
@@ -42,6 +43,28 @@ def jsonable(value: Any) -> Any:
 def print_json(obj: Any, indent: int | None = None) -> None:
     """``obj`` as JSON on stdout, one line unless ``indent`` (never read as markup)."""
     typer.echo(json.dumps(jsonable(obj), ensure_ascii=False, indent=indent))
+
+
+def print_table(
+    rows: Sequence[Any], as_json: bool, shown: Callable[[Sequence[Any]], Table]
+) -> None:
+    """A listing: ``rows`` as one JSON object per line (``--json``), else the table
+    ``shown`` makes of them."""
+    if as_json:
+        for row in rows:
+            print_json(row)
+        return
+    out.print(shown(rows))
+
+
+def print_lines(rows: Sequence[Any], as_json: bool, line: Callable[[Any], str]) -> None:
+    """A listing: each row as one JSON object (``--json``), else as the plain text
+    ``line`` makes of it (never read as markup)."""
+    for row in rows:
+        if as_json:
+            print_json(row)
+        else:
+            out.print(line(row), markup=False)
 
 
 def when(value: Any) -> str:

@@ -18,8 +18,17 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from podmill.cli import settings as cli_settings
-from podmill.cli.options import ConfigOpt, DataDirOpt, DbOpt, JsonOpt, LogFormatOpt
-from podmill.cli.output import err, out, print_json
+from podmill.cli.options import (
+    ConfigOpt,
+    DataDirOpt,
+    DbOpt,
+    JsonOpt,
+    LogFormatOpt,
+    MetricsHostOpt,
+    metrics_port_option,
+    metrics_port_taken,
+)
+from podmill.cli.output import err, print_json, print_lines
 from podmill.errors import PodmillError
 
 if TYPE_CHECKING:
@@ -30,6 +39,8 @@ if TYPE_CHECKING:
 
 tenants_app = typer.Typer(help="Tenants of a shared install: create, list.", no_args_is_help=True)
 keys_app = typer.Typer(help="API keys: create (printed once), list, revoke.", no_args_is_help=True)
+
+TenantArg = Annotated[str, typer.Argument(help="tenant name")]
 
 
 def _platform(config: Path | None, db: str | None, data_dir: Path | None) -> Platform:
@@ -183,23 +194,17 @@ def _share_metrics_between_processes() -> None:
     atexit.register(shutil.rmtree, path, ignore_errors=True)
 
 
+SchedulerMetricsPortOpt = metrics_port_option(
+    "GET /metrics (build info, disk) and GET /health (database, disk)"
+)
+
+
 def scheduler(
     db: DbOpt = None,
     data_dir: DataDirOpt = None,
     log_format: LogFormatOpt = None,
-    metrics_port: Annotated[
-        int,
-        typer.Option(
-            "--metrics-port",
-            min=0,
-            max=65535,
-            help="serve GET /metrics (build info, disk) and GET /health (database, disk) "
-            "on this port (0: off; needs the 'metrics' extra)",
-        ),
-    ] = 0,
-    metrics_host: Annotated[
-        str, typer.Option("--metrics-host", help="address the metrics port binds")
-    ] = "0.0.0.0",
+    metrics_port: SchedulerMetricsPortOpt = 0,
+    metrics_host: MetricsHostOpt = "0.0.0.0",
     config: ConfigOpt = None,
 ) -> None:
     """Poll subscribed feeds, queue new episodes and send webhooks, until SIGTERM/SIGINT."""
@@ -229,10 +234,7 @@ def scheduler(
             )
         except OSError as exc:
             service.close()
-            raise PodmillError(
-                f"--metrics-port {metrics_port}: cannot listen on {metrics_host}:{metrics_port} "
-                f"({exc.strerror or exc}); choose a free port or 0 to turn metrics off"
-            ) from None
+            raise metrics_port_taken(metrics_host, metrics_port, exc) from None
     stop = threading.Event()
 
     def on_signal(_signum: int, _frame: Any) -> None:
@@ -259,7 +261,7 @@ def scheduler(
 
 @tenants_app.command("create")
 def tenants_create(
-    name: Annotated[str, typer.Argument(help="tenant name")],
+    name: TenantArg,
     admin: Annotated[bool, typer.Option("--admin", help="may use /feeds and /admin")] = False,
     db: DbOpt = None,
     data_dir: DataDirOpt = None,
@@ -284,19 +286,17 @@ def tenants_list(
 
     service = _platform(config, db, data_dir)
     with service.reader.connect() as conn:
-        rows = conn.execute(select(TENANTS).order_by(TENANTS.c.id)).all()
-    for row in rows:
-        if as_json:
-            print_json(dict(row._mapping))
-        else:
-            out.print(
-                f"{row.id}\t{row.name}\t{'admin' if row.is_admin else 'member'}", markup=False
-            )
+        rows = conn.execute(select(TENANTS).order_by(TENANTS.c.id)).mappings().all()
+    print_lines([dict(row) for row in rows], as_json, _tenant_line)
+
+
+def _tenant_line(row: dict[str, Any]) -> str:
+    return f"{row['id']}\t{row['name']}\t{'admin' if row['is_admin'] else 'member'}"
 
 
 @keys_app.command("create")
 def keys_create(
-    tenant: Annotated[str, typer.Argument(help="tenant name")],
+    tenant: TenantArg,
     db: DbOpt = None,
     data_dir: DataDirOpt = None,
     as_json: JsonOpt = False,
@@ -321,12 +321,12 @@ def keys_list(
 ) -> None:
     """Keys with their tenant, prefix and whether they are revoked (never the key)."""
     service = _platform(config, db, data_dir)
-    for row in service.list_keys():
-        if as_json:
-            print_json(row)
-        else:
-            state = "revoked" if row["revoked_at"] else "live"
-            out.print(f"{row['id']}\t{row['tenant']}\t{row['prefix']}…\t{state}", markup=False)
+    print_lines(service.list_keys(), as_json, _key_line)
+
+
+def _key_line(row: dict[str, Any]) -> str:
+    state = "revoked" if row["revoked_at"] else "live"
+    return f"{row['id']}\t{row['tenant']}\t{row['prefix']}…\t{state}"
 
 
 @keys_app.command("revoke")

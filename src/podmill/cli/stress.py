@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -52,6 +53,7 @@ LogOpt = Annotated[
         help="a worker's log file (JSON or text) to scan for ERROR lines; repeat",
     ),
 ]
+ConcurrencyOpt = Annotated[int, typer.Option("--concurrency", help="jobs in flight")]
 MetricsOpt = Annotated[
     list[str] | None,
     typer.Option(
@@ -85,6 +87,12 @@ def _options(
     )
 
 
+def _run(scenario: Callable[[], Outcome]) -> None:
+    """Run a scenario, SIGTERM unwinding like Ctrl-C, and print its verdict."""
+    _interrupt_on_sigterm()
+    _conclude(scenario())
+
+
 def _interrupt_on_sigterm() -> None:
     """SIGTERM (a CI timeout, `kill`) unwinds like Ctrl-C, so the workers ab started are
     stopped and the polling threads return, instead of the process dying around them."""
@@ -111,7 +119,7 @@ def soak(
     out: OutOpt,
     api_key: KeyOpt = None,
     jobs: Annotated[int, typer.Option("--jobs", help="jobs to run")] = 12,
-    concurrency: Annotated[int, typer.Option("--concurrency", help="jobs in flight")] = 4,
+    concurrency: ConcurrencyOpt = 4,
     audio: AudioOpt = _DEMO_AUDIO,
     poll: PollOpt = 0.5,
     job_timeout: TimeoutOpt = 900.0,
@@ -125,8 +133,7 @@ def soak(
     from podmill.stress.scenarios import soak as run_soak
 
     options = _options(api, api_key, out, audio, poll, job_timeout, worker_log, metrics_url)
-    _interrupt_on_sigterm()
-    _conclude(run_soak(options, jobs=jobs, concurrency=concurrency))
+    _run(lambda: run_soak(options, jobs=jobs, concurrency=concurrency))
 
 
 def _levels(text: str) -> list[int]:
@@ -135,7 +142,7 @@ def _levels(text: str) -> list[int]:
     try:
         levels = [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
-        raise PodmillError(f"--levels {text!r}: give concurrency levels like 4,8,16,24") from None
+        levels = []
     if not levels:
         raise PodmillError(f"--levels {text!r}: give concurrency levels like 4,8,16,24")
     return levels
@@ -162,9 +169,9 @@ def ramp(
     level fails."""
     from podmill.stress.scenarios import ramp as run_ramp
 
+    parsed = _levels(levels)
     options = _options(api, api_key, out, audio, poll, job_timeout, worker_log, metrics_url)
-    _interrupt_on_sigterm()
-    _conclude(run_ramp(options, levels=_levels(levels), jobs_per_level=jobs_per_level))
+    _run(lambda: run_ramp(options, levels=parsed, jobs_per_level=jobs_per_level))
 
 
 @stress_app.command()
@@ -180,7 +187,7 @@ def ab(
     workers: Annotated[int, typer.Option("--workers", help="workers started per arm")] = 1,
     api_key: KeyOpt = None,
     jobs: Annotated[int, typer.Option("--jobs", help="jobs per arm")] = 12,
-    concurrency: Annotated[int, typer.Option("--concurrency", help="jobs in flight")] = 4,
+    concurrency: ConcurrencyOpt = 4,
     audio: AudioOpt = _DEMO_AUDIO,
     poll: PollOpt = 0.5,
     job_timeout: TimeoutOpt = 900.0,
@@ -200,5 +207,4 @@ def ab(
     db = cli_settings.load(config, db=db, data_dir=data_dir).database_url
     options = _options(api, api_key, out, audio, poll, job_timeout, worker_log, metrics_url)
     arms = [Arm.parse(a), Arm.parse(b)]
-    _interrupt_on_sigterm()
-    _conclude(run_ab(options, arms, db=db, workers=workers, jobs=jobs, concurrency=concurrency))
+    _run(lambda: run_ab(options, arms, db=db, workers=workers, jobs=jobs, concurrency=concurrency))
