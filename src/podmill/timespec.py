@@ -58,3 +58,11 @@ def optional_time(
     if value is None or not value.strip():
         return None
     return parse_time(value, option=option, now=now, end=end)
+
+
+def clock(seconds: float) -> str:
+    """``m:ss`` or ``h:mm:ss``."""
+    total = int(seconds)
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"

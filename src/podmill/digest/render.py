@@ -12,6 +12,7 @@ import json
 from typing import Any
 
 from podmill.markup import md_escape
+from podmill.timespec import clock
 
 FORMATS = ("md", "json", "html")
 
@@ -25,14 +26,6 @@ def render(document: dict[str, Any], fmt: str) -> str:
     if fmt == "html":
         return to_html(document)
     raise ValueError(f"unknown digest format {fmt!r}: use one of {', '.join(FORMATS)}")
-
-
-def clock(seconds: float) -> str:
-    """``m:ss`` or ``h:mm:ss``."""
-    total = int(seconds)
-    hours, rest = divmod(total, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
 def _day(iso: str) -> str:
