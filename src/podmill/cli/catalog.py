@@ -17,7 +17,7 @@ from podmill.cli import settings as cli_settings
 from podmill.cli.options import ConfigOpt, DataDirOpt, DbOpt, JsonOpt, SinceOpt, check_limit
 from podmill.cli.output import print_table, status_text, table, when
 from podmill.errors import PodmillError
-from podmill.storage.db import database_errors, display_url
+from podmill.storage.db import database_errors
 from podmill.timespec import clock
 
 if TYPE_CHECKING:
@@ -33,27 +33,19 @@ _FIRST = "process something first (`podmill run FEED_OR_FILE`)"
 
 @contextmanager
 def _catalog(db: str | None, data_dir: Path | None, config: Path | None) -> Iterator[Connection]:
-    """A connection to the command's database; one error line when there is none, it is
-    not a podmill database at this schema, or it cannot be reached."""
-    from podmill.storage import db as storage_db
+    """A connection to the command's database; one error line when there is none, its
+    schema is not this podmill's (``open_store``), or it cannot be reached."""
+    from podmill.cli.engine import open_store
 
     settings = cli_settings.load(config, db=db, data_dir=data_dir)
     url = cli_settings.existing_database(settings, _FIRST)
     with database_errors(url):
-        current, head = storage_db.current_revision(url), storage_db.head_revision()
-        if current is None:
-            raise PodmillError(f"database {display_url(url)} has no podmill schema; {_FIRST}")
-        if current != head:
-            raise PodmillError(
-                f"database {display_url(url)} is at schema revision {current}, this podmill "
-                f"needs {head}: run `podmill db upgrade`"
-            )
-        engine = storage_db.make_engine(url)
+        store = open_store(url, migrate=False)
         try:
-            with engine.connect() as conn:
+            with store.engine.connect() as conn:
                 yield conn
         finally:
-            engine.dispose()
+            store.close()
 
 
 @feeds_app.command("list")
