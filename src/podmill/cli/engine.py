@@ -28,6 +28,8 @@ from podmill.cli.options import (
     EpisodeLimitOpt,
     JsonOpt,
     LogFormatOpt,
+    LogLevelOpt,
+    QuietOpt,
     SinceOpt,
     parse_since,
     positive_limit,
@@ -157,12 +159,23 @@ def worker(
         str, typer.Option("--metrics-host", help="address the metrics port binds")
     ] = "0.0.0.0",
     log_format: LogFormatOpt = None,
+    log_level: LogLevelOpt = None,
+    quiet: QuietOpt = False,
     config: ConfigOpt = None,
 ) -> None:
-    """Run a worker: claim steps for its pools and run them until SIGTERM/SIGINT."""
+    """Run a worker: claim steps for its pools and run them until SIGTERM/SIGINT. It logs
+    each step's start and finish (stage, job, episode, outcome, seconds) at INFO."""
     from podmill.engine.worker import Worker, resolve_pools
 
-    settings = cli_settings.load(config, db=db, data_dir=data_dir, log_format=log_format)
+    settings = cli_settings.load(
+        config,
+        long_running=True,
+        quiet=quiet,
+        db=db,
+        data_dir=data_dir,
+        log_format=log_format,
+        log_level=log_level,
+    )
     url = settings.database_url
     pools = parse_pools(pool)
     try:
