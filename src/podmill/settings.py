@@ -273,7 +273,11 @@ class Settings(BaseSettings):
     prefer_feed_transcripts: bool = Field(
         True, description="use a feed's podcast:transcript instead of running ASR"
     )
-    log_level: str = "WARNING"
+    log_level: str = Field(
+        "WARNING",
+        description="debug, info, warning or error; left unset, worker, serve and scheduler "
+        "show podmill's INFO lines (each step, each request)",
+    )
     log_format: Literal["text", "json"] = Field(
         "text", description="log lines: text, or JSON lines with correlation ids"
     )

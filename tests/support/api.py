@@ -186,8 +186,9 @@ class ServerProcess:
                 self.proc.wait(timeout=10)
 
 
-def podmill_env(env: dict[str, str] | None = None) -> dict[str, str]:
-    """The environment of a test's podmill process: local feeds allowed, quick polls."""
+def podmill_env(env: dict[str, str | None] | None = None) -> dict[str, str]:
+    """The environment of a test's podmill process: local feeds allowed, quick polls;
+    a ``None`` in ``env`` unsets that variable."""
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("PODMILL_")}
     full_env.update(
         {
@@ -198,14 +199,14 @@ def podmill_env(env: dict[str, str] | None = None) -> dict[str, str]:
         }
     )
     full_env.update(env or {})
-    return full_env
+    return {k: v for k, v in full_env.items() if v is not None}
 
 
 def start_server(
     db_url: str,
     data_dir: Path,
     log_path: Path,
-    env: dict[str, str] | None = None,
+    env: dict[str, str | None] | None = None,
     args: tuple[str, ...] = (),
 ) -> ServerProcess:
     """Start ``podmill serve`` on a free loopback port and wait until /health answers."""

@@ -28,7 +28,9 @@ from podmill.cli.options import (
     EpisodeLimitOpt,
     JsonOpt,
     LogFormatOpt,
+    LogLevelOpt,
     MetricsHostOpt,
+    QuietOpt,
     SinceOpt,
     metrics_port_option,
     metrics_port_taken,
@@ -162,12 +164,23 @@ def worker(
     metrics_port: WorkerMetricsPortOpt = 0,
     metrics_host: MetricsHostOpt = "0.0.0.0",
     log_format: LogFormatOpt = None,
+    log_level: LogLevelOpt = None,
+    quiet: QuietOpt = False,
     config: ConfigOpt = None,
 ) -> None:
-    """Run a worker: claim steps for its pools and run them until SIGTERM/SIGINT."""
+    """Run a worker: claim steps for its pools and run them until SIGTERM/SIGINT. It logs
+    each step's start and finish (stage, job, episode, outcome, seconds) at INFO."""
     from podmill.engine.worker import Worker, resolve_pools
 
-    settings = cli_settings.load(config, db=db, data_dir=data_dir, log_format=log_format)
+    settings = cli_settings.load(
+        config,
+        long_running=True,
+        quiet=quiet,
+        db=db,
+        data_dir=data_dir,
+        log_format=log_format,
+        log_level=log_level,
+    )
     url = settings.database_url
     pools = parse_pools(pool)
     try:

@@ -40,6 +40,23 @@ LogFormatOpt = Annotated[
         "stage) [setting log_format / PODMILL_LOG_FORMAT; default text]",
     ),
 ]
+LogLevelOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--log-level",
+        help="debug, info, warning or error [setting log_level / PODMILL_LOG_LEVEL; default: "
+        "podmill's INFO lines (each step, each request; /metrics and /health at debug), "
+        "libraries' warnings]",
+    ),
+]
+QuietOpt = Annotated[
+    bool,
+    typer.Option(
+        "--quiet",
+        "-q",
+        help="warnings and errors only, no step or request lines (--log-level warning)",
+    ),
+]
 SinceOpt = Annotated[str | None, typer.Option(help="episodes published since DATE or 7d")]
 AllowPrivateOpt = Annotated[
     bool | None, typer.Option(help="allow downloads from private/loopback addresses")

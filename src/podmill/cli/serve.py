@@ -24,7 +24,9 @@ from podmill.cli.options import (
     DbOpt,
     JsonOpt,
     LogFormatOpt,
+    LogLevelOpt,
     MetricsHostOpt,
+    QuietOpt,
     metrics_port_option,
     metrics_port_taken,
 )
@@ -100,10 +102,12 @@ def serve(
         int, typer.Option(min=1, help="server processes (each answers requests; share nothing)")
     ] = 1,
     log_format: LogFormatOpt = None,
+    log_level: LogLevelOpt = None,
+    quiet: QuietOpt = False,
     config: ConfigOpt = None,
 ) -> None:
     """Serve the REST API (OpenAPI docs at /docs, Prometheus metrics at /metrics) and poll
-    subscribed feeds."""
+    subscribed feeds. It logs each request (method, route, status, ms) at INFO."""
     from podmill.errors import require
 
     uvicorn = require("uvicorn", "server", "podmill serve")
@@ -119,22 +123,25 @@ def serve(
             "`podmill keys create TENANT`"
         )
     host, url_host = bind_address(host)
-    settings = cli_settings.load(config, db=db, data_dir=data_dir, log_format=log_format)
+    cli = {"db": db, "data_dir": data_dir, "log_format": log_format, "log_level": log_level}
+    settings = cli_settings.load(config, long_running=True, quiet=quiet, **cli)
     storage_db.upgrade(settings.database_url)
     err.print(
         f"podmill API on http://{url_host}:{port} (docs at /docs), database "
         f"{storage_db.display_url(settings.database_url)}{', no auth' if no_auth else ''}",
         markup=False,
     )
-    log_level = settings.log_level.lower()
-    # JSON logs: uvicorn's records go through podmill's root handler (JSON, correlation
-    # ids) instead of uvicorn's own text handlers.
-    log_config: dict[str, Any] | None = (
-        None if settings.log_format == "json" else uvicorn.config.LOGGING_CONFIG
-    )
+    # uvicorn's records go through podmill's root handler (its format, correlation ids),
+    # and its access log is off: the API's middleware logs one line per request
+    # (podmill.access), with the route template and the correlation id.
+    uvicorn_logging: dict[str, Any] = {
+        "log_level": settings.log_level.lower(),
+        "log_config": None,
+        "access_log": False,
+    }
     if workers == 1:
         app = create_app(settings, auth=not no_auth, background=background)
-        uvicorn.run(app, host=host, port=port, log_level=log_level, log_config=log_config)
+        uvicorn.run(app, host=host, port=port, **uvicorn_logging)
         return
     _share_metrics_between_processes()
     # Each worker process builds the app from the same options (and inherits the
@@ -146,6 +153,7 @@ def serve(
                 "db": db,
                 "data_dir": str(data_dir) if data_dir else None,
                 "log_format": settings.log_format,
+                "log_level": "WARNING" if quiet else log_level,
             },
             "config": str(config) if config else None,
             "auth": not no_auth,
@@ -158,8 +166,7 @@ def serve(
         host=host,
         port=port,
         workers=workers,
-        log_level=log_level,
-        log_config=log_config,
+        **uvicorn_logging,
     )
 
 
@@ -174,7 +181,7 @@ def app_of_server_process() -> FastAPI:
 
     options = json.loads(os.environ[SERVE_OPTIONS])
     config = Path(options["config"]) if options["config"] else None
-    settings = cli_settings.load(config, **options["cli"])
+    settings = cli_settings.load(config, long_running=True, **options["cli"])
     return create_app(settings, auth=options["auth"], background=options["background"])
 
 
@@ -203,6 +210,8 @@ def scheduler(
     db: DbOpt = None,
     data_dir: DataDirOpt = None,
     log_format: LogFormatOpt = None,
+    log_level: LogLevelOpt = None,
+    quiet: QuietOpt = False,
     metrics_port: SchedulerMetricsPortOpt = 0,
     metrics_host: MetricsHostOpt = "0.0.0.0",
     config: ConfigOpt = None,
@@ -211,7 +220,8 @@ def scheduler(
     from podmill.api.background import background_threads
     from podmill.storage import db as storage_db
 
-    settings = cli_settings.load(config, db=db, data_dir=data_dir, log_format=log_format)
+    cli = {"db": db, "data_dir": data_dir, "log_format": log_format, "log_level": log_level}
+    settings = cli_settings.load(config, long_running=True, quiet=quiet, **cli)
     exposition = None
     if metrics_port:
         from podmill.obs.metrics import process_exposition

@@ -5,6 +5,12 @@ own options, then configures what a command process needs before it does anythin
 logging (text, or JSON lines with ``--log-format json`` / ``PODMILL_LOG_FORMAT=json``)
 and the model arbiter.
 
+The log level is ``--log-level`` (``--quiet`` is ``--log-level warning``), else the
+``log_level`` setting (``PODMILL_LOG_LEVEL``). Left unset, it is WARNING, except that a
+command that runs until stopped (``worker``, ``serve``, ``scheduler``: ``long_running``)
+shows podmill's own INFO lines, one per step started and finished and one per request,
+while libraries stay at WARNING.
+
 The database of every command is :attr:`Settings.database_url`: ``--db``, else the
 ``db`` setting (``PODMILL_DB``), else the SQLite file ``DATA_DIR/podmill.db``. Commands
 that only read what others wrote (``jobs``, ``dead``, ``queues``, ``digest``) take it
@@ -22,15 +28,31 @@ from podmill.ml.arbiter import configure_process_arbiter
 from podmill.settings import Settings, load_settings
 
 
-def load(config: Path | None, **cli: Any) -> Settings:
+def load(
+    config: Path | None, *, long_running: bool = False, quiet: bool = False, **cli: Any
+) -> Settings:
     """The command's settings (an option left ``None`` was not given), with logging and
-    the model arbiter configured from them; a bad value is one error line."""
-    from podmill.obs.logging import configure_logging, resolve_format
+    the model arbiter configured from them; a bad value is one error line.
+
+    ``quiet`` is ``--quiet`` (warnings and errors only); ``long_running`` gives podmill's
+    own loggers INFO when no log level is set anywhere (the module doc)."""
+    from podmill.obs.logging import configure_logging, resolve_format, resolve_level
 
     if cli.get("log_format") is not None:
         cli["log_format"] = resolve_format(cli["log_format"])  # a bad value is one line
-    settings, _ = load_settings(cli, config)
-    configure_logging(settings.log_level, settings.log_format)
+    if cli.get("log_level") is not None:
+        cli["log_level"] = resolve_level(cli["log_level"])
+    if quiet:
+        if cli.get("log_level") not in (None, "WARNING"):
+            raise PodmillError(
+                f"--quiet and --log-level {cli['log_level'].lower()}: give one of them "
+                "(--quiet is --log-level warning)"
+            )
+        cli["log_level"] = "WARNING"
+    settings, provenance = load_settings(cli, config)
+    level_set = provenance.get("log_level", "default") != "default"
+    own_level = "INFO" if long_running and not level_set else None
+    configure_logging(settings.log_level, settings.log_format, own_level)
     configure_process_arbiter(settings.models.memory_budget, settings.models.idle_unload_seconds)
     return settings
 

@@ -99,7 +99,7 @@ def run_claimed(
     ):
         metrics = recorder()
         metrics.step_started(claimed.stage)
-        log.info("step %s (%s) attempt %s started", claimed.step_id, claimed.stage, claimed.attempt)
+        log_step(claimed)
         started = time.monotonic()
         outcome: Outcome | None = None
         try:
@@ -116,15 +116,66 @@ def run_claimed(
                 metrics.job_completed("done")  # the last stage: the job is done
             elif outcome == "dead":
                 metrics.job_completed("failed")
-        log.info(
-            "step %s (%s) attempt %s ended: %s in %.2fs",
-            claimed.step_id,
-            claimed.stage,
-            claimed.attempt,
-            outcome,
-            seconds,
-        )
+            # no outcome: it could not be recorded (the worker logs why)
+            why = " (disk full)" if outcome == "released" else ""
+            log_step(claimed, outcome or "unrecorded", seconds, why=why)
     return outcome
+
+
+# How a step's last line reads, per outcome: (what happened, what it means next).
+_ENDINGS = {
+    "done": ("done", ""),
+    "retry": ("failed", ", will retry"),
+    "dead": ("failed", " for good (dead)"),
+    "released": ("released", ""),
+    "lost": ("lost its lease", ", result discarded"),
+    "unrecorded": ("ended", ", outcome not recorded"),
+}
+
+
+def log_step(
+    claimed: ClaimedStep,
+    outcome: str | None = None,
+    seconds: float | None = None,
+    *,
+    why: str = "",
+    worker_id: str | None = None,
+) -> None:
+    """One INFO line a person can follow: ``transcribe started: job 17, episode …,
+    step 52, attempt 1`` (no ``outcome``), then ``transcribe done in 2.31s: …`` (or
+    ``failed in 0.02s, will retry``, ``failed … for good (dead)``, ``released``, ``lost
+    its lease``). JSON lines carry ``episode_key``, ``step_id``, ``attempt``, ``outcome``
+    and ``duration_s`` as fields beside the step context's ``job_id`` and ``stage``
+    (``worker_id`` names the worker where no step context is set)."""
+    fields: dict[str, Any] = {
+        "episode_key": claimed.episode_key,
+        "step_id": claimed.step_id,
+        "attempt": claimed.attempt,
+        "job_id": claimed.job_id,
+        "stage": claimed.stage,
+        "correlation_id": claimed.correlation_id,
+        "worker_id": worker_id,
+    }
+    if outcome is None:
+        what, then = "started", ""
+    else:
+        what, then = _ENDINGS[outcome]
+        fields["outcome"] = outcome
+    if seconds is not None:
+        what += f" in {seconds:.2f}s"
+        fields["duration_s"] = round(seconds, 3)
+    log.info(
+        "%s %s%s%s: job %s, episode %s, step %s, attempt %s",
+        claimed.stage,
+        what,
+        then,
+        why,
+        claimed.job_id,
+        claimed.episode_key,
+        claimed.step_id,
+        claimed.attempt,
+        extra=fields,
+    )
 
 
 def _run_and_record(

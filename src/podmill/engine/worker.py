@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from podmill.engine.claim import ClaimedStep
-from podmill.engine.execute import Outcome, StepHooks, StepRunner, run_claimed
+from podmill.engine.execute import Outcome, StepHooks, StepRunner, log_step, run_claimed
 from podmill.engine.store import StepStore
 from podmill.errors import DiskFullError, PodmillError
 from podmill.errors import first_line as _first_line
@@ -604,6 +604,7 @@ class Worker:
             if self.store.release(step.step_id, step.lease_token):
                 self.released += 1
                 recorder().step_released(step.stage)
+                log_step(step, "released", why=" at shutdown", worker_id=self.worker_id)
         except Exception as exc:
             log.warning(
                 "could not release step %s (%s): %s; it returns to pending when its lease expires",

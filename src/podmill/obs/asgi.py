@@ -10,6 +10,13 @@ For every HTTP request it
 - observes ``podmill_http_request_duration_seconds{method,route,status}``, where
   ``route`` is the matched route's template (``/jobs/{job_id}``), never the raw path,
   so the series stay few; a request no route matched counts as ``<unmatched>``.
+- logs one line per request on the ``podmill.access`` logger, after the response:
+  ``GET /jobs/{job_id} 200 3.1ms`` with the correlation id (JSON: ``method``, ``route``,
+  ``status``, ``duration_ms``). INFO, except the routes scrapers and probes call every
+  few seconds (``/metrics``, ``/health``), which log at DEBUG unless they answer 5xx:
+  at INFO a Prometheus scrape and a load balancer's probe would drown every other line.
+  A request no route matched names its ``path`` instead (``GET /nope (no route) 404``).
+  ``podmill serve`` turns uvicorn's own access log off, so there is one line a request.
 
 Pure ASGI rather than ``BaseHTTPMiddleware``: it does not buffer streamed responses
 (artifact downloads) and adds no task per request.
@@ -17,6 +24,7 @@ Pure ASGI rather than ``BaseHTTPMiddleware``: it does not buffer streamed respon
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 import uuid
@@ -25,6 +33,9 @@ from typing import Any
 from podmill.obs.logging import step_context
 
 HEADER = "x-correlation-id"
+access_log = logging.getLogger("podmill.access")
+# Called every few seconds by scrapers and probes: DEBUG, so they do not flood the log.
+PROBE_ROUTES = frozenset({"/metrics", "/health"})
 _SANE = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
 
@@ -69,12 +80,34 @@ class ObservabilityMiddleware:
             with step_context(correlation_id=cid):
                 await self.app(scope, receive, send_with_id)
         finally:
-            self.metrics.observe_request(
-                scope.get("method", "GET"),
-                route_template(scope),
-                status,
-                time.perf_counter() - started,
-            )
+            seconds = time.perf_counter() - started
+            method, route = scope.get("method", "GET"), route_template(scope)
+            self.metrics.observe_request(method, route, status, seconds)
+            log_request(method, route, status, seconds, cid, scope.get("path", ""))
+
+
+def log_request(
+    method: str, route: str, status: int, seconds: float, cid: str, path: str = ""
+) -> None:
+    """The request's one ``podmill.access`` line (the module doc says at which level).
+    A request no route matched names its path instead (escaped and cut to 200
+    characters: it is whatever the caller sent)."""
+    level = logging.DEBUG if route in PROBE_ROUTES and status < 500 else logging.INFO
+    if not access_log.isEnabledFor(level):
+        return
+    ms = round(seconds * 1000, 1)
+    fields: dict[str, Any] = {
+        "correlation_id": cid,
+        "method": method,
+        "route": route,
+        "status": status,
+        "duration_ms": ms,
+    }
+    shown = route
+    if route == "<unmatched>":
+        fields["path"] = path.encode("unicode_escape").decode("ascii")[:200]
+        shown = f"{fields['path']} (no route)"
+    access_log.log(level, "%s %s %s %.1fms", method, shown, status, ms, extra=fields)
 
 
 def route_template(scope: dict[str, Any]) -> str:

@@ -34,6 +34,10 @@ from podmill.errors import PodmillError
 
 STEP_FIELDS = ("correlation_id", "job_id", "worker_id", "stage")
 LOG_FORMATS = ("text", "json")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+# podmill's own loggers are children of this one (``podmill.engine.execute``, and the
+# API's request lines, ``podmill.access``).
+OWN_LOGGER = "podmill"
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -168,6 +172,20 @@ def resolve_format(value: str | None) -> str:
     return fmt
 
 
+def resolve_level(value: str) -> str:
+    """``DEBUG``, ``INFO``, ``WARNING`` or ``ERROR`` (any case in); anything else is one
+    error line."""
+    level = value.strip().lower()
+    if level == "warn":
+        level = "warning"
+    if level not in LOG_LEVELS:
+        raise PodmillError(
+            f"log level {value!r}: use --log-level debug, info, warning or error "
+            "(or PODMILL_LOG_LEVEL)"
+        )
+    return level.upper()
+
+
 class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """Writes to whatever ``sys.stderr`` is when a record comes (a test runner swaps it)."""
 
@@ -179,10 +197,15 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
         return sys.stderr
 
 
-def configure_logging(level: str = "WARNING", fmt: str = "text") -> logging.Handler:
-    """Send every log record to stderr through one handler with the step filter and
-    ``fmt``'s formatter; returns the handler. Called again (a second command in one
-    process), it replaces the handler it installed before, and only that one."""
+def configure_logging(
+    level: str = "WARNING", fmt: str = "text", own_level: str | None = None
+) -> logging.Handler:
+    """Send every log record at ``level`` or above to stderr through one handler with the
+    step filter and ``fmt``'s formatter; returns the handler. ``own_level`` lets
+    podmill's own loggers through from a lower level than the libraries' (a long-running
+    command's default: its step and request lines at INFO, httpx's at WARNING). Called
+    again (a second command in one process), it replaces the handler it installed
+    before, and only that one."""
     handler = _StderrHandler()
     handler.addFilter(ContextFilter())
     handler.setFormatter(JsonFormatter() if resolve_format(fmt) == "json" else TextFormatter())
@@ -191,7 +214,12 @@ def configure_logging(level: str = "WARNING", fmt: str = "text") -> logging.Hand
         if isinstance(old, _StderrHandler):
             root.removeHandler(old)
     root.addHandler(handler)
-    root.setLevel(level.upper())
+    root.setLevel(resolve_level(level))
+    own = logging.getLevelName(resolve_level(own_level)) if own_level is not None else None
+    # below the root's level only: a --log-level debug run shows podmill's DEBUG too
+    logging.getLogger(OWN_LOGGER).setLevel(
+        own if own is not None and own < root.level else logging.NOTSET
+    )
     return handler
 
 
