@@ -13,6 +13,8 @@ from sqlalchemy import func, select
 from podmill.search import keyword, store
 from podmill.search.searcher import EmptyQuery, Searcher, fuse
 from podmill.search.store import Filters
+from podmill.storage.db import make_engine, upgrade
+from search.conftest import load_corpus
 
 
 def _searcher(engine: Any, tmp_path: Path, embed: Any) -> Searcher:
@@ -68,6 +70,100 @@ def test_overlapping_hits_are_deduplicated(engine: Any, tmp_path: Path, embed: A
                 assert shared <= 0.5 * min(end - start, end2 - start2), seen
 
 
+def _inside(passage: dict[str, Any], node: dict[str, Any]) -> bool:
+    middle = (passage["start"] + passage["end"]) / 2
+    return passage["episode_key"] == node["episode_key"] and node["start"] <= middle < node["end"]
+
+
+def test_a_topic_and_a_passage_inside_it_are_one_hit(
+    engine: Any, tmp_path: Path, embed: Any
+) -> None:
+    searcher = _searcher(engine, tmp_path, embed)
+    # both the "Mars rover" topic and its first passage match these words
+    hits = searcher.search("Perseverance rover Jezero crater", limit=10)
+    top = hits[0]
+    assert (top.episode_key, top.kind, top.title) == ("sci0001mars", "passage", "Mars rover")
+    assert len(top.doc_ids) >= 2  # it stands for the topic too
+    assert top.matched == ["keyword", "vector"]
+    for query in ["property tax rebate", "sourdough starter yeast", "river flooding basements"]:
+        shown = [h.to_json() for h in searcher.search(query, limit=20)]
+        passages = [h for h in shown if h["kind"] == "passage"]
+        nodes = [h for h in shown if h["kind"] == "node" and h["level"] > 0]
+        assert not [(n, p) for n in nodes for p in passages if _inside(p, n)], query
+        scores = [h["score"] for h in shown]
+        assert scores == sorted(scores, reverse=True), query
+        # a longer list only adds hits after the shorter one's
+        assert [h.to_json() for h in searcher.search(query, limit=2)] == shown[:2], query
+
+
+def test_snippets_are_the_same_on_sqlite_and_postgres(
+    postgres_url: str, corpus: list[Any], tmp_path: Path, embed: Any
+) -> None:
+    """The same corpus in both databases: every document's snippet for a query, and the
+    hits' snippets, are equal (one window rule, the same markers and ellipses)."""
+    sqlite_url = f"sqlite:///{tmp_path / 'podmill.db'}"
+    shown: dict[str, Any] = {}
+    for url in (sqlite_url, postgres_url):
+        upgrade(url)
+        load_corpus(url, corpus)
+        engine = make_engine(url)
+        try:
+            with engine.connect() as conn:
+                rows = conn.execute(
+                    select(store.DOCS.c.id, store.DOCS.c.episode_key, store.DOCS.c.doc_key)
+                ).all()
+                place = {r.id: (r.episode_key, r.doc_key) for r in rows}
+                by_query = {}
+                for query in QUERIES:
+                    terms = keyword.query_terms(query)
+                    marked = keyword.highlights(conn, terms, list(place))
+                    by_query[query] = {place[i]: text for i, text in marked.items()}
+            searcher = Searcher(engine, tmp_path / "data", embed=embed, auto_rebuild="off")
+            hits = {
+                q: [(h.episode_key, h.start, h.snippet) for h in searcher.search(q)]
+                for q in QUERIES
+            }
+        finally:
+            engine.dispose()
+        shown[url] = (by_query, hits)
+    (sqlite_docs, sqlite_hits), (pg_docs, pg_hits) = shown[sqlite_url], shown[postgres_url]
+    for query in QUERIES:
+        assert sqlite_docs[query], query  # every query matches words somewhere
+        assert sqlite_docs[query] == pg_docs[query], query
+        common = {h[:2] for h in sqlite_hits[query]} & {h[:2] for h in pg_hits[query]}
+        assert common, query
+        assert [h for h in sqlite_hits[query] if h[:2] in common] == [
+            h for h in pg_hits[query] if h[:2] in common
+        ], query
+    cut = [t for docs in sqlite_docs.values() for t in docs.values() if t.startswith("… ")]
+    assert cut and all(len(t.split()) <= keyword.SNIPPET_WORDS + 2 for t in cut)
+
+
+QUERIES = [
+    "property tax rebate",
+    "rovers drilling rock",  # inflected: the databases' stemming marks "rover", "drills"
+    "flooded basements",
+    "sleeping adults",
+    "telescope mirror",
+    "Sourdough",
+]
+
+
+def test_the_snippet_window_holds_the_most_matches() -> None:
+    words = [f"w{n}" for n in range(60)]
+    words[40], words[44], words[10] = "«tax»", "«rebate»", "«tax»"
+    text = keyword.snippet(" ".join(words))
+    # both different terms (not the lone earlier "tax"), a quarter window of lead-in
+    assert text.startswith("… w34 w35") and "«tax»" in text and "«rebate»" in text
+    assert text.endswith(" …") and len(text.split()) == keyword.SNIPPET_WORDS + 2
+    assert keyword.snippet("short «text»\n with a match") == "short «text» with a match"
+    words[40], words[44] = "w40", "w44"
+    assert keyword.snippet(" ".join(words)).startswith("… w4 w5")
+    plain = [f"w{n}" for n in range(30)]  # no match: the lead, as a hit found by meaning
+    assert keyword.snippet(" ".join(plain)) == keyword.lead(" ".join(plain))
+    assert keyword.snippet(" ".join(["«x»", *words[:40]])).startswith("«x» w0")
+
+
 def test_new_and_removed_documents_are_seen_at_once(
     engine: Any, corpus: list[Any], tmp_path: Path, embed: Any
 ) -> None:
@@ -120,8 +216,12 @@ def test_a_row_that_committed_after_the_build_is_found(
     with engine.begin() as conn:  # ... commits now
         row = coffee.docs[1].row("home002coff", "late") | {"doc_key": "n:late", "id": late_id}
         conn.execute(store.DOCS.insert().values(**row))
-    hits = searcher.search("pour over coffee grind", limit=5)
-    late = [h for h in hits if h.doc_id == late_id]
+    query = "pour over coffee grind"
+    with engine.connect() as conn:
+        assert late_id in searcher.vector_ranking(conn, embed([query])[0], None, 100)
+    hits = searcher.search(query, limit=5)
+    # a topic row: shown as the passage inside it, which stands for it too
+    late = [h for h in hits if late_id in h.doc_ids]
     assert late and "vector" in late[0].matched
 
 

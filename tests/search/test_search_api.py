@@ -101,14 +101,20 @@ def test_a_tenant_never_sees_another_tenants_episodes(
 
 def test_search_hits_and_errors(callers: Any) -> None:
     alice, *_ = callers
-    response = alice.get("/search", params={"q": "telescope mirror", "limit": 2})
+    response = alice.get("/search", params={"q": "telescope mirror", "limit": 10})
     assert response.status_code == 200
     hits = response.json()
-    assert len(hits) == 2
     assert {"episode_key", "episode_title", "node_id", "level", "start", "end", "score"} <= set(
         hits[0]
     )
     assert hits[0]["episode_key"] == "sci0001mars" and "«" in hits[0]["snippet"]
+    # the topic and the passage inside it that both matched are one hit: the passage
+    # (its exact time), titled with its topic
+    assert len(hits) == 1, hits
+    assert (hits[0]["kind"], hits[0]["title"]) == ("passage", "Space telescope")
+    assert hits[0]["matched"] == ["keyword", "vector"]
+    response = alice.get("/search", params={"q": "rover on Mars", "limit": 1})
+    assert response.status_code == 200 and len(response.json()) == 1
     assert _keys(alice, "telescope", since="2026-11-05") == set()  # published on the 2nd
     assert _keys(alice, "telescope", until="2026-11-02") == {"sci0001mars"}
     assert_error(alice.get("/search", params={"q": "x", "since": "soon"}), 422, "invalid_request")

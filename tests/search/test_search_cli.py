@@ -8,7 +8,12 @@ index and publish stages are the real ones.
 from __future__ import annotations
 
 import json
+import os
+import pty
+import re
 import shutil
+import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -133,12 +138,56 @@ def test_search_json_after_run(data_dir: Path) -> None:
     assert [h["score"] for h in hits] == sorted((h["score"] for h in hits), reverse=True)
 
 
-def test_feed_filter_and_terminal_output(data_dir: Path) -> None:
+def test_feed_filter_and_plain_output(data_dir: Path) -> None:
     result = _search(data_dir, "tomatoes sunlight", "--feed", "city hour")
     assert result.code == 0, result.stderr
     assert "Taxes and tomatoes" in result.stdout
     assert "Coffee and Mars" not in result.stdout
-    assert "sunlight" in result.stdout and "«" not in result.stdout  # marks become bold
+    # piped: the matches keep the JSON snippet's markers, and no escape codes
+    assert "«sunlight»" in result.stdout and "\x1b" not in result.stdout
+    # one line per place: the garden topic and its passages are not both shown
+    shown = json.loads(_search(data_dir, "tomatoes sunlight", "--json").stdout)
+    where = re.findall(r"^ +(\S+)–(\S+)  (passage|node) in .*\[(\w+)\]", result.stdout, re.M)
+    json_where = [(h["kind"], h["episode_key"]) for h in shown if h["feed_title"] == "City Hour"]
+    assert [(kind, key) for _, _, kind, key in where] == json_where
+    garden = [h for h in shown if "tomato" in h["title"].lower()]
+    assert garden and {h["kind"] for h in garden} == {"passage"}, shown
+    for node in (h for h in shown if h["kind"] == "node"):
+        for passage in (h for h in shown if h["kind"] == "passage"):
+            middle = (passage["start"] + passage["end"]) / 2
+            same = passage["episode_key"] == node["episode_key"]
+            assert not (same and node["start"] <= middle < node["end"]), (node, passage)
+
+
+def test_terminal_output_shows_matches_in_bold(data_dir: Path) -> None:
+    """On a terminal the matched words are bold, without the «» markers."""
+    main, other = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PODMILL_")}
+    env.update({"TERM": "xterm-256color", "COLUMNS": "200"})
+    for name in ("NO_COLOR", "FORCE_COLOR", "TTY_COMPATIBLE"):
+        env.pop(name, None)
+    command = [sys.executable, "-m", "podmill", "search", "tomatoes sunlight"]
+    proc = subprocess.Popen(
+        [*command, "--data-dir", str(data_dir), "--limit", "2"],
+        stdout=other,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    os.close(other)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(main, 4096)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    assert proc.wait(timeout=120) == 0, proc.stderr.read() if proc.stderr else ""
+    os.close(main)
+    shown = b"".join(chunks).decode()
+    assert "\x1b[" in shown and "sunlight" in shown
+    assert "«" not in shown
 
 
 def test_errors_are_one_clear_line(data_dir: Path, tmp_path: Path) -> None:

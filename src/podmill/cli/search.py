@@ -127,7 +127,11 @@ def _clock(seconds: float) -> str:
 
 
 def _marked(snippet: str) -> Text:
-    """«matched» words in bold (the markers themselves are dropped on a terminal)."""
+    """The snippet with its matches shown: in bold yellow on a terminal (the «» markers
+    dropped, as ``grep --color`` shows a match), and as «marked» words, the JSON
+    snippet's markers, when stdout is a pipe, a file or a dumb terminal (never ANSI)."""
+    if not out.is_terminal or out.is_dumb_terminal:
+        return Text(snippet)
     text = Text()
     bold = False
     for part in snippet.replace("»", "«").split("«"):

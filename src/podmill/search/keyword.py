@@ -1,6 +1,7 @@
-"""Keyword search in the database: SQLite FTS5 (bm25, ``snippet``) or Postgres full
+"""Keyword search in the database: SQLite FTS5 (bm25, ``highlight``) or Postgres full
 text (``ts_rank_cd``, ``ts_headline``). One shape for both: :func:`keyword_ranking`
-returns doc ids best first; :func:`highlights` returns highlighted snippets.
+returns doc ids best first; :func:`highlights` returns highlighted snippets, cut by one
+rule (:func:`snippet`) whichever database marked the words.
 
 A query becomes an OR of its words (stop words dropped): a natural-language question
 rarely has every word in the passage that answers it; the ranking functions reward
@@ -163,38 +164,65 @@ def _ranking_query(conn: Connection, terms: Sequence[str]) -> tuple[Any, dict[st
 
 def highlights(conn: Connection, terms: Sequence[str], ids: Sequence[int]) -> dict[int, str]:
     """Snippets of the docs in ``ids`` that match ``terms``, matches marked «like this».
-    Docs that match no term (found by meaning alone) are absent: see :func:`lead`."""
+    Docs that match no term (found by meaning alone) are absent: see :func:`lead`.
+
+    The database says which words match (its own stemming: FTS5 ``highlight`` or
+    ``ts_headline`` with ``HighlightAll``, over the whole text); :func:`snippet` cuts the
+    window, the same for both, so SQLite and Postgres show the same snippet."""
     if not terms or not ids:
         return {}
     id_list = ", ".join(str(int(i)) for i in ids)  # ints: safe to inline
     if conn.dialect.name == "sqlite":
         sql = text(
-            f"SELECT rowid AS id, snippet(search_fts, 1, '{MARK_START}', '{MARK_END}', '…', "
-            f"{SNIPPET_WORDS}) AS snippet, highlight(search_fts, 0, '{MARK_START}', "
-            f"'{MARK_END}') AS title FROM search_fts WHERE search_fts MATCH :match "
-            f"AND rowid IN ({id_list})"
+            f"SELECT rowid AS id, highlight(search_fts, 1, '{MARK_START}', '{MARK_END}') "
+            f"AS body, highlight(search_fts, 0, '{MARK_START}', '{MARK_END}') AS title "
+            f"FROM search_fts WHERE search_fts MATCH :match AND rowid IN ({id_list})"
         )
         rows = conn.execute(sql, {"match": _sqlite_match(terms)}).all()
     else:
-        options = (
-            f"StartSel={MARK_START}, StopSel={MARK_END}, MaxWords={SNIPPET_WORDS}, "
-            'MinWords=8, MaxFragments=2, FragmentDelimiter=" … "'
-        )
+        options = f"StartSel={MARK_START}, StopSel={MARK_END}, HighlightAll=true"
         sql = text(
-            "SELECT id, ts_headline('english', body, q, :options) AS snippet, "
+            "SELECT id, ts_headline('english', body, q, :options) AS body, "
             "ts_headline('english', title, q, :options) AS title "
             "FROM search_docs, to_tsquery('english', :tsquery) AS q "
             f"WHERE id IN ({id_list}) AND {PG_TSVECTOR} @@ q"
         )
         rows = conn.execute(sql, {"tsquery": _pg_tsquery(terms), "options": options}).all()
-    return {r.id: " ".join(_best(r.snippet, r.title).split()) for r in rows}
+    return {r.id: snippet(_best(r.body or "", r.title or "")) for r in rows}
 
 
-def _best(snippet: str, title: str) -> str:
-    # A match only in the title leaves the body snippet unmarked: show the title's.
-    if MARK_START in snippet or MARK_START not in title:
-        return snippet
+def _best(body: str, title: str) -> str:
+    # A match only in the title leaves the body unmarked: show the title's.
+    if MARK_START in body or MARK_START not in title:
+        return body
     return title
+
+
+def snippet(marked: str, words: int = SNIPPET_WORDS) -> str:
+    """The ``words``-word window of ``marked`` (a text with its matches «marked») that
+    holds the most different matched words (then the most matches; the first such),
+    starting up to a quarter of the window before its first match; "… " before and
+    " …" after where text was cut. One rule for every database."""
+    parts = marked.split()  # also folds the newlines between a node's summary and points
+    if len(parts) <= words:
+        return " ".join(parts)
+    found = [_MARKED.findall(part) for part in parts]
+    best, best_score = 0, (-1, -1)
+    for begin in range(len(parts) - words + 1):
+        inside = [m.lower() for f in found[begin : begin + words] for m in f]
+        score = (len(set(inside)), len(inside))
+        if score > best_score:
+            best, best_score = begin, score
+    hits = [i for i in range(best, best + words) if found[i]]
+    if hits:
+        first, last = hits[0], hits[-1]
+        lead_in = min(words // 4, words - (last - first + 1))
+        best = max(0, min(first - lead_in, len(parts) - words))
+    shown = " ".join(parts[best : best + words])
+    return ("… " if best > 0 else "") + shown + (" …" if best + words < len(parts) else "")
+
+
+_MARKED = re.compile(f"{MARK_START}([^{MARK_END}]*){MARK_END}")
 
 
 def lead(body: str, words: int = SNIPPET_WORDS) -> str:

@@ -71,6 +71,8 @@ class Hit:
     published_at: datetime | None
     matched: list[str] = field(default_factory=list)  # keyword, vector
     doc_id: int = 0
+    # the rows this hit stands for: its own first, then topics it was shown for
+    doc_ids: list[int] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -261,33 +263,41 @@ class Searcher:
             by_vector = [i for i in by_vector if i in rows][:depth]
             fused = fuse([by_keyword, by_vector])
             ordered = sorted(fused, key=lambda i: (-fused[i], *_place(rows[i])))
-            chosen_ids = [r.id for r in _dedupe([rows[i] for i in ordered], limit)]
+            groups = [[r.id for r in g] for g in _dedupe([rows[i] for i in ordered], limit)]
+            chosen_ids = [g[0] for g in groups]
             full = store.hit_rows(conn, chosen_ids)
-            chosen = [full[i] for i in chosen_ids]
             snippets = keyword.highlights(conn, terms, chosen_ids)
         in_keyword, in_vector = set(by_keyword), set(by_vector)
-        return [
-            Hit(
-                episode_key=r.episode_key,
-                episode_title=r.episode_title or "",
-                node_id=r.node_id,
-                level=r.level,
-                start=r.start_seconds,
-                end=r.end_seconds,
-                score=fused[r.id],
-                snippet=snippets.get(r.id) or keyword.lead(r.body or r.title),
-                kind=r.kind,
-                title=r.title,
-                feed_id=r.feed_id,
-                feed_title=r.feed_title,
-                published_at=r.published_at,
-                matched=[
-                    m for m, s in (("keyword", in_keyword), ("vector", in_vector)) if r.id in s
-                ],
-                doc_id=r.id,
+        hits = []
+        for group in groups:
+            r = full[group[0]]
+            # a passage shown for a topic too: the place ranks where the better one did,
+            # found by every ranking that found either
+            hits.append(
+                Hit(
+                    episode_key=r.episode_key,
+                    episode_title=r.episode_title or "",
+                    node_id=r.node_id,
+                    level=r.level,
+                    start=r.start_seconds,
+                    end=r.end_seconds,
+                    score=max(fused[i] for i in group),
+                    snippet=snippets.get(r.id) or keyword.lead(r.body or r.title),
+                    kind=r.kind,
+                    title=r.title,
+                    feed_id=r.feed_id,
+                    feed_title=r.feed_title,
+                    published_at=r.published_at,
+                    matched=[
+                        m
+                        for m, found in (("keyword", in_keyword), ("vector", in_vector))
+                        if found.intersection(group)
+                    ],
+                    doc_id=r.id,
+                    doc_ids=group,
+                )
             )
-            for r in chosen
-        ]
+        return hits
 
     def vector_ranking(
         self, conn: Connection, qvec: Any, allowed: set[str] | None, k: int
@@ -341,22 +351,55 @@ def _place(row: Any) -> tuple[str, float, str, str]:
     return (row.episode_key, row.start_seconds, row.kind, row.node_id)
 
 
-def _dedupe(rows: list[Any], limit: int) -> list[Any]:
-    """Drop a passage that mostly repeats a better-ranked passage of the same episode
-    (over half of the shorter span shared: the windows overlap by design), and an
-    episode (L0) hit when something inside that episode matched too: the place in the
-    episode is the answer. Topics and sub-topics stay: a topic and its sub-topic are
-    different answers, and a passage inside a topic hit says where the words are."""
+def _dedupe(rows: list[Any], limit: int) -> list[list[Any]]:
+    """One hit per place, best first, at most ``limit``: each a group of rows whose
+    first row is the one shown and the rest the rows it stands for.
+
+    - A passage that mostly repeats a better-ranked passage of the same episode (over
+      half of the shorter span shared: the windows overlap by design) is dropped.
+    - A topic (or sub-topic) and a passage inside it (same episode, the passage's middle
+      within the topic's span: the rule that gave the passage its topic) are one place:
+      the passage is shown (it has the exact time; its ``title`` is its topic's), in the
+      better rank of the two. A topic with no passage among the hits is shown itself.
+    - An episode (L0) hit is dropped when something inside that episode matched too:
+      the place in the episode is the answer.
+
+    The whole ranking is grouped before it is cut, so a longer ``limit`` only adds hits
+    after the shorter one's."""
     specific = {r.episode_key for r in rows if r.kind == "passage" or r.level > 0}
-    chosen: list[Any] = []
+    groups: list[list[Any]] = []
     for row in rows:
-        if len(chosen) >= limit:
-            break
-        if row.kind == "node" and row.level == 0 and row.episode_key in specific:
+        if row.kind == "node" and row.level == 0:
+            if row.episode_key not in specific:
+                groups.append([row])
             continue
-        if not any(_repeats(row, better) for better in chosen):
-            chosen.append(row)
-    return chosen
+        if row.kind == "node":
+            home = next((g for g in groups if g[0].kind == "passage" and _inside(g[0], row)), None)
+            if home is not None:
+                home.append(row)
+            else:
+                groups.append([row])
+            continue
+        if any(g[0].kind == "passage" and _repeats(row, g[0]) for g in groups):
+            continue
+        topics = [g for g in groups if g[0].kind == "node" and _inside(row, g[0])]
+        if not topics:
+            groups.append([row])
+            continue
+        first = topics[0]
+        first.insert(0, row)  # the passage takes the better-ranked topic's place
+        for other in topics[1:]:  # a sub-topic of it, say: the same place too
+            first.extend(other)
+            groups.remove(other)
+    return groups[:limit]
+
+
+def _inside(passage: Any, node: Any) -> bool:
+    """A passage lies in a topic node: same episode, its middle within the node's span."""
+    if passage.episode_key != node.episode_key or node.level == 0:
+        return False
+    middle = (passage.start_seconds + passage.end_seconds) / 2
+    return node.start_seconds <= middle < node.end_seconds
 
 
 def _repeats(row: Any, better: Any) -> bool:
