@@ -13,6 +13,7 @@ from podmill.cli.options import ConfigOpt, DataDirOpt, DbOpt, check_limit
 from podmill.cli.output import err, out, print_json
 from podmill.errors import PodmillError
 from podmill.settings import Settings
+from podmill.timespec import clock
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -111,19 +112,13 @@ def search(
             (hit.episode_title, "italic"),
         )
         where = (
-            f"    {_clock(hit.start)}–{_clock(hit.end)}  {hit.kind} in "
+            f"    {clock(hit.start)}–{clock(hit.end)}  {hit.kind} in "
             f"{'episode' if hit.level == 0 else 'topic ' + hit.node_id}  "
             f"[{hit.episode_key}]  score {hit.score:.4f}"
         )
         out.print(heading)
         out.print(Text(where, style="dim"))
         out.print(Text("    ") + _marked(hit.snippet))
-
-
-def _clock(seconds: float) -> str:
-    whole = int(seconds)
-    hours, rest = divmod(whole, 3600)
-    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
 
 
 def _marked(snippet: str) -> Text:
