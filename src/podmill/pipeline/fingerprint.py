@@ -3,6 +3,12 @@
 Stage versions, model identities (package version and checksum) and the settings the
 stages read. Two runs with the same fingerprint produce the same artifacts, so a
 second request for the same ``(episode_key, fingerprint)`` reuses the first one's.
+
+The model identities are the ones podmill pins (``model_identity`` in each
+:mod:`podmill.ml` backend), not read from the installed model packages: queueing work
+(``podmill submit``, the API) needs no model extra, and every host fingerprints the same
+settings alike. A worker refuses installed models other than the pinned ones, so the
+identity in the fingerprint is the model that ran (docs/pipeline.md).
 """
 
 from __future__ import annotations
@@ -21,14 +27,14 @@ def fingerprint_inputs(settings: Settings) -> dict[str, Any]:
     inputs: dict[str, Any] = {
         "stages": {s.name: s.version for s in STAGES},
         "asr": {
-            "model": asr.resolve_model(settings.asr.model).identity,
+            "model": asr.model_identity(settings.asr.model),
             # Where it runs is not an output: a GPU worker's float16 and a CPU worker's
             # int8 transcripts of one model count as the same result (docs/models.md).
             **settings.asr.model_dump(
                 exclude={"cpu_threads", "model", "device", "gpu_compute_type"}
             ),
         },
-        "embedder": embed.model_identity()[1],
+        "embedder": embed.model_identity(),
         "topics": settings.topics.model_dump(),
         "prefer_feed_transcripts": settings.prefer_feed_transcripts,
     }
