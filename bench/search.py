@@ -9,7 +9,7 @@ vector and three of its topic words plus a common word.
 
 Measured, per size:
 
-- index build: rows written through ``store.replace_episode`` (the index stage's own
+- index build: rows written through ``store.replace_episode`` (a finished job's own
   write, with the FTS index) in documents/s; the vector generation (k-means IVF) in
   documents/s;
 - vector search: the IVF generation vs the exact scan of every vector (brute force),

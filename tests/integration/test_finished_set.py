@@ -21,8 +21,8 @@ from podmill.digest.collect import newest_finished_set
 from podmill.domain import Episode, TranscriptLink
 from podmill.engine.runner import Runner
 from podmill.ml.embed import embed
+from podmill.pipeline.projection import rebuild_from_artifacts
 from podmill.platform import Platform
-from podmill.search.indexing import rebuild_from_artifacts
 from podmill.settings import Settings
 from podmill.storage.artifacts import ArtifactStore
 from podmill.storage.db import make_engine, session_factory

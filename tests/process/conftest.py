@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -56,18 +56,32 @@ def _postgres_admin() -> Engine:
 
 
 @pytest.fixture
-def postgres_url() -> Iterator[str]:
-    """A URL whose ``search_path`` is a new, empty schema, dropped after the test."""
+def postgres_schemas() -> Iterator[Callable[[], str]]:
+    """Makes URLs whose ``search_path`` is a new, empty schema (one per call, as a second
+    database would be), each dropped after the test."""
     admin = _postgres_admin()
-    schema = f"podmill_proc_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-    try:
+    schemas: list[str] = []
+
+    def new_url() -> str:
+        schema = f"podmill_proc_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+        schemas.append(schema)
         url = make_url(PG_URL).update_query_dict({"options": f"-csearch_path={schema}"})
-        yield url.render_as_string(hide_password=False)
+        return url.render_as_string(hide_password=False)
+
+    try:
+        yield new_url
     finally:
-        _drop_schema(admin, schema)
+        for schema in schemas:
+            _drop_schema(admin, schema)
         admin.dispose()
+
+
+@pytest.fixture
+def postgres_url(postgres_schemas: Callable[[], str]) -> str:
+    """A URL whose ``search_path`` is a new, empty schema, dropped after the test."""
+    return postgres_schemas()
 
 
 def _drop_schema(admin: Engine, schema: str) -> None:

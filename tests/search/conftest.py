@@ -1,5 +1,5 @@
 """A small search corpus, embedded once per session with the real MiniLM embedder and
-written through the index stage's own function (``store.replace_episode``) into each
+written through the finish's own function (``store.replace_episode``) into each
 test's database (SQLite file or Postgres schema).
 
 Three feeds, six episodes, each episode two or three L1 topics of a few sentences with

@@ -283,7 +283,7 @@ def submit(
     Submitting the same episode with the same settings again returns the existing job,
     queued again if it had failed or was cancelled (podmill.engine.submit).
     """
-    from podmill.engine.submit import JobSpec, submit_episode
+    from podmill.engine.submit import JobSpec, record_feed, submit_episode
     from podmill.feeds.sources import resolve
 
     settings = cli_settings.load(
@@ -299,11 +299,13 @@ def submit(
     correlation_id = uuid.uuid4().hex  # one submit command, one id in the jobs' log lines
     store = open_store(url, migrate=True)
     with database_errors(url):
+        feed_id = record_feed(store, resolved.feed)  # as `podmill run` does: its title now
         for episode in resolved.episodes:
             submitted = submit_episode(
                 store,
                 spec,
                 episode,
+                feed_id=feed_id,
                 correlation_id=correlation_id,
                 # tenants who ask for the same episode cannot cancel it from under us
                 held_by_operator=True,

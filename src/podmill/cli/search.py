@@ -150,7 +150,7 @@ def index_rebuild(
     Safe while searches run: each episode's rows are replaced in one transaction, and
     the new vector index is written aside and swapped in atomically.
     """
-    from podmill.search.indexing import rebuild_from_artifacts
+    from podmill.pipeline.projection import rebuild_from_artifacts
     from podmill.search.searcher import Searcher
     from podmill.storage import db as storage_db
 

@@ -297,8 +297,9 @@ def execute_step(
     """Run the stage of ``claimed`` in this process; raises on failure. Returns the
     notes the stage recorded (``StageContext.notes``), which the worker keeps on the step.
 
-    ``on_audio_progress`` and ``sessions`` let the embedded runner draw progress and
-    record artifact rows; distributed workers leave them unset.
+    ``on_audio_progress`` lets the embedded runner draw progress; ``sessions`` is the
+    job's database, where the last stage projects the finished set's rows
+    (:mod:`podmill.pipeline.projection`; :func:`run_claimed` passes the store's).
     """
     from podmill.pipeline.stages import run_stage
 

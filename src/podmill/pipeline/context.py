@@ -22,7 +22,7 @@ class StageContext:
     on_audio_progress: Callable[[float], None] | None = None
     # Facts a stage wants recorded on its step (e.g. "fell back to ASR: …").
     notes: list[str] = field(default_factory=list)
-    sessions: Any = None  # sqlalchemy sessionmaker, for publish's projection
+    sessions: Any = None  # sqlalchemy sessionmaker: where the finish projects the set's rows
 
     @property
     def key(self) -> str:

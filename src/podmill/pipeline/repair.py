@@ -5,8 +5,9 @@ served. The stage that wrote it and every stage after it run again: their output
 moved aside (hidden ``.NAME.damaged`` files, kept for a look, replaced on the next
 repair) so the skip rule in :func:`podmill.pipeline.stages.run_stage` does not skip
 them, and their steps are queued again with :meth:`podmill.engine.store.Store.rerun_steps`.
-The database rows the stages project (search documents, the episode's artifacts) are
-rewritten when ``index`` and ``publish`` run again.
+The database rows of the set (search documents, the episode's artifacts) are
+rewritten when ``publish`` runs again: the job's finish projects them
+(:mod:`podmill.pipeline.projection`).
 """
 
 from __future__ import annotations

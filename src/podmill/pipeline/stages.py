@@ -21,7 +21,7 @@ from podmill.feeds.download import download, fetch_bytes
 from podmill.pipeline import keypoints, llm_topics, outline, topics
 from podmill.pipeline.context import StageContext
 from podmill.sentences import Sentence, sentences_from_dicts, split_sentences
-from podmill.storage.artifacts import KINDS, Artifact
+from podmill.storage.artifacts import Artifact
 
 # --------------------------------------------------------------------------- fetch
 
@@ -508,32 +508,27 @@ def _fill_root(
 
 
 def index(ctx: StageContext) -> None:
-    """Embed every node (title + summary) and passage window for search; with a
-    database, make them the episode's search documents (docs/search.md)."""
+    """Embed every node (title + summary) and passage window for search, into
+    ``index.npz``; the job's finish makes them search documents
+    (:mod:`podmill.pipeline.projection`, docs/search.md)."""
     from podmill.search import documents
 
     tree = TopicNode.from_dict(ctx.read_json(Artifact.TOPICS)["root"])
     sentences = sentences_from_dicts(ctx.read_json(Artifact.SENTENCES))
     node_vectors, passages, passage_vectors = documents.embed_episode(tree, sentences, _embed())
-    if ctx.sessions is not None:
-        from podmill.search import store
-
-        docs = documents.episode_documents(tree, passages, node_vectors, passage_vectors)
-        with ctx.sessions.begin() as session:
-            store.replace_episode(session, ctx.key, ctx.fingerprint, docs)
     buffer = io.BytesIO()
     np.savez(buffer, **documents.index_arrays(tree, node_vectors, passages, passage_vectors))
-    # Written last: its presence means the rows are in the database too.
     ctx.write_bytes(Artifact.INDEX, buffer.getvalue())
 
 
 def publish(ctx: StageContext) -> None:
-    """The readable outline, the run manifest, and the rows in the database."""
+    """The readable outline and the run manifest (the set's last write: it is finished).
+    Its rows in the database are the job's finish: :func:`finish`."""
     data = ctx.read_json(Artifact.TOPICS)
     tree = TopicNode.from_dict(data["root"])
     words = load_transcript(ctx).words
     ctx.write_text(Artifact.SUMMARY_MD, outline.render_markdown(ctx.episode, tree, data, words))
-    recorded = ctx.store.write_manifest(
+    ctx.store.write_manifest(
         ctx.key,
         ctx.fingerprint,
         {
@@ -542,21 +537,17 @@ def publish(ctx: StageContext) -> None:
             "transcript_source": data.get("transcript_source"),
         },
     )
-    if ctx.sessions is not None:
-        from podmill.storage import repo
 
-        source = ctx.read_json(Artifact.SOURCE)
-        with ctx.sessions.begin() as session:
-            # the episode's row is there: every job is queued by engine.submit.submit_episode
-            repo.update_episode_media(
-                session,
-                ctx.key,
-                duration_seconds=source.get("duration") or data.get("duration"),
-                audio_sha256=source.get("sha256"),
-            )
-            for artifact in recorded:
-                kind = KINDS.get(artifact.name, artifact.name)
-                repo.record_artifact(session, ctx.key, ctx.fingerprint, artifact, kind)
+
+def finish(ctx: StageContext) -> None:
+    """Project the finished set's rows into the job's database (nothing without one):
+    after the last stage, whether it ran or its outputs were already there."""
+    if ctx.sessions is None:
+        return
+    from podmill.pipeline.projection import project_finished
+
+    with ctx.sessions.begin() as session:
+        project_finished(session, ctx.store, ctx.key, ctx.fingerprint, _embed())
 
 
 def _tree_stages() -> tuple[str, ...]:
@@ -590,9 +581,14 @@ def run_stage(name: str, ctx: StageContext) -> bool:
     """Run one stage unless its artifacts already exist; returns True if it ran.
 
     The single entry point for every executor (the engine's workers and the atomic
-    ``run_pipeline``), so the skip rule lives in one place.
+    ``run_pipeline``), so the skip rule lives in one place, and so does the finish:
+    after the last stage, run or skipped, the set's rows are projected (:func:`finish`).
     """
-    if outputs_exist(name, ctx):
-        return False
-    STAGE_FUNCTIONS[name](ctx)
-    return True
+    from podmill.pipeline.dag import successors
+
+    ran = not outputs_exist(name, ctx)
+    if ran:
+        STAGE_FUNCTIONS[name](ctx)
+    if not successors(name):  # the last stage finishes the job, fresh or reused
+        finish(ctx)
+    return ran

@@ -4,7 +4,7 @@ passages, each with a time span, text and embedding (pure functions, no I/O).
 Nodes answer "which topic was about X"; passages answer "where exactly was X said",
 including things a topic summary left out. The index stage writes both, with their
 vectors, into ``index.npz`` (node arrays under ``ids``/``levels``/``vectors``, passage
-arrays under ``passage_*``) and into the ``search_docs`` table.
+arrays under ``passage_*``); the job's finish makes them ``search_docs`` rows.
 """
 
 from __future__ import annotations

@@ -54,6 +54,20 @@ def upsert_feed(
     return session.execute(stmt.returning(FeedRow.id)).scalar_one()
 
 
+def ensure_feed(session: Session, *, feed_key: str, url: str, title: str | None) -> int:
+    """The id of the feed with ``feed_key``, inserted when there is none; an existing
+    row keeps its URL and title (a missing title is filled in). What a finished job
+    projects: it never moves a feed that a submit or the catalog wrote."""
+    stmt = _insert(session, FeedRow).values(
+        feed_key=feed_key, url=url, title=title, updated_at=utcnow()
+    )
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["feed_key"],
+        set_={"title": func.coalesce(FeedRow.title, stmt.excluded.title)},
+    )
+    return session.execute(stmt.returning(FeedRow.id)).scalar_one()
+
+
 def insert_feed(
     session: Session,
     *,
@@ -110,26 +124,31 @@ def episode_metadata(episode: Episode) -> dict[str, Any]:
     }
 
 
+def _episode_values(episode: Episode, feed_id: int | None) -> dict[str, Any]:
+    """The catalog columns of ``episode`` (a published time without a zone is UTC)."""
+    published = episode.published
+    if published is not None and published.tzinfo is None:
+        published = published.replace(tzinfo=UTC)
+    return {
+        "episode_key": episode.episode_key,
+        "feed_id": feed_id,
+        "guid": episode.guid,
+        "title": episode.title,
+        "audio_url": episode.audio_url,
+        "published_at": published,
+        "metadata_json": episode_metadata(episode),
+        "updated_at": utcnow(),
+    }
+
+
 def upsert_episode(session: Session, episode: Episode, *, feed_id: int | None) -> int:
     """Insert or update the catalog row for ``episode``; returns its id.
 
     Media facts (duration, audio checksum) are left alone: see :func:`update_episode_media`.
     A ``None`` feed_id keeps the stored feed. A published time without a zone is UTC.
     """
-    published = episode.published
-    if published is not None and published.tzinfo is None:
-        published = published.replace(tzinfo=UTC)
     now = utcnow()
-    stmt = _insert(session, EpisodeRow).values(
-        episode_key=episode.episode_key,
-        feed_id=feed_id,
-        guid=episode.guid,
-        title=episode.title,
-        audio_url=episode.audio_url,
-        published_at=published,
-        metadata_json=episode_metadata(episode),
-        updated_at=now,
-    )
+    stmt = _insert(session, EpisodeRow).values(**_episode_values(episode, feed_id))
     stmt = stmt.on_conflict_do_update(
         index_elements=["episode_key"],
         set_={
@@ -141,6 +160,18 @@ def upsert_episode(session: Session, episode: Episode, *, feed_id: int | None) -
             "metadata_json": stmt.excluded.metadata_json,
             "updated_at": now,
         },
+    )
+    return session.execute(stmt.returning(EpisodeRow.id)).scalar_one()
+
+
+def ensure_episode(session: Session, episode: Episode, *, feed_id: int | None) -> int:
+    """The id of ``episode``'s catalog row, inserted when there is none; an existing row
+    is left as a submit or the catalog wrote it, except that a row without a feed is
+    linked to ``feed_id``."""
+    stmt = _insert(session, EpisodeRow).values(**_episode_values(episode, feed_id))
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["episode_key"],
+        set_={"feed_id": func.coalesce(EpisodeRow.feed_id, stmt.excluded.feed_id)},
     )
     return session.execute(stmt.returning(EpisodeRow.id)).scalar_one()
 
