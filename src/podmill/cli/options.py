@@ -41,6 +41,16 @@ LogFormatOpt = Annotated[
     ),
 ]
 SinceOpt = Annotated[str | None, typer.Option(help="episodes published since DATE or 7d")]
+# ``search`` and ``digest``: both read it with timespec.parse_time(end=True) and keep
+# episodes published before the time it names
+UntilOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--until",
+        help="published before: 7d, 24h, 2w (that long ago), a date (that day included) "
+        "or an ISO timestamp",
+    ),
+]
 AllowPrivateOpt = Annotated[
     bool | None, typer.Option(help="allow downloads from private/loopback addresses")
 ]
