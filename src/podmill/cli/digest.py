@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from podmill.cli import settings as cli_settings
-from podmill.cli.options import ConfigOpt, DataDirOpt, DbOpt
+from podmill.cli.options import ConfigOpt, DataDirOpt, DbOpt, UntilOpt
 from podmill.cli.output import err
 from podmill.digest.stories import DEFAULT_THRESHOLD
 from podmill.errors import PodmillError
@@ -33,9 +33,7 @@ def digest(
     since: Annotated[
         str, typer.Option(help="start of the window: 7d, 24h, 2w, a date or ISO timestamp")
     ] = "7d",
-    until: Annotated[
-        str | None, typer.Option(help="end of the window (exclusive; default now)")
-    ] = None,
+    until: UntilOpt = None,
     feed: Annotated[
         list[str] | None,
         typer.Option("--feed", help="only this feed (id, key, URL or title); repeatable"),

@@ -34,6 +34,7 @@ from podmill.cli.options import (
     SinceOpt,
     metrics_port_option,
     metrics_port_taken,
+    names_private_flag,
     parse_since,
     positive_limit,
 )
@@ -268,6 +269,7 @@ def _serve_metrics(running: Any, metrics: Any, settings: Settings, host: str, po
 # ------------------------------------------------------------------------ submit
 
 
+@names_private_flag
 def submit(
     source: Annotated[str, typer.Argument(help="feed URL or file, or audio URL or file")],
     db: DbOpt = None,

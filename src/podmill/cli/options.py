@@ -8,14 +8,19 @@ in every command.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, ParamSpec, TypeVar
 
 import typer
 
 from podmill.errors import PodmillError
 from podmill.timespec import optional_time
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 ConfigOpt = Annotated[
     Path | None, typer.Option("--config", help="podmill.toml to read (default ./podmill.toml)")
@@ -58,9 +63,43 @@ QuietOpt = Annotated[
     ),
 ]
 SinceOpt = Annotated[str | None, typer.Option(help="episodes published since DATE or 7d")]
+# ``search`` and ``digest``: both read it with timespec.parse_time(end=True) and keep
+# episodes published before the time it names
+UntilOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--until",
+        help="published before: 7d, 24h, 2w (that long ago), a date (that day included) "
+        "or an ISO timestamp",
+    ),
+]
 AllowPrivateOpt = Annotated[
     bool | None, typer.Option(help="allow downloads from private/loopback addresses")
 ]
+
+
+def naming_private_flag(message: str) -> str:
+    """A private-address refusal as a command that has ``--allow-private-networks``
+    tells it: the flag first, then the setting (every other message unchanged)."""
+    from podmill.feeds.download import PRIVATE_HINT, PRIVATE_SETTING
+
+    flag = f"pass --allow-private-networks, or set {PRIVATE_SETTING}, if you trust this source"
+    return message.replace(PRIVATE_HINT, flag)
+
+
+def names_private_flag(command: Callable[P, R]) -> Callable[P, R]:
+    """Decorates a command with ``--allow-private-networks``: its one-line errors say
+    the flag when they refuse a private address."""
+
+    @functools.wraps(command)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return command(*args, **kwargs)
+        except PodmillError as exc:
+            exc.args = (naming_private_flag(str(exc)), *exc.args[1:])
+            raise
+
+    return wrapper
 
 
 def check_limit(value: int | None, maximum: int | None = None) -> int | None:

@@ -24,6 +24,8 @@ from podmill.cli.options import (
     EpisodeLimitOpt,
     LogFormatOpt,
     SinceOpt,
+    names_private_flag,
+    naming_private_flag,
     parse_since,
 )
 from podmill.cli.output import err, out, print_json, table
@@ -102,11 +104,12 @@ def _print_summary(results: list[Any]) -> None:
             r.episode_key,
             "[green]done" if r.status == "done" else "[red]failed",
             f"{sum(r.timings.values()):.1f}",
-            Text(r.error or r.artifacts.get("summary_md", "")),
+            Text(naming_private_flag(r.error) if r.error else r.artifacts.get("summary_md", "")),
         )
     err.print(summary)
 
 
+@names_private_flag
 def run(
     source: Annotated[str, typer.Argument(help="feed URL or file, or audio URL or file")],
     data_dir: DataDirOpt = None,

@@ -9,7 +9,7 @@ import typer
 from rich.text import Text
 
 from podmill.cli import settings as cli_settings
-from podmill.cli.options import ConfigOpt, DataDirOpt, DbOpt, check_limit
+from podmill.cli.options import ConfigOpt, DataDirOpt, DbOpt, UntilOpt, check_limit
 from podmill.cli.output import err, out, print_json
 from podmill.errors import PodmillError
 from podmill.settings import Settings
@@ -64,9 +64,7 @@ def search(
     since: Annotated[
         str | None, typer.Option("--since", help="published since: 7d, 12h, 2w or a date")
     ] = None,
-    until: Annotated[
-        str | None, typer.Option("--until", help="published before: a date (inclusive) or 7d")
-    ] = None,
+    until: UntilOpt = None,
     limit: Annotated[
         int,
         typer.Option(

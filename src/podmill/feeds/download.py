@@ -56,10 +56,10 @@ _CHUNK = 64 * 1024
 _AUDIO_ACCEPT = "audio/*, video/*;q=0.8, */*;q=0.5"
 _SETTING_HINT = "raise download.max_bytes (env PODMILL_DOWNLOAD__MAX_BYTES) to allow it"
 _FEED_HINT = "raise download.feed_max_bytes (env PODMILL_DOWNLOAD__FEED_MAX_BYTES) to allow it"
-_PRIVATE_HINT = (
-    "set allow_private_networks = true (env PODMILL_ALLOW_PRIVATE_NETWORKS=true) "
-    "if you trust this source"
-)
+PRIVATE_SETTING = "allow_private_networks = true (env PODMILL_ALLOW_PRIVATE_NETWORKS=true)"
+# the end of every "a private address" refusal; a command with --allow-private-networks
+# names its flag in it (podmill.cli.options.naming_private_flag)
+PRIVATE_HINT = f"set {PRIVATE_SETTING} if you trust this source"
 
 T = TypeVar("T")
 Sleep = Callable[[float], None]
@@ -717,7 +717,7 @@ def _check_url(url: str, settings: Settings, *, origin: str) -> None:
             shown, kind = verdict
             via = "" if url == origin else f" (redirected from {origin})"
             raise DownloadError(
-                f"refusing to download {url}{via}: {how} {shown}, a {kind} address; {_PRIVATE_HINT}"
+                f"refusing to download {url}{via}: {how} {shown}, a {kind} address; {PRIVATE_HINT}"
             )
 
 
