@@ -16,12 +16,13 @@ class PodmillError(Exception):
 
 
 class MissingExtraError(PodmillError):
-    """An optional dependency group is not installed."""
+    """An optional dependency group is not installed; ``instead`` names a way to do
+    without it, where the command has one (``pass --no-plots to run without them``)."""
 
-    def __init__(self, extra: str, feature: str, module: str) -> None:
+    def __init__(self, extra: str, feature: str, module: str, instead: str | None = None) -> None:
         super().__init__(
             f"{feature} needs the '{extra}' extra (missing module {module!r}): "
-            f"pip install 'podmill[{extra}]'"
+            f"pip install 'podmill[{extra}]'" + (f", or {instead}" if instead else "")
         )
         self.extra = extra
 
@@ -68,14 +69,14 @@ class StageError(PodmillError):
         self.cause = cause
 
 
-def require(module: str, extra: str, feature: str):
+def require(module: str, extra: str, feature: str, instead: str | None = None):
     """Import ``module`` or raise :class:`MissingExtraError` naming the extra."""
     import importlib
 
     try:
         return importlib.import_module(module)
     except ImportError as exc:
-        raise MissingExtraError(extra, feature, module) from exc
+        raise MissingExtraError(extra, feature, module, instead) from exc
 
 
 # The extra that installs each optional top-level module podmill imports (pyproject.toml's

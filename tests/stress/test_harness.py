@@ -4,6 +4,7 @@ a wrong key, an unreachable API, a missing audio file; ramp's early stop; ab's a
 
 from __future__ import annotations
 
+import os
 import subprocess
 import threading
 from pathlib import Path
@@ -13,9 +14,10 @@ from stress_stack import Stack, is_png, read_json
 
 from podmill.pipeline.dag import STAGE_NAMES
 
+from support import bare
 from support.api import free_port
 from support.cli import run_cli
-from support.paths import DEMO
+from support.paths import DEMO, ROOT
 from support.workers import wait_for
 
 ARTIFACTS = {"jobs.json", "manifest.json", "report.md", "waterfall.png", "levels.png"}
@@ -253,6 +255,102 @@ def test_clear_errors_before_any_work(stack: Stack, tmp_path: Path) -> None:
     # nothing was submitted and no scenario directory was made
     assert stack.job_count() == before
     assert not (out / "soak").exists()
+
+
+def _first_on_path(site: Path) -> dict[str, str]:
+    """The environment that puts ``site``'s sitecustomize.py before the source tree."""
+    return {"PYTHONPATH": f"{site}{os.pathsep}{ROOT / 'src'}"}
+
+
+def test_without_the_stress_extra_it_stops_before_any_job(stack: Stack, tmp_path: Path) -> None:
+    """matplotlib not installed: one line naming the extra and --no-plots, before the
+    API is asked anything; with --no-plots the soak runs, passes, and says it drew none."""
+    hidden = _first_on_path(bare.write_sitecustomize(tmp_path / "site", ("stress",)))
+    out = tmp_path / "out"
+    before = stack.job_count()
+    refused = stack.stress("soak", "--out", out, "--jobs", "1", **hidden)
+    assert refused.code == 1, (refused.stdout, refused.stderr)
+    assert (
+        refused.stderr.strip()
+        == refused.error_line
+        == (
+            "error: drawing the stress plots needs the 'stress' extra (missing module "
+            "'matplotlib'): pip install 'podmill[stress]', or pass --no-plots to run without them"
+        )
+    )
+    assert stack.job_count() == before
+    assert not (out / "soak").exists()
+    # before the API too: an unreachable one is not what it reports
+    dead = run_cli(
+        "stress", "ramp", "--api", f"http://127.0.0.1:{free_port()}", "--out", out, env=hidden
+    )
+    assert "pip install 'podmill[stress]'" in dead.error_line, dead.stderr
+
+    worker = stack.worker()
+    result = stack.stress(
+        "soak", "--out", out, "--jobs", "1", "--worker-log", worker.log_path, "--no-plots", **hidden
+    )
+    assert result.code == 0, (result.stdout, result.stderr)
+    assert result.stdout.startswith("stress soak PASSED: every job done"), result.stdout
+    directory = out / "soak"
+    assert not list(directory.glob("*.png"))
+    manifest = read_json(directory / "manifest.json")
+    assert manifest["passed"] is True and manifest["complete"] is True
+    assert manifest["plots"] == {"files": [], "note": "--no-plots was given"}
+    assert manifest["settings"]["plots"] is False
+    report = (directory / "report.md").read_text()
+    assert report.startswith("# podmill stress soak: PASS")
+    assert "Not drawn: --no-plots was given." in report and "](waterfall.png)" not in report
+
+
+# matplotlib imports, but cannot draw: its Agg backend is gone (a broken install), which
+# no check before the run can tell from a working one short of drawing.
+_BROKEN_BACKEND = """
+import sys
+class _NoAgg:
+    def find_spec(self, name, path=None, target=None):
+        if name == "matplotlib.backends.backend_agg":
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+sys.meta_path.insert(0, _NoAgg())
+"""
+
+
+def test_a_failure_after_the_workload_fails_the_run(stack: Stack, tmp_path: Path) -> None:
+    """Every job passes, then the plots cannot be drawn: exit 1, the manifest says the
+    workload passed but the run did not, and every other artifact is still written."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(_BROKEN_BACKEND)
+    worker = stack.worker()
+    out = tmp_path / "out"
+    result = stack.stress(
+        "soak", "--out", out, "--jobs", "2", "--worker-log", worker.log_path, **_first_on_path(site)
+    )
+    assert result.code == 1, (result.stdout, result.stderr)
+    assert result.stdout.startswith(
+        "stress soak FAILED: the workload passed (every job done, all stages, no errors), "
+        "but waterfall.png was not written: ModuleNotFoundError: No module named "
+        "'matplotlib.backends.backend_agg' (+1 more)"
+    ), result.stdout
+    assert "Traceback" not in result.stderr
+    directory = out / "soak"
+    manifest = read_json(directory / "manifest.json")
+    assert manifest["passed"] is False and manifest["complete"] is False
+    assert manifest["workload_passed"] is True
+    assert manifest["reason"] in result.stdout
+    assert [e.split(" ", 1)[0] for e in manifest["artifact_errors"]] == [
+        "waterfall.png",
+        "levels.png",
+    ]
+    assert manifest["plots"]["files"] == [] and not list(directory.glob("*.png"))
+    jobs = read_json(directory / "jobs.json")["jobs"]
+    assert [j["status"] for j in jobs] == ["done", "done"]
+    assert (directory / "metrics" / "snapshot.json").exists()
+    report = (directory / "report.md").read_text()
+    assert report.startswith("# podmill stress soak: FAIL")
+    assert "- levels.png was not written: ModuleNotFoundError" in report
+    assert "](waterfall.png)" not in report
+    assert f"report: {directory / 'report.md'}" in result.stdout
 
 
 def test_ramp_runs_every_level_in_order(stack: Stack) -> None:

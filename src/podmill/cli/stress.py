@@ -54,6 +54,14 @@ LogOpt = Annotated[
     ),
 ]
 ConcurrencyOpt = Annotated[int, typer.Option("--concurrency", help="jobs in flight")]
+PlotsOpt = Annotated[
+    bool,
+    typer.Option(
+        "--plots/--no-plots",
+        help="draw waterfall.png and levels.png (the 'stress' extra, checked before any "
+        "job); --no-plots runs without matplotlib",
+    ),
+]
 MetricsOpt = Annotated[
     list[str] | None,
     typer.Option(
@@ -72,6 +80,7 @@ def _options(
     job_timeout: float,
     worker_log: list[Path] | None,
     metrics_url: list[str] | None,
+    plots: bool,
 ) -> Options:
     from podmill.stress.scenarios import Options
 
@@ -84,6 +93,7 @@ def _options(
         job_timeout=job_timeout,
         worker_logs=list(worker_log or []),
         metrics_urls=list(metrics_url or []),
+        plots=plots,
     )
 
 
@@ -108,7 +118,10 @@ def _conclude(outcome: Outcome) -> None:
     """Print the verdict and where the artifacts are; exit 1 on a failed scenario."""
     line = f"stress {outcome.scenario} {'PASSED' if outcome.passed else 'FAILED'}: {outcome.reason}"
     typer.echo(line)
-    typer.echo(f"report: {outcome.directory / 'report.md'}")
+    if outcome.report is not None:
+        typer.echo(f"report: {outcome.report}")
+    else:
+        typer.echo(f"manifest: {outcome.directory / 'manifest.json'}")
     if not outcome.passed:
         raise typer.Exit(1)
 
@@ -125,6 +138,7 @@ def soak(
     job_timeout: TimeoutOpt = 900.0,
     worker_log: LogOpt = None,
     metrics_url: MetricsOpt = None,
+    plots: PlotsOpt = True,
 ) -> None:
     """Soak: a fixed number of jobs at a fixed concurrency.
 
@@ -132,7 +146,7 @@ def soak(
     exit 1 when it fails."""
     from podmill.stress.scenarios import soak as run_soak
 
-    options = _options(api, api_key, out, audio, poll, job_timeout, worker_log, metrics_url)
+    options = _options(api, api_key, out, audio, poll, job_timeout, worker_log, metrics_url, plots)
     _run(lambda: run_soak(options, jobs=jobs, concurrency=concurrency))
 
 
@@ -162,6 +176,7 @@ def ramp(
     job_timeout: TimeoutOpt = 900.0,
     worker_log: LogOpt = None,
     metrics_url: MetricsOpt = None,
+    plots: PlotsOpt = True,
 ) -> None:
     """Ramp: rising concurrency levels, stopping at the first that fails.
 
@@ -170,7 +185,7 @@ def ramp(
     from podmill.stress.scenarios import ramp as run_ramp
 
     parsed = _levels(levels)
-    options = _options(api, api_key, out, audio, poll, job_timeout, worker_log, metrics_url)
+    options = _options(api, api_key, out, audio, poll, job_timeout, worker_log, metrics_url, plots)
     _run(lambda: run_ramp(options, levels=parsed, jobs_per_level=jobs_per_level))
 
 
@@ -193,6 +208,7 @@ def ab(
     job_timeout: TimeoutOpt = 900.0,
     worker_log: LogOpt = None,
     metrics_url: MetricsOpt = None,
+    plots: PlotsOpt = True,
     config: ConfigOpt = None,
 ) -> None:
     """A/B: the same workload under two worker settings, side by side.
@@ -205,6 +221,6 @@ def ab(
     from podmill.stress.spawn import Arm
 
     db = cli_settings.load(config, db=db, data_dir=data_dir).database_url
-    options = _options(api, api_key, out, audio, poll, job_timeout, worker_log, metrics_url)
+    options = _options(api, api_key, out, audio, poll, job_timeout, worker_log, metrics_url, plots)
     arms = [Arm.parse(a), Arm.parse(b)]
     _run(lambda: run_ab(options, arms, db=db, workers=workers, jobs=jobs, concurrency=concurrency))

@@ -1,5 +1,6 @@
 """The PNG plots of a stress run (matplotlib, the ``stress`` extra; imported lazily so
-``podmill --help`` does not load it)."""
+``podmill --help`` does not load it). A run calls :func:`check` before it submits
+anything, so a missing extra costs seconds, not a soak (docs/stress.md)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,26 @@ from typing import Any
 from podmill.errors import require
 from podmill.stress.records import GroupSummary, JobRecord, parse_time
 
+# The PNGs a run draws, in the order it draws them, and their titles in report.md.
+FILES = {
+    "waterfall.png": "per-job stage waterfall",
+    "levels.png": "throughput and p95 latency",
+}
+
+
+def check() -> None:
+    """Raise :class:`~podmill.errors.MissingExtraError` now, before any work, unless
+    pyplot can be loaded; the message says how to run without the plots."""
+    _pyplot()
+
 
 def _pyplot() -> Any:
-    matplotlib = require("matplotlib", "stress", "the stress plots")
+    matplotlib = require(
+        "matplotlib",
+        "stress",
+        "drawing the stress plots",
+        instead="pass --no-plots to run without them",
+    )
     matplotlib.use("Agg")  # files only: no display on servers and CI
     import matplotlib.pyplot as plt
 

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from podmill.pipeline.dag import STAGE_NAMES
+from podmill.stress import plots
 from podmill.stress.records import ratio
 
 if TYPE_CHECKING:
@@ -66,6 +67,8 @@ def render_report(manifest: dict[str, Any], groups: Sequence[GroupResult]) -> st
         "",
         f"**{verdict}** — {manifest['reason']}",
         "",
+        *[f"- {error}" for error in manifest["artifact_errors"]],
+        *([""] if manifest["artifact_errors"] else []),
         f"- API: {manifest['api']} (tenant {manifest['server']['tenant']})",
         f"- git sha: `{manifest['git_sha']}`, podmill {manifest['podmill_version']}, "
         f"host {manifest['host']['hostname']} ({manifest['host']['cpus']} CPUs)",
@@ -141,11 +144,11 @@ def render_report(manifest: dict[str, Any], groups: Sequence[GroupResult]) -> st
         "",
         "## Plots",
         "",
-        "![per-job stage waterfall](waterfall.png)",
-        "",
-        "![throughput and p95 latency](levels.png)",
-        "",
     ]
+    drawn = manifest["plots"]["files"]
+    lines += [line for name in drawn for line in (f"![{plots.FILES[name]}]({name})", "")]
+    if manifest["plots"]["note"]:
+        lines += [f"Not drawn: {manifest['plots']['note']}.", ""]
     return "\n".join(lines)
 
 

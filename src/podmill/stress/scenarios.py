@@ -22,9 +22,10 @@ from pathlib import Path
 from typing import Any
 
 import podmill
-from podmill.errors import PodmillError
+from podmill.errors import PodmillError, first_line
 from podmill.pipeline.dag import STAGE_NAMES
 from podmill.stress import metrics as prom
+from podmill.stress import plots
 from podmill.stress.client import StressClient, scrape
 from podmill.stress.logscan import LogError, LogWatch
 from podmill.stress.records import GroupSummary, JobRecord, job_problems, summarize
@@ -51,6 +52,7 @@ class Options:
     job_timeout: float = 900.0
     worker_logs: list[Path] = field(default_factory=list)
     metrics_urls: list[str] = field(default_factory=list)
+    plots: bool = True  # False: --no-plots, the run needs no matplotlib
 
 
 @dataclass
@@ -90,6 +92,7 @@ class Outcome:
     passed: bool
     reason: str
     groups: list[GroupResult]
+    report: Path | None = None  # None when report.md could not be written
 
 
 def git_sha() -> str:
@@ -117,6 +120,8 @@ class Run:
     """One scenario's directory, API client, audio staging, metrics and evidence."""
 
     def __init__(self, scenario: str, options: Options, settings: dict[str, Any]) -> None:
+        if options.plots:
+            plots.check()  # the extra first: nothing asked of the API, nothing submitted
         self.scenario = scenario
         self.options = options
         self.settings = settings
@@ -215,31 +220,30 @@ class Run:
     # ------------------------------------------------------------------ artifacts
 
     def finish(self, groups: list[GroupResult], *, xlabel: str, verdict: str | None) -> Outcome:
-        """Write jobs.json, manifest.json, metrics/snapshot.json, the plots, report.md."""
-        from podmill.stress import plots
+        """Write manifest.json, jobs.json, metrics/snapshot.json, the plots, report.md.
 
+        The manifest is written first saying ``"passed": false, "complete": false``, and
+        says passed only when it is rewritten after every other artifact was written: a
+        run that dies on the way (a plotting crash, a full disk, Ctrl-C) never leaves a
+        manifest that says it passed. An artifact that cannot be written fails the run
+        with the reason, after the others are written."""
         finished = _now()
         failed = [g for g in groups if not g.passed]
-        passed = bool(groups) and not failed and verdict is None
-        reason = verdict or (
-            failed[0].reason() if failed else "every job done, all stages, no errors"
+        workload_passed = bool(groups) and not failed and verdict is None
+        workload_reason = _one_line(
+            verdict or (failed[0].reason() if failed else "every job done, all stages, no errors")
         )
-        reason = " ".join(reason.split())  # one line, whatever a step's error held
         jobs = [j for g in groups for j in g.jobs]
-        self._write_json(
-            "jobs.json",
-            {
-                "scenario": self.scenario,
-                "stages": list(STAGE_NAMES),
-                "jobs": [j.to_dict() for j in jobs],
-            },
-        )
-        evidence = self._evidence(groups)
         manifest = {
             "scenario": self.scenario,
             "run_id": self.run_id,
-            "passed": passed,
-            "reason": reason,
+            "passed": False,
+            "complete": False,
+            "reason": "the run stopped while writing its artifacts",
+            "workload_passed": workload_passed,
+            "workload_reason": workload_reason,
+            "artifact_errors": [],
+            "plots": {"files": [], "note": None},
             "git_sha": git_sha(),
             "podmill_version": podmill.__version__,
             "started_at": self.started.isoformat(),
@@ -259,26 +263,74 @@ class Run:
             },
             "audio": {"path": str(self.audio), "sha256": sha256_file(self.audio)},
             "settings": self.settings,
-            "evidence": evidence,
+            "evidence": self._evidence(groups),
             "metrics_sources": self.metrics_notes,
             "groups": [
                 {**g.summary.to_dict(), "passed": g.passed, "reason": g.reason(), **g.settings}
                 for g in groups
             ],
         }
+        self._write_json("manifest.json", manifest)  # incomplete until the end of finish
+        errors: list[str] = manifest["artifact_errors"]
+        jobs_file = {
+            "scenario": self.scenario,
+            "stages": list(STAGE_NAMES),
+            "jobs": [j.to_dict() for j in jobs],
+        }
+        snapshot = {
+            "sources": self.metrics_notes,
+            "per_stage": self.metrics_windows,
+            "from_jobs": {g.name: g.summary.stages for g in groups},
+        }
+        for name, data in (("jobs.json", jobs_file), ("metrics/snapshot.json", snapshot)):
+            if error := _attempt(name, self._write_json, name, data):
+                errors.append(error)
+        manifest["plots"] = self._draw_plots(errors, jobs, groups, xlabel)
+        _verdict(manifest)
+        report = self.directory / "report.md"
+
+        def write_report() -> None:
+            report.write_text(render_report(manifest, groups))
+
+        if error := _attempt("report.md", write_report):
+            errors.append(error)
+            _verdict(manifest)
+        manifest["complete"] = not errors
         self._write_json("manifest.json", manifest)
-        self._write_json(
-            "metrics/snapshot.json",
-            {
-                "sources": self.metrics_notes,
-                "per_stage": self.metrics_windows,
-                "from_jobs": {g.name: g.summary.stages for g in groups},
-            },
+        return Outcome(
+            self.scenario,
+            self.directory,
+            manifest["passed"],
+            manifest["reason"],
+            groups,
+            report if report.exists() else None,
         )
-        plots.waterfall(jobs, STAGE_NAMES, self.directory / "waterfall.png")
-        plots.levels([g.summary for g in groups], self.directory / "levels.png", xlabel)
-        (self.directory / "report.md").write_text(render_report(manifest, groups))
-        return Outcome(self.scenario, self.directory, passed, reason, groups)
+
+    def _draw_plots(
+        self, errors: list[str], jobs: list[JobRecord], groups: list[GroupResult], xlabel: str
+    ) -> dict[str, Any]:
+        """The PNGs unless --no-plots: the files drawn, and why any were not (added to
+        ``errors`` too)."""
+        if not self.options.plots:
+            return {"files": [], "note": "--no-plots was given"}
+        waterfall, levels = plots.FILES
+        failed = [
+            error
+            for error in (
+                _attempt(waterfall, plots.waterfall, jobs, STAGE_NAMES, self.directory / waterfall),
+                _attempt(
+                    levels,
+                    plots.levels,
+                    [g.summary for g in groups],
+                    self.directory / levels,
+                    xlabel,
+                ),
+            )
+            if error
+        ]
+        errors += failed
+        drawn = [name for name in plots.FILES if (self.directory / name).exists()]
+        return {"files": drawn, "note": "; ".join(failed) or None}
 
     def _evidence(self, groups: list[GroupResult]) -> dict[str, Any]:
         """What the "no worker logged an error" verdict rests on."""
@@ -438,12 +490,48 @@ def _clear_previous(directory: Path) -> None:
         shutil.rmtree(directory / name, ignore_errors=True)
 
 
+def _attempt(name: str, write: Callable[..., object], *args: Any) -> str | None:
+    """``write(*args)``, one artifact; on any failure say why in one line (the run's
+    other artifacts are still written, and its verdict names this one)."""
+    try:
+        write(*args)
+    except Exception as exc:  # any failure: reported in the verdict, not raised past it
+        shown = str(exc) if isinstance(exc, PodmillError) else _describe(exc)
+        return f"{name} was not written: {_one_line(shown)}"
+    return None
+
+
+def _verdict(manifest: dict[str, Any]) -> None:
+    """Set ``passed`` and ``reason`` from the workload's verdict and the artifacts that
+    could not be written: a run passes only when both are clean."""
+    errors = manifest["artifact_errors"]
+    workload = manifest["workload_reason"]
+    manifest["passed"] = manifest["workload_passed"] and not errors
+    if not errors:
+        manifest["reason"] = workload
+        return
+    more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
+    if manifest["workload_passed"]:
+        manifest["reason"] = f"the workload passed ({workload}), but {errors[0]}{more}"
+    else:
+        manifest["reason"] = f"{workload}; and {errors[0]}{more}"
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {first_line(exc)}"
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())  # one line, whatever a step's error held
+
+
 def _common(options: Options) -> dict[str, Any]:
     return {
         "poll_seconds": options.poll,
         "job_timeout_seconds": options.job_timeout,
         "worker_logs": [str(p) for p in options.worker_logs],
         "metrics_urls": list(options.metrics_urls),
+        "plots": options.plots,
     }
 
 
