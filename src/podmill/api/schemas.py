@@ -61,6 +61,10 @@ class Step(TypedDict):
     error: str | None
     not_before: Annotated[datetime | None, Field(description="a failed step's next try")]
     notes: Annotated[list[str], Field(description="facts the stage recorded")]
+    paused: Annotated[
+        bool,
+        Field(description="its stage is paused, so nothing claims it until the stage resumes"),
+    ]
 
 
 class Job(TypedDict):
@@ -75,6 +79,10 @@ class Job(TypedDict):
     finished_at: datetime | None
     error: str | None
     correlation_id: str | None
+    paused: Annotated[
+        list[str],
+        Field(description="paused stages this job still has to run (it waits on them)"),
+    ]
     steps: dict[str, Step]
 
 

@@ -8,9 +8,10 @@ missing or unreachable database is one error line.
 
 from __future__ import annotations
 
+import shlex
 import signal
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
@@ -342,29 +343,62 @@ def jobs_list(
     as_json: JsonOpt = False,
     config: ConfigOpt = None,
 ) -> None:
-    """List jobs, newest first, with their progress."""
+    """List jobs, newest first, with their progress (and the paused stages they wait on)."""
     with _queue(db, data_dir, config) as store:
         jobs = store.jobs(status, limit=limit)
+        paused = store.paused()
     print_table(jobs, as_json, _jobs_table)
+    say_paused(paused, database_flags(db, data_dir, config))
 
 
 def _jobs_table(jobs: Sequence[dict[str, Any]]) -> Table:
     shown = table(
         f"jobs ({len(jobs)})", "id", "episode", "status", "steps done", "running", "created"
     )
+    # only while a pause holds one of them back: the usual listing keeps its columns
+    waits = any(job["paused"] for job in jobs)
+    if waits:
+        shown.add_column("waits on paused")
     for job in jobs:
         steps = job["steps"]
         done = sum(1 for s in steps.values() if s["status"] == "done")
         running = ", ".join(name for name, s in steps.items() if s["status"] == "running")
-        shown.add_row(
+        row = [
             str(job["id"]),
             escape(job["episode_key"]),
             status_text(job["status"]),
             f"{done}/{len(steps)}",
             running,
             when(job.get("created_at")),
-        )
+        ]
+        if waits:
+            row.append(f"[yellow]{', '.join(job['paused'])}[/]" if job["paused"] else "")
+        shown.add_row(*row)
     return shown
+
+
+def say_paused(paused: Collection[str], flags: str) -> None:
+    """The footer of a listing while stages are paused: which, and the command that resumes
+    each, with ``flags`` naming the database (on stderr: a note for a person)."""
+    from podmill.pipeline.dag import STAGE_NAMES
+
+    if not paused:
+        return
+    resume = "; ".join(
+        f"`podmill queues resume {name}{flags}`" for name in STAGE_NAMES if name in paused
+    )
+    names = ", ".join(name for name in STAGE_NAMES if name in paused)
+    err.print(
+        f"paused: {names} (no worker claims their steps) — resume with {resume}", markup=False
+    )
+
+
+def database_flags(db: str | None, data_dir: Path | None, config: Path | None) -> str:
+    """`` --db URL`` and the like: the options a command was given to find its database,
+    as they can be typed again (a password in the URL is masked)."""
+    given = [("--config", config), ("--data-dir", data_dir)]
+    given.append(("--db", display_url(db) if db else None))
+    return "".join(f" {flag} {shlex.quote(str(value))}" for flag, value in given if value)
 
 
 @jobs_app.command("show")
@@ -375,7 +409,8 @@ def jobs_show(
     as_json: JsonOpt = False,
     config: ConfigOpt = None,
 ) -> None:
-    """One job and its steps: status, attempts, worker, timings, errors and notes."""
+    """One job and its steps: status, attempts, worker, timings, errors and notes; a step
+    whose stage is paused says so."""
     with _queue(db, data_dir, config) as store:
         job = store.job(job_id)
     if job is None:
@@ -383,6 +418,11 @@ def jobs_show(
     if as_json:
         print_json(job)
         return
+    out.print(_job_table(job))
+    say_paused(job["paused"], database_flags(db, data_dir, config))
+
+
+def _job_table(job: dict[str, Any]) -> Table:
     shown = table(f"job {job['id']}  {escape(job['episode_key'])}  {job['status']}")
     shown.add_column("stage", no_wrap=True)
     for column in ("status", "attempts", "worker", "started", "seconds"):
@@ -391,16 +431,17 @@ def jobs_show(
     for name, step in job["steps"].items():
         seconds = step.get("duration_seconds")
         remarks = [step.get("error") or "", *step.get("notes", [])]
+        status = status_text(step["status"])
         shown.add_row(
             name,
-            status_text(step["status"]),
+            f"{status} [yellow](paused)[/]" if step.get("paused") else status,
             str(step.get("attempts", "")),
             escape(step.get("worker_id") or ""),
             when(step.get("started_at")),
             f"{seconds:.2f}" if isinstance(seconds, int | float) else "",
             escape("\n".join(r for r in remarks if r)),
         )
-    out.print(shown)
+    return shown
 
 
 @jobs_app.command("cancel")

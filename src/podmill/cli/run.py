@@ -17,6 +17,7 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedCo
 from rich.text import Text
 
 from podmill.cli import settings as cli_settings
+from podmill.cli.engine import database_flags, say_paused
 from podmill.cli.options import (
     AllowPrivateOpt,
     ConfigOpt,
@@ -160,6 +161,8 @@ def run(
         for r in results:
             print_json(r.to_json())  # not markup: "podmill[whisper-base]" stays whole
     _print_summary(results)
+    # a stage paused on this database holds back what `podmill submit` queued there
+    say_paused(runner.paused_stages(), database_flags(settings.database_url, None, None))
     if any(r.status != "done" for r in results):
         raise typer.Exit(1)
 

@@ -77,6 +77,54 @@ def bind_address(host: str) -> tuple[str, str]:
     return address, f"[{address}]" if ":" in address else address
 
 
+def check_port_free(host: str, url_host: str, port: int, *, single_process: bool) -> None:
+    """Raise the one error line of ``serve`` when uvicorn could not listen on
+    ``host:port``, by binding every address it would bind, as it binds them, and letting go.
+
+    One process binds each address ``host`` resolves to (asyncio's ``create_server``);
+    ``--workers N`` binds one socket in the parent, IPv6 when ``host`` has a colon. Both
+    set ``SO_REUSEADDR``, so a port whose last connections linger in TIME_WAIT is free.
+    """
+    import socket
+
+    if single_process:
+        try:
+            addresses = socket.getaddrinfo(
+                host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+            )
+        except socket.gaierror as exc:
+            raise PodmillError(
+                f"--host {host}: cannot resolve it ({exc.strerror}); give an address such "
+                "as 127.0.0.1 or 0.0.0.0"
+            ) from None
+        targets = [(family, address) for family, _, _, _, address in addresses]
+    else:
+        targets = [(socket.AF_INET6 if ":" in host else socket.AF_INET, (host, port))]
+    for family, address in targets:
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:  # as asyncio binds it: IPv6 only, IPv4 apart
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            try:
+                sock.bind(address)
+            except OSError as exc:
+                raise port_unavailable(url_host, port, exc) from None
+
+
+def port_unavailable(url_host: str, port: int, exc: OSError) -> PodmillError:
+    """The error line of a ``--port`` (or ``--host``) the server cannot listen on."""
+    import errno
+
+    reason = exc.strerror or str(exc)
+    if exc.errno == errno.EADDRINUSE:
+        advice = "another program is listening there: stop it, or choose a free port with --port N"
+    elif exc.errno == errno.EACCES:
+        advice = "ports below 1024 need privileges: choose one above with --port N"
+    else:
+        advice = "choose another address with --host or another port with --port N"
+    return PodmillError(f"--port {port}: cannot listen on {url_host}:{port} ({reason}); {advice}")
+
+
 def serve(
     host: Annotated[
         str, typer.Option(help="address to bind (an IPv6 one as ::1 or [::1])")
@@ -123,6 +171,8 @@ def serve(
             "`podmill keys create TENANT`"
         )
     host, url_host = bind_address(host)
+    # before anything is announced or started: a busy port is the first and only thing said
+    check_port_free(host, url_host, port, single_process=workers == 1)
     cli = {"db": db, "data_dir": data_dir, "log_format": log_format, "log_level": log_level}
     settings = cli_settings.load(config, long_running=True, quiet=quiet, **cli)
     storage_db.upgrade(settings.database_url)

@@ -12,6 +12,7 @@ this thread, with no queue (for tools, tests and notebooks).
 
 from __future__ import annotations
 
+import shlex
 import threading
 import time
 from collections.abc import Sequence
@@ -171,6 +172,7 @@ class Runner:
         thread.start()
         seen: dict[tuple[int, str], str] = {}
         leases_told: set[tuple[int, str, str]] = set()
+        pauses_told: set[str] = set()
         finished: dict[int, EpisodeResult] = {}
         try:
             while len(finished) < len(jobs):
@@ -180,15 +182,23 @@ class Runner:
                     raise stopped[0]
                 if not thread.is_alive():
                     raise PodmillError("the embedded worker stopped unexpectedly; see the log")
+                held: set[str] = set()
                 for job_id, episode in jobs.items():
                     if job_id in finished:
                         continue
                     job = self.store.job(job_id)
                     self._report_steps(job, episode, seen)
                     self._report_foreign_leases(job, episode, worker.worker_id, leases_told)
+                    # reached, not only ahead: a waiting step of it may never be run
+                    held.update(
+                        name
+                        for name, step in job["steps"].items()
+                        if step["paused"] and step["status"] != "waiting"
+                    )
                     if job["status"] in JOB_TERMINAL:
                         finished[job_id] = self._result(job, by_key[episode.episode_key])
                         self.reporter.episode_finished(finished[job_id])
+                self._report_pauses(held, pauses_told)
                 time.sleep(0.05)
         finally:
             worker.stop()
@@ -221,6 +231,25 @@ class Runner:
                 f"lease to expire at {expires.astimezone():%H:%M:%S} (in {left:.0f}s), "
                 "then it runs here"
             )
+
+    def _report_pauses(self, held: set[str], told: set[str]) -> None:
+        """Say once per pause when a paused stage holds back a step this run reached: the
+        in-process worker claims nothing of a paused stage (``podmill queues pause``), so
+        without a word the run would look stuck until the stage is resumed."""
+        for name in STAGE_NAMES:
+            if name in held and name not in told:
+                self.reporter.waiting(
+                    f"stage {name} is paused, so this run waits at it; resume it from "
+                    f"another shell with `{resume_command(name, self.settings.database_url)}` "
+                    "(Ctrl-C stops this run)"
+                )
+        told.clear()
+        told.update(held)  # resumed and paused again: said again
+
+    def paused_stages(self) -> list[str]:
+        """The stages paused on this run's database, in graph order."""
+        paused = self.store.paused()
+        return [name for name in STAGE_NAMES if name in paused]
 
     def _submit(self, episodes: Sequence[Episode], feed: Any) -> dict[int, Episode]:
         feed_id = record_feed(self.store, feed)
@@ -284,6 +313,12 @@ class Runner:
 
             result.audio_seconds = float(json.loads(transcript.read_text()).get("duration", 0.0))
         return result
+
+
+def resume_command(stage_name: str, database_url: str) -> str:
+    """The command that resumes ``stage_name`` on the database at ``database_url``, as it
+    can be typed (a password in the URL is masked)."""
+    return f"podmill queues resume {stage_name} --db {shlex.quote(db.display_url(database_url))}"
 
 
 def run_pipeline(

@@ -968,10 +968,11 @@ class Store:
             steps = conn.execute(
                 select(STEPS).where(STEPS.c.job_id.in_([j.id for j in jobs]))
             ).all()
+            paused = set(conn.execute(select(PAUSED.c.stage)).scalars())
         by_job: dict[int, dict[str, Row[Any]]] = {}
         for step in steps:
             by_job.setdefault(step.job_id, {})[step.stage] = step
-        return [_job_view(job, by_job.get(job.id, {})) for job in jobs]
+        return [_job_view(job, by_job.get(job.id, {}), paused) for job in jobs]
 
     # ---------------------------------------------------------- resource locks
 
@@ -1222,7 +1223,18 @@ def _is_deadlock(exc: DBAPIError) -> bool:
     return getattr(exc.orig, "sqlstate", None) in ("40P01", "40001")
 
 
-def _job_view(job: Row[Any], steps: dict[str, Row[Any]]) -> dict[str, Any]:
+# A step of a paused stage in one of these is held back by the pause: nothing claims it
+# until the stage is resumed (a running one finishes; a failed one waits for its retry).
+_HELD_BY_PAUSE = frozenset({"waiting", "pending", "failed"})
+
+
+def _job_view(job: Row[Any], steps: dict[str, Row[Any]], paused: set[str]) -> dict[str, Any]:
+    live = job.status in JOB_LIVE
+    held = {
+        name
+        for name, step in steps.items()
+        if live and name in paused and step.status in _HELD_BY_PAUSE
+    }
     return {
         "id": job.id,
         "episode_key": job.episode_key,
@@ -1233,6 +1245,8 @@ def _job_view(job: Row[Any], steps: dict[str, Row[Any]]) -> dict[str, Any]:
         "finished_at": job.finished_at,
         "error": job.error,
         "correlation_id": job.correlation_id,
+        # the paused stages this live job still has to run: it waits for `queues resume`
+        "paused": [name for name in STAGE_NAMES if name in held],
         "steps": {
             name: {
                 "status": step.status,
@@ -1246,6 +1260,7 @@ def _job_view(job: Row[Any], steps: dict[str, Row[Any]]) -> dict[str, Any]:
                 "error": step.error,
                 "not_before": step.not_before,
                 "notes": list(step.notes or []),
+                "paused": name in held,
             }
             for name in STAGE_NAMES
             if (step := steps.get(name)) is not None
