@@ -180,6 +180,11 @@ class ServerSettings(BaseModel):
         description="bearer token GET /metrics asks for (API, workers, scheduler); unset: "
         "only callers on this machine and admin API keys may scrape (docs/security.md)",
     )
+    session_secret: SecretStr | None = Field(
+        None,
+        description="signs the viewer's login cookies; unset: a random key kept in "
+        "DATA_DIR/session.key (docs/viewer.md)",
+    )
     max_upload_bytes: int = Field(
         200 * 1024**2, gt=0, description="largest audio file POST /jobs accepts (bytes)"
     )

@@ -25,6 +25,8 @@ from podmill.api.errors import Problem
 from podmill.api.headers import SecurityHeadersMiddleware
 from podmill.api.schemas import Health, Me
 from podmill.api.validation import FeedValidations
+from podmill.api.web.install import install_viewer
+from podmill.api.web.readonly import ReadOnlyMiddleware
 from podmill.engine.health import api_health
 from podmill.obs.asgi import ObservabilityMiddleware
 from podmill.obs.exposure import (
@@ -37,7 +39,7 @@ from podmill.obs.exposure import (
 from podmill.obs.health import http_status
 from podmill.obs.metrics import ApiMetrics
 from podmill.pipeline.dag import STAGE_NAMES
-from podmill.platform import Platform
+from podmill.platform import Platform, Tenant
 from podmill.settings import Settings
 from podmill.storage.fleet import FleetCache
 
@@ -50,18 +52,29 @@ JSON `{"error": CODE, "detail": MESSAGE}`. See docs/api.md.
 """
 
 
-def create_app(settings: Settings, *, auth: bool = True, background: bool = False) -> FastAPI:
-    """The API over ``settings.database_url`` (migrated: ``podmill db upgrade``).
+def create_app(
+    settings: Settings,
+    *,
+    auth: bool = True,
+    background: bool = False,
+    read_only: bool = False,
+) -> FastAPI:
+    """The API and the viewer's pages over ``settings.database_url`` (migrated:
+    ``podmill db upgrade``).
 
     ``auth=False`` serves every request as the admin tenant ``local`` (``podmill serve
     --no-auth``; the command refuses it on a non-loopback address). ``background=True``
     runs the feed poller and the webhook notifier in threads while the app is up.
+    ``read_only=True`` is ``podmill view``: an embedded data dir's reader who sees every
+    episode, with no login, and every request that would change something refused.
     """
     service = Platform(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if not auth:
+        if read_only:  # nothing is written, not even a tenant row
+            app.state.local_tenant = Tenant(0, LOCAL_TENANT, is_admin=True, sees_all=True)
+        elif not auth:
             app.state.local_tenant = await run_in_threadpool(
                 service.ensure_tenant, LOCAL_TENANT, admin=True
             )
@@ -103,6 +116,8 @@ def create_app(settings: Settings, *, auth: bool = True, background: bool = Fals
         upload_limit=settings.server.max_upload_bytes,
         upload_routes=jobs.UPLOAD_ROUTES,
     )
+    if read_only:
+        app.add_middleware(ReadOnlyMiddleware)
     app.add_middleware(ObservabilityMiddleware, metrics=app.state.metrics)
     app.add_middleware(SecurityHeadersMiddleware)  # outermost: every answer (api/headers.py)
     errors.install(app)
@@ -112,6 +127,7 @@ def create_app(settings: Settings, *, auth: bool = True, background: bool = Fals
     app.include_router(admin.router)
     app.include_router(search.router)
     app.include_router(digests.router)
+    install_viewer(app, settings, read_only=read_only)
 
     @app.get("/me", tags=["health"], response_model=Me, responses={401: errors.ERROR_SCHEMA})
     def me(service: PlatformDep, tenant: TenantDep) -> dict[str, Any]:

@@ -25,10 +25,12 @@ from starlette.datastructures import Headers
 
 from podmill.api.auth import authenticate
 from podmill.api.errors import Problem, database_unavailable, error_response
+from podmill.api.web.render import is_page, session_tenant
 from podmill.storage.db import DATABASE_ERRORS
 
 # Multipart framing around the file: headers, boundaries and the small text fields.
 MULTIPART_SLACK = 64 * 1024
+LOGIN_BODY_LIMIT = 4096  # a key and where to go next
 _CLOSE = {"Connection": "close"}
 
 
@@ -74,6 +76,11 @@ class BoundedBodyMiddleware:
         if not chunked and (declared is None or declared.strip() in ("", "0")):
             await self.app(scope, receive, send)  # no body: the routes authenticate
             return
+        path = scope.get("path", "")
+        if is_page(path) and not headers.get("authorization"):
+            # a browser's form: the login form needs no session; the others need one
+            await self._page_form(scope, receive, send, headers, declared)
+            return
         try:
             tenant = await authenticate(scope["app"].state, headers.get("authorization"))
         except Problem as exc:
@@ -87,6 +94,36 @@ class BoundedBodyMiddleware:
             return
         scope.setdefault("state", {})["tenant"] = tenant
         limit, setting = self.limit_for(scope, headers)
+        refusal = error_response(413, "too_large", too_large_detail(limit, setting), _CLOSE)
+        if declared is not None and declared.strip().isdigit() and int(declared) > limit:
+            await refusal(scope, receive, send)
+            return
+        await self._bounded(scope, receive, send, limit, refusal)
+
+    async def _page_form(
+        self, scope: dict[str, Any], receive: Any, send: Any, headers: Headers, declared: Any
+    ) -> None:
+        """A viewer page's POST: ``/login`` takes a small body without a session, every
+        other form needs the browser's live session (its CSRF token is the page's to
+        check), bounded like any body."""
+        path = scope.get("path", "")
+        if path != "/login":
+            try:
+                tenant = await session_tenant(scope["app"], Headers(scope=scope))
+            except DATABASE_ERRORS as exc:
+                await database_unavailable(exc)(scope, receive, send)
+                return
+            if tenant is None:
+                await error_response(401, "unauthorized", "log in first (GET /login)", _CLOSE)(
+                    scope, receive, send
+                )
+                return
+            scope.setdefault("state", {})["tenant"] = tenant
+        limit, setting = (
+            (LOGIN_BODY_LIMIT, "the login form")
+            if path == "/login"
+            else self.limit_for(scope, headers)
+        )
         refusal = error_response(413, "too_large", too_large_detail(limit, setting), _CLOSE)
         if declared is not None and declared.strip().isdigit() and int(declared) > limit:
             await refusal(scope, receive, send)

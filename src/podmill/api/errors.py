@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import DataError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException
 
@@ -63,21 +63,42 @@ def error_response(
     return JSONResponse({"error": error, "detail": detail}, status_code=status, headers=headers)
 
 
+def answer(
+    request: Request, status: int, error: str, detail: str, headers: dict[str, str] | None = None
+) -> Response:
+    """The error answer of ``request``: the JSON shape, or on a viewer page (``/``,
+    ``/view/…``) an HTML error page that says the same."""
+    from podmill.api.web.render import error_page, is_page
+
+    if is_page(request.url.path) and hasattr(request.app.state, "viewer"):
+        title = {401: "Please log in", 403: "Not for this account", 404: "Not found"}.get(
+            status, "Something went wrong" if status >= 500 else "This request cannot be served"
+        )
+        if status == 404 and detail.startswith("no route "):
+            detail = f"There is no page at {request.url.path}."
+        page = error_page(request, status, title, detail)
+        for name, value in (headers or {}).items():
+            page.headers[name] = value
+        return page
+    return error_response(status, error, detail, headers)
+
+
 def install(app: FastAPI) -> None:
-    """Register the handlers that turn every failure into the JSON error shape."""
+    """Register the handlers that turn every failure into the JSON error shape (an HTML
+    page on the viewer's paths)."""
 
     @app.exception_handler(Problem)
-    async def problem(_request: Request, exc: Problem) -> JSONResponse:
+    async def problem(request: Request, exc: Problem) -> Response:
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
         headers = getattr(exc, "headers", None) or headers  # e.g. Retry-After with a 429
-        return error_response(exc.status, exc.error, exc.detail, headers)
+        return answer(request, exc.status, exc.error, exc.detail, headers)
 
     @app.exception_handler(PlatformError)
-    async def refused(_request: Request, exc: PlatformError) -> JSONResponse:
-        return error_response(status_of(exc), exc.code, exc.detail)
+    async def refused(request: Request, exc: PlatformError) -> Response:
+        return answer(request, status_of(exc), exc.code, exc.detail)
 
     @app.exception_handler(HTTPException)
-    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: HTTPException) -> Response:
         if exc.status_code == 404:
             detail = f"no route {request.method} {request.url.path}; the routes are at /docs"
         elif exc.status_code == 405:
@@ -85,14 +106,14 @@ def install(app: FastAPI) -> None:
         else:
             detail = str(exc.detail)
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return error_response(exc.status_code, code, detail, getattr(exc, "headers", None))
+        return answer(request, exc.status_code, code, detail, getattr(exc, "headers", None))
 
     @app.exception_handler(RequestValidationError)
-    async def invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def invalid(request: Request, exc: RequestValidationError) -> Response:
         errors = list(exc.errors())
         if any(e.get("type") == "json_invalid" for e in errors):
-            return error_response(400, "invalid_json", "the request body is not valid JSON")
-        return error_response(422, "invalid_request", describe_errors(errors))
+            return answer(request, 400, "invalid_json", "the request body is not valid JSON")
+        return answer(request, 422, "invalid_request", describe_errors(errors))
 
     @app.exception_handler(ArtifactDamaged)
     async def damaged(request: Request, exc: ArtifactDamaged) -> JSONResponse:

@@ -29,6 +29,14 @@ DOCS_CSP = (
     "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 )
 API_CSP = "default-src 'none'; frame-ancestors 'none'"  # JSON and text: nothing to run
+# The viewer's pages: scripts and styles only from /static/ (no inline script, so text
+# from feeds can never run), media from this origin, artwork from anywhere (feeds link
+# it; an offline install shows the alt text), forms only to this origin.
+VIEWER_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: https: http:; "
+    "media-src 'self'; connect-src 'self'; font-src 'self'; form-action 'self'; "
+    "base-uri 'none'; frame-ancestors 'none'"
+)
 
 
 def policy_for(path: str, content_type: str) -> str:
@@ -37,6 +45,8 @@ def policy_for(path: str, content_type: str) -> str:
         return API_CSP
     if path.rstrip("/") in DOC_PAGES or path.startswith("/docs/"):
         return DOCS_CSP
+    if path == "/" or path.startswith(("/view/", "/login", "/logout")):
+        return VIEWER_CSP
     return STRICT_CSP
 
 

@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from podmill import __version__
-from podmill.cli import catalog, digest, engine, run, search, serve, stress
+from podmill.cli import catalog, digest, engine, run, search, serve, stress, view
 from podmill.cli.config import config_app
 from podmill.cli.db import db_app
 from podmill.cli.output import err, fail, out
@@ -48,6 +48,7 @@ def _root(
 app.command()(run.run)
 app.command()(run.show)
 app.command()(run.demo)
+app.command()(view.view)
 app.add_typer(db_app, name="db")
 app.add_typer(config_app, name="config")
 

@@ -71,6 +71,8 @@ class Platform(Part):
     revoke_key = _of("_tenants", Tenants.revoke_key)
     list_keys = _of("_tenants", Tenants.list_keys)
     authenticate = _of("_tenants", Tenants.authenticate)
+    authenticate_key = _of("_tenants", Tenants.authenticate_key)
+    key_tenant = _of("_tenants", Tenants.key_tenant)
 
     # job requests
     request_episode = _of("_requests", Requests.request_episode)

@@ -25,6 +25,9 @@ class Tenant:
     id: int
     name: str
     is_admin: bool
+    # `podmill view`'s reader of an embedded data dir (no tenants there): it sees the
+    # whole catalog, and nothing is written for it (platform/episodes.py)
+    sees_all: bool = False
 
 
 def hash_key(key: str) -> str:
@@ -117,12 +120,28 @@ class Tenants(Part):
             ).all()
         return [dict(r._mapping) for r in rows]
 
-    def authenticate(self, key: str) -> Tenant | None:
-        """The tenant of a live key, or ``None`` (unknown or revoked)."""
+    def key_tenant(self, key_id: int) -> Tenant | None:
+        """The tenant of API key ``key_id`` while the key is live (a browser session
+        holds the id of the key it logged in with: revoking the key ends the session)."""
         with self.reader.connect() as conn:
             row = conn.execute(
                 select(TENANTS.c.id, TENANTS.c.name, TENANTS.c.is_admin)
                 .join(KEYS, KEYS.c.tenant_id == TENANTS.c.id)
-                .where(KEYS.c.key_hash == hash_key(key), KEYS.c.revoked_at.is_(None))
+                .where(KEYS.c.id == key_id, KEYS.c.revoked_at.is_(None))
             ).first()
         return Tenant(row.id, row.name, row.is_admin) if row else None
+
+    def authenticate_key(self, key: str) -> tuple[int, Tenant] | None:
+        """``(key id, tenant)`` of a live key, or ``None``: the login form's check."""
+        with self.reader.connect() as conn:
+            row = conn.execute(
+                select(KEYS.c.id.label("key_id"), TENANTS.c.id, TENANTS.c.name, TENANTS.c.is_admin)
+                .join(KEYS, KEYS.c.tenant_id == TENANTS.c.id)
+                .where(KEYS.c.key_hash == hash_key(key), KEYS.c.revoked_at.is_(None))
+            ).first()
+        return (row.key_id, Tenant(row.id, row.name, row.is_admin)) if row else None
+
+    def authenticate(self, key: str) -> Tenant | None:
+        """The tenant of a live key, or ``None`` (unknown or revoked)."""
+        found = self.authenticate_key(key)
+        return None if found is None else found[1]
