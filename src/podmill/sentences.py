@@ -65,15 +65,24 @@ _NO_SPACE_BEFORE = ("-", "'", "’", ",", ".", "?", "!", "%", ":", ";", ")")
 
 def join_words(words: Iterable[str]) -> str:
     """Words back into text: Whisper splits "self-substantial" as "self" + "-substantial"."""
+    return join_words_at(words)[0]
+
+
+def join_words_at(words: Iterable[str]) -> tuple[str, list[int]]:
+    """:func:`join_words`' text, and where in it each word begins (a blank word begins
+    where the next one would): the viewer marks a word of a sentence by these offsets."""
     text = ""
+    offsets: list[int] = []
     for raw in words:
         word = raw.strip()
         if not word:
+            offsets.append(len(text))
             continue
         if text and not word.startswith(_NO_SPACE_BEFORE) and not text.endswith(("-", "(")):
             text += " "
+        offsets.append(len(text))
         text += word
-    return text
+    return text, offsets
 
 
 def sentences_from_dicts(data: list[dict[str, Any]]) -> list[Sentence]:
