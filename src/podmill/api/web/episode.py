@@ -65,7 +65,8 @@ class Paragraph:
 @dataclass
 class TranscriptView:
     """A transcript as the page shows it: paragraphs of sentences, and per word its
-    start (centiseconds) and where it begins in its sentence's text (``episode.js``)."""
+    start (``d``: centiseconds after the word before) and where it begins in its
+    sentence's text (``o``), for ``episode.js``."""
 
     paragraphs: list[Paragraph]
     words: dict[str, list[int]]
@@ -76,6 +77,9 @@ class TranscriptView:
 def transcript_view(transcript: Transcript, sentences: list[Sentence]) -> TranscriptView:
     words = transcript.words
     starts = [round(w.start * 100) for w in words]
+    # each start as the step from the one before (small numbers: a 3-hour page is ~20%
+    # smaller); the transcript's times never run backwards (transcript_formats.prepare)
+    steps = [b - a for a, b in zip([0, *starts], starts)]
     offsets: list[int] = []
     paragraphs: list[Paragraph] = []
     shown: list[Sentence] = []
@@ -100,7 +104,7 @@ def transcript_view(transcript: Transcript, sentences: list[Sentence]) -> Transc
         last.sentences.append(sentence)
     return TranscriptView(
         paragraphs=paragraphs,
-        words={"t": starts, "o": offsets},
+        words={"d": steps, "o": offsets},
         speakers=any(w.speaker for w in words),
         sentence_count=len(shown),
     )
