@@ -241,13 +241,16 @@ def execute_step(
     *,
     worker_id: str = "",
     on_audio_progress: Callable[[float], None] | None = None,
+    on_reused: Callable[[], None] | None = None,
     sessions: sessionmaker[Session] | None = None,
 ) -> list[str]:
     """Run the stage of ``claimed`` in this process; raises on failure. Returns the
     notes the stage recorded (``StageContext.notes``), which the worker keeps on the step.
 
-    ``on_audio_progress`` and ``sessions`` let the embedded runner draw progress and
-    record artifact rows; distributed workers leave them unset.
+    ``on_audio_progress``, ``on_reused`` (called when the stage's artifacts were already
+    there, so nothing was computed) and ``sessions`` let the embedded runner draw
+    progress, report what a run really computed and record artifact rows; distributed
+    workers leave them unset.
     """
     from podmill.pipeline.stages import run_stage
 
@@ -262,7 +265,8 @@ def execute_step(
         on_audio_progress=on_audio_progress,
         sessions=sessions,
     )
-    run_stage(claimed.stage, ctx)
+    if not run_stage(claimed.stage, ctx) and on_reused is not None:
+        on_reused()
     return ctx.notes
 
 
