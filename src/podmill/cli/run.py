@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
+import shutil
 import sys
 import time
 from enum import Enum
@@ -284,12 +286,21 @@ def show(
 
 # ---------------------------------------------------------------------------- demo
 
+# What the demo suggests searching for: words of its three-topic episode (Mars rovers).
+DEMO_QUERY = "how do rovers collect rock samples"
+
 
 def demo(
-    data_dir: Annotated[Path, typer.Option("--data-dir", help="output")] = Path("podmill-demo"),
+    data_dir: DataDirOpt = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Process the bundled demo feed (3 short public-domain clips) and print outlines."""
+    """Process the bundled demo feed (3 short public-domain clips) into the data dir,
+    print their outlines, then the commands that explore them.
+
+    The demo writes where every command reads (``--data-dir``, else ``PODMILL_DATA_DIR`` /
+    ``data_dir``, else ``~/.local/share/podmill``; docs/storage.md), as the feed
+    "podmill demo"; the commands it prints carry the same ``--data-dir`` / ``--config``
+    it was given, so they work as printed from the same directory."""
     from podmill.domain import TopicNode
     from podmill.engine.runner import Runner
     from podmill.feeds.sources import resolve
@@ -308,6 +319,35 @@ def demo(
             out.print(render_outline(TopicNode.from_dict(data["root"])), markup=False)
         else:
             out.print(f"failed: {r.error}", markup=False)
-    err.print(f"artifacts in {settings.data_dir.resolve()}/episodes/")
+    err.print(f"artifacts in {settings.data_dir.resolve()}/episodes/", markup=False)
     if any(r.status != "done" for r in results):
         raise typer.Exit(1)
+    published = [ep.published for ep in resolved.episodes if ep.published is not None]
+    since = f"{min(published):%Y-%m-%d}" if published else "30d"
+    where = (["--data-dir", str(data_dir)] if data_dir else []) + (
+        ["--config", str(config)] if config else []
+    )
+    err.print("next, try:", markup=False)
+    for words in (
+        ["show", results[0].episode_key, *where],
+        ["search", DEMO_QUERY, *where],
+        ["digest", "--since", since, *where],  # the demo's episodes are not from this week
+    ):
+        err.print("  " + shlex.join([*podmill_command(), *words]), markup=False, soft_wrap=True)
+
+
+def podmill_command() -> list[str]:
+    """How this process was started, for commands a user copies: ``podmill`` when that
+    is what ``PATH`` finds, else the script's path as typed (``.venv/bin/podmill``), or
+    ``python -m podmill``."""
+    script = sys.argv[0]
+    if Path(script).name == "__main__.py":  # python -m podmill
+        python = sys.executable
+        found = shutil.which(Path(python).name)
+        if found and Path(found).absolute() == Path(python).absolute():
+            python = Path(python).name
+        return [python, "-m", "podmill"]
+    found = shutil.which("podmill")
+    if found and Path(found).absolute() == Path(script).absolute():
+        return ["podmill"]
+    return [script]
