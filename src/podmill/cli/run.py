@@ -294,13 +294,11 @@ def demo(
     data_dir: DataDirOpt = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Process the bundled demo feed (3 short public-domain clips) into the data dir,
-    print their outlines, then the commands that explore them.
+    """Process the bundled demo feed (3 short public-domain clips) and print outlines.
 
-    The demo writes where every command reads (``--data-dir``, else ``PODMILL_DATA_DIR`` /
-    ``data_dir``, else ``~/.local/share/podmill``; docs/storage.md), as the feed
-    "podmill demo"; the commands it prints carry the same ``--data-dir`` / ``--config``
-    it was given, so they work as printed from the same directory."""
+    It writes the data dir every command reads (--data-dir, else PODMILL_DATA_DIR, else
+    ~/.local/share/podmill) as the feed "podmill demo", then prints show, search and
+    digest commands that work as printed, from the same directory."""
     from podmill.domain import TopicNode
     from podmill.engine.runner import Runner
     from podmill.feeds.sources import resolve
