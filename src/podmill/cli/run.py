@@ -203,6 +203,14 @@ def run(
     _print_summary(results, time.monotonic() - started)
     # a stage paused on this database holds back what `podmill submit` queued there
     say_paused(runner.paused_stages(), database_flags(settings.database_url, None, None))
+    if any(r.status == "done" for r in results):
+        where = [
+            *(["--data-dir", str(data_dir)] if data_dir else []),
+            *(["--db", db] if db else []),
+        ]
+        where += ["--config", str(config)] if config else []
+        view = shlex.join([*podmill_command(), "view", *where])
+        err.print(f"browse them: {view}  (library, player, search, digest)", markup=False)
     if any(r.status != "done" for r in results):
         raise typer.Exit(1)
 
@@ -340,6 +348,7 @@ def demo(
         ["show", results[0].episode_key, *where],
         ["search", DEMO_QUERY, *where, *database],
         ["digest", "--since", since, *where, *database],  # the demo is not from this week
+        ["view", *where, *database],  # the same, in a browser
     ):
         err.print("  " + shlex.join([*podmill_command(), *words]), markup=False, soft_wrap=True)
 
