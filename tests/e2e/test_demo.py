@@ -37,10 +37,11 @@ def _run_as_printed(argv: list[str], cwd: Path, env: dict[str, str]) -> CliResul
 
 def _check_next_commands(result: CliResult, cwd: Path, env: dict[str, str]) -> list[list[str]]:
     commands = _next_commands(result)
-    assert [c[c.index("podmill") + 1] for c in commands] == ["show", "search", "digest"]
+    assert [c[c.index("podmill") + 1] for c in commands] == ["show", "search", "digest", "view"]
     # The episode with three topics is the one shown and the one the search finds.
     key = commands[0][commands[0].index("show") + 1]
-    show, search, digest = (_run_as_printed(c, cwd, env) for c in commands)
+    show, search, digest = (_run_as_printed(c, cwd, env) for c in commands[:3])
+    _check_view(commands[3], cwd, env, key)
 
     assert show.code == 0, show.stderr
     assert show.stdout.startswith("Coffee, Mars rovers and a first marathon")
@@ -55,6 +56,39 @@ def _check_next_commands(result: CliResult, cwd: Path, env: dict[str, str]) -> l
     assert "3 new episodes" in digest.stdout, digest.stdout + digest.stderr
     assert "Coffee, Mars rovers and a first marathon — podmill demo" in digest.stdout
     return commands
+
+
+def _check_view(argv: list[str], cwd: Path, env: dict[str, str], key: str) -> None:
+    """``podmill view`` as printed (on a free port, so tests may run side by side) serves
+    the library with the demo's episodes."""
+    import socket
+    import time
+
+    import httpx
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("PODMILL_")}
+    full_env.update({"COLUMNS": "200", "NO_COLOR": "1", **env})
+    proc = subprocess.Popen(
+        [*argv, "--port", str(port)], cwd=cwd, env=full_env,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                page = httpx.get(f"http://127.0.0.1:{port}/", timeout=5)
+                break
+            except httpx.TransportError:
+                assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+                assert time.monotonic() < deadline, "podmill view did not answer in 60 s"
+                time.sleep(0.2)
+        assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+    finally:
+        proc.terminate()
+        proc.wait(10)
 
 
 def test_demo_prints_next_commands_that_work_as_printed(tmp_path: Path) -> None:
