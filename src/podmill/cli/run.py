@@ -24,6 +24,7 @@ from podmill.cli.options import (
     AllowPrivateOpt,
     ConfigOpt,
     DataDirOpt,
+    DbOpt,
     EpisodeLimitOpt,
     LogFormatOpt,
     SinceOpt,
@@ -150,6 +151,7 @@ def run_line(results: list[Any], wall_seconds: float) -> str:
 def run(
     source: Annotated[str, typer.Argument(help="feed URL or file, or audio URL or file")],
     data_dir: DataDirOpt = None,
+    db: DbOpt = None,
     limit: EpisodeLimitOpt = None,
     since: SinceOpt = None,
     model: Annotated[ModelChoice | None, typer.Option(help="Whisper model")] = None,
@@ -172,6 +174,7 @@ def run(
     settings = cli_settings.load(
         config,
         data_dir=data_dir,
+        db=db,
         **{"asr.model": model.value if model else None, "diarization.enabled": diarize},
         allow_private_networks=allow_private_networks,
         log_format=log_format,
@@ -297,6 +300,7 @@ DEMO_QUERY = "how do rovers collect rock samples"
 
 def demo(
     data_dir: DataDirOpt = None,
+    db: DbOpt = None,
     config: ConfigOpt = None,
 ) -> None:
     """Process the bundled demo feed (3 short public-domain clips) and print outlines.
@@ -309,7 +313,7 @@ def demo(
     from podmill.feeds.sources import resolve
     from podmill.pipeline.outline import render_outline
 
-    settings = cli_settings.load(config, data_dir=data_dir)
+    settings = cli_settings.load(config, data_dir=data_dir, db=db)
     with resources.as_file(resources.files("podmill") / "demo" / "feed.xml") as feed_path:
         resolved = resolve(str(feed_path), settings)
         with _progress() as progress:
@@ -330,11 +334,12 @@ def demo(
     where = (["--data-dir", str(data_dir)] if data_dir else []) + (
         ["--config", str(config)] if config else []
     )
+    database = ["--db", db] if db else []  # `show` reads files only: it has no --db
     err.print("next, try:", markup=False)
     for words in (
         ["show", results[0].episode_key, *where],
-        ["search", DEMO_QUERY, *where],
-        ["digest", "--since", since, *where],  # the demo's episodes are not from this week
+        ["search", DEMO_QUERY, *where, *database],
+        ["digest", "--since", since, *where, *database],  # the demo is not from this week
     ):
         err.print("  " + shlex.join([*podmill_command(), *words]), markup=False, soft_wrap=True)
 
