@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -27,6 +28,7 @@ from podmill.settings import Settings
 from podmill.storage.db import upgrade
 
 from support.api import ServerProcess, free_port, podmill_env, start_server
+from support.browser import Watch
 from support.paths import DEMO
 from support.workers import EngineDB, Workers, wait_for
 
@@ -435,3 +437,98 @@ def test_read_only_view_shows_operations_without_buttons(site: Site, tmp_path: P
     finally:
         proc.terminate()
         proc.wait(timeout=15)
+
+
+# --------------------------------------------------------------------------- browser
+# The pages link no icon yet; the browser's own /favicon.ico request is not the page's.
+FAVICON = r"/favicon\.ico"
+
+
+@pytest.mark.browser
+def test_browser_retries_a_dead_step_from_the_operations_page(
+    site: Site, workers: Workers, page: Any, watch: Watch
+) -> None:
+    from support.browser import axe_check, login, screenshot
+
+    watch.allow(FAVICON)
+
+    failing = workers.start("--poll", "0.05", env={"PODMILL_TEST_FAIL_STAGES": "decide"})
+    made = site.api("root").post("/jobs", json={"url": "http://127.0.0.1:9/shows/browser.mp3"})
+    job_id = made.json()["job"]["id"]
+    site.db.wait_step(job_id, "decide", "dead", timeout=60)
+    failing.proc.terminate()
+    failing.wait(timeout=30)
+    step_id = site.db.step(job_id, "decide")["id"]
+    workers.start("--poll", "0.05")
+
+    login(page, site.server.url, site.keys["root"], "/view/ops")
+    row = page.locator(f'tr[data-step="{step_id}"]')
+    assert "decide fails on purpose" in row.inner_text()
+    axe_check(page)
+    screenshot(page, "ops")
+    with page.expect_navigation():
+        row.get_by_role("button", name=f"Retry step {step_id} (decide)").click()
+    assert f"Queued dead step {step_id} again" in page.locator(".notice").inner_text()
+    site.db.wait_jobs([job_id], timeout=60)
+    assert site.db.runs()[(job_id, "decide")] == 1
+    page.reload()
+    assert page.locator(f'tr[data-step="{step_id}"]').count() == 0
+    assert "done" in page.locator(f'tr[data-job="{job_id}"] .badge').inner_text()
+
+
+@pytest.mark.browser
+def test_browser_submits_a_job_and_watches_its_stages_without_reloading(
+    site: Site, workers: Workers, page: Any, watch: Watch
+) -> None:
+    from support.browser import axe_check, login, screenshot
+
+    watch.allow(FAVICON)
+
+    login(page, site.server.url, site.keys["alice"], "/view/jobs")
+    axe_check(page)
+    page.fill("#url", "http://127.0.0.1:9/shows/watched.mp3")
+    with page.expect_navigation():
+        page.get_by_role("button", name="Queue it").click()
+    assert page.inner_text("#job-status") == "pending"
+    page.evaluate("() => { window.__samePage = true }")  # gone if the page reloads
+    workers.start("--poll", "0.05", env={"PODMILL_TEST_STAGE_DELAY": "transcribe:1.5"})
+    seen = [page.inner_text('tr[data-stage="transcribe"] [data-field="status"]')]
+    deadline = time.monotonic() + 60
+    while page.inner_text("#job-status") != "done":
+        assert time.monotonic() < deadline, f"the page never showed done; saw {seen}"
+        now = page.inner_text('tr[data-stage="transcribe"] [data-field="status"]')
+        if now != seen[-1]:
+            seen.append(now)
+        page.wait_for_timeout(100)
+    assert "running" in seen, seen  # the running stage was shown while it ran
+    assert page.evaluate("() => window.__samePage === true")
+    assert (
+        page.locator("#job-done a").get_attribute("href", timeout=1000).startswith("/view/episode/")
+    )
+    assert page.locator("#job-waterfall rect.wf-done").count() == len(
+        page.locator("tr[data-stage]").all()
+    )
+    axe_check(page)
+    screenshot(page, "job")
+    page.goto(site.server.url + "/view/jobs")
+    screenshot(page, "jobs")
+
+
+@pytest.mark.browser
+def test_browser_refuses_a_file_over_the_cap_before_sending_it(
+    site: Site, page: Any, watch: Watch, tmp_path: Path
+) -> None:
+    from support.browser import login
+
+    watch.allow(FAVICON)
+
+    big = tmp_path / "big.mp3"
+    big.write_bytes((DEMO / "sonnet001.mp3").read_bytes() + b"\0" * MAX_UPLOAD)
+    login(page, site.server.url, site.keys["alice"], "/view/jobs")
+    before = site.api("alice").get("/jobs").json()
+    page.set_input_files("#file", str(big))
+    page.get_by_role("button", name="Upload and queue").click()
+    message = page.locator("#upload-error")
+    assert "larger than this server's limit" in message.inner_text()
+    assert page.url.endswith("/view/jobs")
+    assert site.api("alice").get("/jobs").json() == before
