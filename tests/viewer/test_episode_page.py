@@ -8,18 +8,17 @@ import hashlib
 import json
 import re
 import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from itertools import accumulate
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
-from support.api import free_port, podmill_env
+from support.browser import ViewProcess, axe_check, screenshot, start_view
 from support.cli import run_cli
 from support.paths import DEMO, FIXTURES
 from support.workers import wait_for
@@ -98,47 +97,26 @@ def ran(tmp_path_factory: pytest.TempPathFactory) -> Ran:
 
 @dataclass
 class View:
-    url: str
-    proc: subprocess.Popen[bytes]
+    """The harness's ``podmill view`` process, with a GET helper."""
 
-    def get(self, path: str, **kwargs: object) -> httpx.Response:
-        return httpx.get(self.url + path, timeout=30, **kwargs)  # type: ignore[arg-type]
+    process: ViewProcess
+
+    @property
+    def url(self) -> str:
+        return self.process.url
+
+    def get(self, path: str, **kwargs: Any) -> httpx.Response:
+        return httpx.get(self.url + path, timeout=30, **kwargs)
 
 
 @pytest.fixture(scope="session")
 def view(ran: Ran, tmp_path_factory: pytest.TempPathFactory) -> Iterator[View]:
     """``podmill view`` over the run's data dir (read-only, no login)."""
-    port = free_port()
-    log = tmp_path_factory.mktemp("view-log") / "view.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "podmill",
-                "view",
-                "--data-dir",
-                str(ran.data),
-                "--port",
-                str(port),
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=podmill_env(),
-        )
-    server = View(f"http://127.0.0.1:{port}", proc)
-
-    def up() -> bool:
-        assert proc.poll() is None, log.read_text()
-        try:
-            return httpx.get(server.url + "/", timeout=2).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    wait_for(up, 60, "podmill view to answer", detail=log.read_text)
-    yield server
-    proc.terminate()
-    proc.wait(timeout=15)
+    process = start_view(ran.data, tmp_path_factory.mktemp("view-log") / "view.log")
+    try:
+        yield View(process)
+    finally:
+        process.stop()
 
 
 class Outline(HTMLParser):
@@ -397,66 +375,23 @@ def test_pages_name_no_file_outside_the_data_dir(view: View, ran: Ran) -> None:
 
 
 # ------------------------------------------------------------------------ in a browser
-# Playwright driving the system chromium (nothing downloads a browser build).
+# The shared harness (tests/viewer/conftest.py): `page` / `page360` fail a test on any
+# dialog or console error; screenshots go to bench/out/screenshots/.
 
 
-@pytest.fixture(scope="session")
-def browser() -> Iterator[object]:
-    executable = shutil.which("chromium")
-    if executable is None:
-        pytest.skip("needs the system chromium (apt install chromium; scripts/test installs it)")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
-    with sync_api.sync_playwright() as p:
-        launched = p.chromium.launch(
-            executable_path=executable,
-            args=["--no-sandbox", "--autoplay-policy=no-user-gesture-required", "--mute-audio"],
-        )
-        yield launched
-        launched.close()
-
-
-@pytest.fixture
-def page(browser: object) -> Iterator[object]:
-    context = browser.new_context(viewport={"width": 1280, "height": 900})  # type: ignore[attr-defined]
-    opened = context.new_page()
-    problems: list[str] = []
-    opened.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
-    opened.on(
-        "console",
-        lambda msg: (
-            problems.append(f"console: {msg.text}")
-            if msg.type == "error" and "Failed to load resource" not in msg.text
-            else None
-        ),
-    )
-    opened.on(  # every failed load but the browser's own favicon request
-        "response",
-        lambda r: (
-            problems.append(f"{r.status} {r.url}")
-            if r.status >= 400 and not r.url.endswith("/favicon.ico")
-            else None
-        ),
-    )
-    opened.problems = problems
-    yield opened
-    context.close()
-    assert not problems, problems
-
-
-@pytest.fixture(scope="session")
-def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Where the run's screenshots go (artifacts, never committed)."""
-    import os
-
-    folder = Path(os.environ.get("PODMILL_SCREENSHOTS") or tmp_path_factory.mktemp("screenshots"))
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
+VISIBLE = """() => {
+  const box = document.getElementById('ep-text'), s = box.querySelector('span.s.current');
+  if (!s) return false;
+  const b = box.getBoundingClientRect(), r = s.getBoundingClientRect();
+  return r.bottom > b.top && r.top < b.bottom;
+}"""
+READY = "() => document.documentElement.dataset.episodeReady === '1'"
 
 
 def open_episode(page: object, view: View, key: str, fragment: str = "") -> None:
     page.goto(f"{view.url}/view/episode/{key}{fragment}")  # type: ignore[attr-defined]
-    page.wait_for_function("document.documentElement.dataset.episodeReady === '1'")  # type: ignore[attr-defined]
-    page.wait_for_function("document.getElementById('ep-audio').readyState >= 1")  # type: ignore[attr-defined]
+    page.wait_for_function(READY)  # type: ignore[attr-defined]
+    page.wait_for_function("() => document.getElementById('ep-audio').readyState >= 1")  # type: ignore[attr-defined]
 
 
 STATE = """() => {
@@ -495,7 +430,7 @@ def test_playing_moves_the_highlight_and_the_current_topic(page, view: View, ran
         reached_last_topic, 60, "playback to reach the last topic", detail=lambda: str(seen[-3:])
     )
     page.keyboard.press(" ")  # and pauses
-    page.wait_for_function("document.getElementById('ep-audio').paused")
+    page.wait_for_function("() => document.getElementById('ep-audio').paused")
     playing = [s for s in seen if s["sentence"] >= 0]
     indices = [s["sentence"] for s in playing]
     assert indices == sorted(indices) and len(set(indices)) >= 5  # the highlight advanced
@@ -508,11 +443,31 @@ def test_playing_moves_the_highlight_and_the_current_topic(page, view: View, ran
         leaf = next(n for n in leaves if n["start"] <= state["t"] + 0.3 < n["end"] + 0.3)
         assert abs(state["topic"] - leaf["start"]) < 0.01 or abs(state["t"] - leaf["start"]) < 1
     assert len(words) >= 5  # the current word is marked too, and moves
+    # the view followed: the current sentence is inside the transcript's box, and only
+    # the box scrolled, never the window
+    assert page.evaluate(VISIBLE) and page.evaluate("window.scrollY") == 0
+    assert page.evaluate("document.getElementById('ep-text').scrollTop") > 0
     # the permalink follows the player (written by the "pause" event, after `paused`)
     page.wait_for_function(
-        "location.hash === '#t=' + Math.floor(document.getElementById('ep-audio').currentTime)"
+        "() => location.hash === "
+        "'#t=' + Math.floor(document.getElementById('ep-audio').currentTime)"
     )
     assert page.locator("#ep-permalink").get_attribute("href") == page.evaluate("location.hash")
+
+
+@pytest.mark.browser
+def test_the_view_does_not_fight_the_reader_scrolling(page, view: View, ran: Ran) -> None:
+    open_episode(page, view, ran.keys["Three topics"], "#t=150")
+    page.wait_for_function("() => document.getElementById('ep-audio').currentTime >= 150")
+    page.wait_for_function(VISIBLE)
+    box = page.locator("#ep-text").bounding_box()
+    page.mouse.move(box["x"] + 50, box["y"] + 50)
+    for _ in range(40):  # the reader scrolls back to the beginning while it plays
+        page.mouse.wheel(0, -400)
+    page.wait_for_function("() => document.getElementById('ep-text').scrollTop === 0")
+    page.wait_for_timeout(1500)  # sentences change meanwhile; the box stays where it was put
+    assert page.evaluate("document.getElementById('ep-text').scrollTop") == 0
+    assert not page.evaluate("document.getElementById('ep-audio').paused")
 
 
 @pytest.mark.browser
@@ -523,14 +478,16 @@ def test_clicking_a_topic_a_chapter_and_a_word_seeks_there(page, view: View, ran
     open_episode(page, view, key)
     page.locator(f"details.topic[data-start='{target['start']:.2f}'] > p.topic-when a.seek").click()
     page.wait_for_function(
-        f"Math.abs(document.getElementById('ep-audio').currentTime - {target['start']}) < 0.5"
+        f"() => Math.abs(document.getElementById('ep-audio').currentTime - {target['start']}) < 0.5"
     )
     state = page.evaluate(STATE)
     assert state["topic"] == pytest.approx(target["start"], abs=0.01)
     assert state["hash"] == f"#t={int(target['start'])}"
 
     page.locator("li.chapter a.seek").nth(1).click()  # "Mars rovers" at 1:05
-    page.wait_for_function("Math.abs(document.getElementById('ep-audio').currentTime - 65) < 0.5")
+    page.wait_for_function(
+        "() => Math.abs(document.getElementById('ep-audio').currentTime - 65) < 0.5"
+    )
 
     words = page.evaluate("JSON.parse(document.getElementById('ep-words').textContent)")
     starts = list(accumulate(words["d"]))
@@ -553,7 +510,7 @@ def test_clicking_a_topic_a_chapter_and_a_word_seeks_there(page, view: View, ran
     page.mouse.click(box["x"], box["y"])
     expected = starts[pick] / 100
     page.wait_for_function(
-        f"Math.abs(document.getElementById('ep-audio').currentTime - {expected}) < 0.3"
+        f"() => Math.abs(document.getElementById('ep-audio').currentTime - {expected}) < 0.3"
     )
     state = page.evaluate(STATE)
     assert state["sentence"] == sentence
@@ -563,8 +520,8 @@ def test_clicking_a_topic_a_chapter_and_a_word_seeks_there(page, view: View, ran
 def test_a_t_link_starts_playback_there(page, view: View, ran: Ran) -> None:
     key = ran.keys["Three topics"]
     open_episode(page, view, key, "#t=100")
-    page.wait_for_function("!document.getElementById('ep-audio').paused")
-    page.wait_for_function("document.getElementById('ep-audio').currentTime >= 100")
+    page.wait_for_function("() => !document.getElementById('ep-audio').paused")
+    page.wait_for_function("() => document.getElementById('ep-audio').currentTime >= 100")
     state = page.evaluate(STATE)
     assert 100 <= state["t"] < 110
     assert state["start"] <= state["t"] and state["sentenceText"]
@@ -574,9 +531,9 @@ def test_a_t_link_starts_playback_there(page, view: View, ran: Ran) -> None:
 def test_keys_seek_toggle_and_find(page, view: View, ran: Ran) -> None:
     key = ran.keys["Three topics"]
     open_episode(page, view, key, "#t=30")
-    page.wait_for_function("document.getElementById('ep-audio').currentTime >= 30")
+    page.wait_for_function("() => document.getElementById('ep-audio').currentTime >= 30")
     page.keyboard.press(" ")
-    page.wait_for_function("document.getElementById('ep-audio').paused")
+    page.wait_for_function("() => document.getElementById('ep-audio').paused")
     before = page.evaluate("document.getElementById('ep-audio').currentTime")
     page.keyboard.press("ArrowRight")
     after = page.evaluate("document.getElementById('ep-audio').currentTime")
@@ -599,36 +556,18 @@ def test_keys_seek_toggle_and_find(page, view: View, ran: Ran) -> None:
 
 
 @pytest.mark.browser
-@pytest.mark.parametrize("width", [1280, 360])
-def test_screenshots_and_layout(page, view: View, ran: Ran, screenshots: Path, width: int) -> None:
-    page.set_viewport_size({"width": width, "height": 900})
-    for title in ("Three topics", "Told by the feed"):
-        page.goto(f"{view.url}/view/episode/{ran.keys[title]}")
-        page.wait_for_function("document.documentElement.dataset.episodeReady === '1'")
-        slug = re.sub(r"\W+", "-", title.lower())
-        page.screenshot(path=str(screenshots / f"episode-{slug}-{width}.png"), full_page=True)
-        assert page.evaluate("document.documentElement.scrollWidth") <= width
-    page.goto(f"{view.url}/view/episode/{ran.keys['Three topics']}")
-    text = page.locator("#ep-text").bounding_box()
-    side = page.locator("aside.ep-side").bounding_box()
-    if width == 360:  # stacked: the tree under the transcript
-        assert side["y"] >= text["y"] + text["height"] - 1
-    else:  # side by side
-        assert side["x"] >= text["x"] + text["width"] - 1
-
-
-@pytest.mark.browser
 @pytest.mark.parametrize("title", ["Three topics", "Told by the feed"])
-def test_no_serious_accessibility_violations(page, view: View, ran: Ran, title: str) -> None:
-    axe = pytest.importorskip(
-        "axe_playwright_python.sync_playwright", reason="pip install axe-playwright-python"
-    )
-    page.goto(f"{view.url}/view/episode/{ran.keys[title]}")
-    page.wait_for_function("document.documentElement.dataset.episodeReady === '1'")
-    results = axe.Axe().run(page)
-    bad = [
-        (v["id"], v["impact"], [n["target"] for n in v["nodes"]][:3])
-        for v in results.response["violations"]
-        if v["impact"] in ("serious", "critical")
-    ]
-    assert not bad, bad
+def test_screenshots_axe_and_layout(page, page360, view: View, ran: Ran, title: str) -> None:
+    slug = re.sub(r"\W+", "-", title.lower())
+    for shown, width in ((page, 1280), (page360, 360)):
+        shown.goto(f"{view.url}/view/episode/{ran.keys[title]}")
+        shown.wait_for_function(READY)
+        assert shown.evaluate("document.documentElement.scrollWidth") <= width
+        axe_check(shown)
+        text = shown.locator(".ep-transcript").bounding_box()
+        side = shown.locator("aside.ep-side").bounding_box()
+        if width == 360:  # stacked: the tree under the transcript
+            assert side["y"] >= text["y"] + text["height"] - 1
+        else:  # side by side
+            assert side["x"] >= text["x"] + text["width"] - 1
+    screenshot(page, f"episode-{slug}")

@@ -16,7 +16,7 @@ import hashlib
 import os
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from email.utils import formatdate
 from pathlib import Path
 from typing import Any, Literal
@@ -82,20 +82,11 @@ def transcript_view(transcript: Transcript, sentences: list[Sentence]) -> Transc
     steps = [b - a for a, b in zip([0, *starts], starts)]
     offsets: list[int] = []
     paragraphs: list[Paragraph] = []
-    shown: list[Sentence] = []
-    for sentence in sentences:
-        span = words[sentence.word_start : sentence.word_end]
-        text, at = join_words_at(w.text for w in span)
+    for stored in sentences:
+        span = words[stored.word_start : stored.word_end]
+        text, at = join_words_at(w.text for w in span)  # the text the offsets point into
         offsets.extend(at)
-        sentence = Sentence(
-            sentence.index,
-            text,
-            sentence.start,
-            sentence.end,
-            sentence.word_start,
-            sentence.word_end,
-        )
-        shown.append(sentence)
+        sentence = replace(stored, text=text)
         speaker = span[0].speaker if span else None
         last = paragraphs[-1] if paragraphs else None
         if last is None or last.speaker != speaker or len(last.sentences) >= PARAGRAPH_SENTENCES:
@@ -106,7 +97,7 @@ def transcript_view(transcript: Transcript, sentences: list[Sentence]) -> Transc
         paragraphs=paragraphs,
         words={"d": steps, "o": offsets},
         speakers=any(w.speaker for w in words),
-        sentence_count=len(shown),
+        sentence_count=len(sentences),
     )
 
 

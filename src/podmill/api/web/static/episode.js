@@ -68,9 +68,16 @@
     CSS.highlights.set("ep-word", new Highlight(range));
   }
 
+  // Keep the current sentence in view by scrolling the transcript's own box only (the
+  // "nearest" way: not at all while it is visible), never the window: a reader further
+  // down the page, in the topics, stays where they are.
+  var ourScrollAt = -Infinity;
   function follow(el) {
-    if (performance.now() - userScrolledAt < FOLLOW_PAUSE_MS) return;
-    el.scrollIntoView({ block: "nearest", behavior: "auto" });
+    if (!text || performance.now() - userScrolledAt < FOLLOW_PAUSE_MS) return;
+    var top = el.offsetTop, bottom = top + el.offsetHeight;
+    if (top >= text.scrollTop && bottom <= text.scrollTop + text.clientHeight) return;
+    ourScrollAt = performance.now();
+    text.scrollTop = Math.max(0, top - text.clientHeight / 3);
   }
 
   function markTopic(t) {
@@ -167,6 +174,11 @@
     seek(parseFloat(link.dataset.t), true);
   });
 
+  if (text) {
+    text.addEventListener("scroll", function () {  // a scroll we did not make is the reader's
+      if (performance.now() - ourScrollAt > 150) userScrolledAt = performance.now();
+    }, { passive: true });
+  }
   ["wheel", "touchmove"].forEach(function (name) {
     window.addEventListener(name, function () { userScrolledAt = performance.now(); }, { passive: true });
   });
