@@ -70,14 +70,19 @@
 
   // Keep the current sentence in view by scrolling the transcript's own box only (the
   // "nearest" way: not at all while it is visible), never the window: a reader further
-  // down the page, in the topics, stays where they are.
+  // down the page, in the topics, stays where they are. "Visible" is the part of the box
+  // on screen below the sticky player.
   var ourScrollAt = -Infinity;
+  var player = document.querySelector(".ep-player");
   function follow(el) {
     if (!text || performance.now() - userScrolledAt < FOLLOW_PAUSE_MS) return;
-    var top = el.offsetTop, bottom = top + el.offsetHeight;
-    if (top >= text.scrollTop && bottom <= text.scrollTop + text.clientHeight) return;
+    var box = text.getBoundingClientRect(), at = el.getBoundingClientRect();
+    var top = Math.max(box.top, player ? player.getBoundingClientRect().bottom : 0, 0);
+    var bottom = Math.min(box.bottom, window.innerHeight);
+    if (bottom - top < 40) return;  // the box is off screen: the reader is elsewhere
+    if (at.top >= top && at.bottom <= bottom) return;
     ourScrollAt = performance.now();
-    text.scrollTop = Math.max(0, top - text.clientHeight / 3);
+    text.scrollTop += at.top - (top + (bottom - top) / 3);
   }
 
   function markTopic(t) {
