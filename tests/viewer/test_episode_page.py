@@ -53,7 +53,9 @@ def feed_xml() -> str:
 <description>&lt;p&gt;Coffee, &lt;b&gt;Mars&lt;/b&gt; and running&lt;/p&gt;</description>
 <enclosure url="three-topics.ogg" length="340077" type="audio/ogg"/>{CHAPTERS}</item>
 <item><title>JFK</title><guid>jfk</guid><pubDate>Mon, 12 Jan 2026 09:00:00 +0000</pubDate>
-<enclosure url="jfk.flac" length="1152693" type="audio/flac"/></item>
+<enclosure url="jfk.flac" length="1152693" type="audio/flac"/>
+<podcast:chapters url="https://example.invalid/jfk-chapters.json" type="application/json+chapters"/>
+</item>
 <item><title>Stereo</title><guid>wav</guid><pubDate>Mon, 05 Jan 2026 09:00:00 +0000</pubDate>
 <enclosure url="stereo.wav" length="320044" type="audio/wav"/></item>
 <item><title>Told by the feed</title><guid>told</guid>
@@ -246,6 +248,13 @@ def test_the_tree_chapters_and_downloads_are_on_the_page(view: View, ran: Ran) -
         assert f"/view/episode/{key}/download/{fmt}" in hrefs
     assert f"/view/episode/{key}/summary.md" in hrefs
     assert f'src="/view/episode/{key}/media"' in html
+
+
+def test_a_chapters_file_is_linked_not_fetched(view: View, ran: Ran) -> None:
+    html = view.get(f"/view/episode/{ran.keys['JFK']}").text
+    links = outline(html).links
+    assert any(a.get("href") == "https://example.invalid/jfk-chapters.json" for a in links)
+    assert 'class="ep-chapters"' not in html  # no chapter list: podmill never read the file
 
 
 @pytest.mark.parametrize(

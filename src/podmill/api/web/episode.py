@@ -158,6 +158,8 @@ def episode_page(request: Request, key: EpisodeKey, tenant: PageTenant) -> Respo
         transcript=transcript,
         tree=tree["root"] if tree else None,
         chapters=chapters,
+        # podcast:chapters JSON is not fetched by podmill: the file is linked as it is
+        chapters_link=None if chapters else web_link(episode.chapters_url),
         media=media,
         original_link=web_link(episode.audio_url),
         description=plain_text(episode.description),
