@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import shutil
 import sqlite3
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
@@ -23,17 +21,24 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from support.api import ServerProcess, free_port, podmill_env, start_server
+from support.api import ServerProcess, start_server
+from support.browser import (
+    HOSTILE_ITEM_TITLE,
+    HOSTILE_TITLE,
+    IMG,
+    SCRIPT,
+    ViewerData,
+    ViewProcess,
+    start_view,
+)
 from support.cli import run_cli
-from support.corpus import CORPUS_DIR, ProcessedCorpus
-from support.httpserver import TestHTTPServer
+from support.corpus import ProcessedCorpus
 from support.workers import wait_for
 
 # ----------------------------------------------------------------------- reading pages
 
 pytestmark = pytest.mark.slow  # the labelled corpus is processed once per session (about 2 min)
 
-VIEW = (sys.executable, "-m", "podmill", "view")
 VOID = {"area", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "wbr"}
 
 
@@ -109,11 +114,14 @@ def links(element: Element, prefix: str = "/") -> list[str]:
 
 @dataclass
 class View:
-    """``podmill view`` in a subprocess."""
+    """``podmill view`` (the harness's :class:`~support.browser.ViewProcess`) read as
+    pages."""
 
-    proc: subprocess.Popen[bytes]
-    url: str
-    log_path: Path
+    process: ViewProcess
+
+    @property
+    def url(self) -> str:
+        return self.process.url
 
     def get(self, path: str, **params: str | int) -> httpx.Response:
         return httpx.get(self.url + path, params=params, timeout=60, follow_redirects=False)
@@ -124,48 +132,25 @@ class View:
         assert response.headers["content-type"].startswith("text/html")
         return Page(response.text)
 
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-
 
 @pytest.fixture(scope="session")
-def start_view(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
-    """Starts ``podmill view --data-dir D`` on a free port; all are stopped at the end."""
-    started: list[View] = []
+def start_pages_view(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """Starts ``podmill view --data-dir D`` (support/browser.py); all stop at the end."""
+    started: list[ViewProcess] = []
 
     def start(data_dir: Path) -> View:
-        port = free_port()
-        log_path = tmp_path_factory.mktemp("view") / "view.log"
-        with log_path.open("wb") as log:
-            proc = subprocess.Popen(
-                [*VIEW, "--data-dir", str(data_dir), "--port", str(port)],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=podmill_env(),
-            )
-        view = View(proc, f"http://127.0.0.1:{port}", log_path)
-        started.append(view)
-
-        def up() -> bool:
-            assert proc.poll() is None, f"podmill view exited:\n{log_path.read_text()}"
-            return httpx.get(view.url + "/", timeout=5).status_code == 200
-
-        wait_for(up, 60, "podmill view to answer /", detail=log_path.read_text)
-        return view
+        process = start_view(data_dir, tmp_path_factory.mktemp("view") / "view.log")
+        started.append(process)
+        return View(process)
 
     yield start
-    for view in started:
-        view.stop()
+    for process in started:
+        process.stop()
 
 
 @pytest.fixture(scope="session")
-def corpus_view(processed_corpus: ProcessedCorpus, start_view) -> View:  # type: ignore[no-untyped-def]
-    return start_view(processed_corpus.data_dir)
+def corpus_view(processed_corpus: ProcessedCorpus, start_pages_view) -> View:  # type: ignore[no-untyped-def]
+    return start_pages_view(processed_corpus.data_dir)
 
 
 def titles_by_feed(corpus: ProcessedCorpus) -> dict[str, set[str]]:
@@ -270,12 +255,12 @@ def test_library_filters_by_feed_and_by_title(
 
 
 def test_an_empty_data_dir_says_what_to_do(
-    tmp_path_factory: pytest.TempPathFactory, start_view
+    tmp_path_factory: pytest.TempPathFactory, start_pages_view
 ) -> None:  # type: ignore[no-untyped-def]
     data_dir = tmp_path_factory.mktemp("empty") / "data"
     result = run_cli("db", "upgrade", "--data-dir", data_dir)
     assert result.code == 0, result.stderr
-    view = start_view(data_dir)
+    view = start_pages_view(data_dir)
     page = view.page("/")
     empty = page.main.one("section", class_="empty")
     assert "No episodes yet" in empty.text and "podmill run FEED" in empty.text
@@ -363,9 +348,9 @@ def test_digest_shows_stories_and_a_listen_list_linking_into_episodes(
     corpus_view: View, processed_corpus: ProcessedCorpus
 ) -> None:
     api = httpx.get(
-        corpus_view.url + "/digest", params={"since": "7d", "budget": "1h"}, timeout=60
+        corpus_view.url + "/digest", params={"since": "7d", "budget": "30m"}, timeout=60
     ).json()
-    page = corpus_view.page("/view/digest")  # 7 days and a 1 h listen list by default
+    page = corpus_view.page("/view/digest")  # 7 days and a 30 min listen list by default
     assert page.main.one("input", id="since").attrs["value"] == "7d"
     main = page.main
     stories = main.all("article", class_="story")
@@ -408,44 +393,12 @@ def test_digest_window_and_feed_filters(
 
 # ------------------------------------------------------------------------ hostile text
 
-HOSTILE_FEED = '<script>alert("feed")</script> Evil & "Co"'
-HOSTILE_TITLE = "<img src=x onerror=alert(1)> storm javascript:alert(2)"
-HOSTILE_CUE = "The <script>alert(3)</script> storm hit onerror=alert(4) hard."
-
 
 @pytest.fixture(scope="session")
-def hostile_view(tmp_path_factory: pytest.TempPathFactory, start_view) -> View:  # type: ignore[no-untyped-def]
-    """A feed whose title, episode title and transcript are hostile HTML, run for real.
-    The titles are escaped twice in the XML: their text *is* ``<script>…`` (markup
-    escaped once is show-note HTML, which the feed parser turns into its text)."""
-    from xml.sax.saxutils import escape
-
-    base = (CORPUS_DIR / "transcripts" / "tech-02.srt").read_text(encoding="utf-8")
-    transcript = f"1\n00:00:00,000 --> 00:00:00,390\n{HOSTILE_CUE}\n\n" + "\n\n".join(
-        # the corpus's cues, renumbered after the hostile first one
-        f"{n + 2}\n" + cue.split("\n", 1)[1]
-        for n, cue in enumerate(base.strip().split("\n\n"))
-    )
-    data_dir = tmp_path_factory.mktemp("hostile") / "data"
-    with TestHTTPServer() as server:
-        srt = server.add_bytes("/t.srt", transcript.encode(), "application/x-subrip")
-        feed = server.add_bytes(
-            "/feed.xml",
-            (
-                '<?xml version="1.0" encoding="UTF-8"?>\n<rss version="2.0"'
-                ' xmlns:podcast="https://podcastindex.org/namespace/1.0"><channel>'
-                f"<title>{escape(escape(HOSTILE_FEED))}</title><link>https://example.invalid/</link>"
-                "<description>x</description><item>"
-                f"<title>{escape(escape(HOSTILE_TITLE))}</title><guid>h-1</guid>"
-                "<pubDate>Mon, 02 Nov 2026 10:00:00 GMT</pubDate>"
-                f'<podcast:transcript url="{srt}" type="application/x-subrip" language="en"/>'
-                "</item></channel></rss>"
-            ).encode(),
-            "application/rss+xml",
-        )
-        result = run_cli("run", feed, "--data-dir", data_dir, "--allow-private-networks")
-    assert result.code == 0, result.stderr[-3000:]
-    return start_view(data_dir)
+def hostile_view(view_server: ViewProcess) -> View:
+    """The harness's ``podmill view`` (tests/viewer/conftest.py): the demo feed and a
+    feed whose titles, notes and transcript are markup (support/browser.py)."""
+    return View(view_server)
 
 
 def assert_no_markup_from(html: str, page: Page) -> None:
@@ -463,27 +416,35 @@ def assert_no_markup_from(html: str, page: Page) -> None:
     assert "<script>alert" not in html and "<img src=x" not in html
 
 
-def test_hostile_titles_and_transcripts_stay_text(hostile_view: View) -> None:
+def test_hostile_titles_and_transcripts_stay_text(
+    hostile_view: View, viewer_data: ViewerData
+) -> None:
     response = hostile_view.get("/")
     page = Page(response.text)
     assert_no_markup_from(response.text, page)
-    assert page.main.one("a", class_="feed-title").text == HOSTILE_FEED
-    assert episode_rows(page)[0]["title"] == HOSTILE_TITLE
+    feeds = [a.text for a in page.main.all("a", class_="feed-title")]
+    assert HOSTILE_TITLE in feeds
+    assert HOSTILE_ITEM_TITLE in [r["title"] for r in episode_rows(page)]
     assert "script-src 'self'" in response.headers["content-security-policy"]
 
-    response = hostile_view.get("/view/search", q="storm alert")
+    response = hostile_view.get("/view/search", q="weather")
     page = Page(response.text)
     assert_no_markup_from(response.text, page)
     hits = hits_of(page)
     assert hits
-    snippets = " ".join(h.one("p", class_="snippet").text for h in hits)
-    assert "<script>alert(3)</script>" in snippets  # shown as the text it is
-    assert any(HOSTILE_TITLE in h.text for h in hits)
+    snippets = [h.one("p", class_="snippet").text for h in hits]
+    assert any(SCRIPT in s and IMG in s for s in snippets)  # shown as the text it is
+    assert any(HOSTILE_ITEM_TITLE in h.text for h in hits)
+    hostile_hit = next(h for h in hits if HOSTILE_ITEM_TITLE in h.text)
+    assert (
+        hostile_hit.one("a").attrs["href"].startswith(f"/view/episode/{viewer_data.hostile.key}#t=")
+    )
 
     response = hostile_view.get("/view/digest", since="3650d")
     page = Page(response.text)
     assert_no_markup_from(response.text, page)
-    assert HOSTILE_TITLE in [e.one("h3").text for e in page.main.all("article")]
+    titles = [e.one("h3").text for e in page.main.all("article", class_="digest-episode")]
+    assert HOSTILE_ITEM_TITLE in titles
 
 
 # ------------------------------------------------------------- tenants (podmill serve)

@@ -16,9 +16,9 @@ from podmill.api.web.pages import PageTenant, form_id, form_text, router
 from podmill.api.web.render import PageError, render
 from podmill.digest.window import DEFAULT_SINCE
 
-# the page's listen list fits this much unless the form says otherwise (GET /digest
-# makes none without ?budget=)
-DEFAULT_BUDGET = "1h"
+# the page's listen list fits this much (the weekly digest's default budget) unless the
+# form says otherwise (GET /digest makes none without ?budget=)
+DEFAULT_BUDGET = "30m"
 STORED_SHOWN = 52  # a year of weekly digests
 
 
