@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from support.cli import run_cli
+from podmill.pipeline.dag import STAGE_NAMES
+
+from support.cli import CliResult, run_cli
 from support.feeds import item, rss
 from support.paths import DEMO, FIXTURES
 from support.tree import assert_tree_contract
@@ -79,9 +81,12 @@ def test_rerun_reuses_artifacts(http_server, tmp_path: Path) -> None:
     assert first.code == 0, first.stderr
     second = run_cli(*args)
     assert second.code == 0, second.stderr
-    # The same (episode, fingerprint) attaches to the finished job: nothing runs again.
+    # The same (episode, fingerprint) attaches to the finished job: nothing runs again,
+    # and the second run says so instead of repeating the first run's timings.
     assert second.json_lines()[0]["job_id"] == first.json_lines()[0]["job_id"]
-    assert second.json_lines()[0]["timings"] == first.json_lines()[0]["timings"]
+    assert set(first.json_lines()[0]["timings"]) == set(STAGE_NAMES)
+    assert second.json_lines()[0]["timings"] == {}
+    assert second.json_lines()[0]["cached"] == list(STAGE_NAMES)
     assert http_server.count("/jfk.flac", "GET") == 1  # the audio was not downloaded again
     # The catalog row carries what fetch learned about the audio.
     with sqlite3.connect(tmp_path / "d" / "podmill.db") as conn:
@@ -90,6 +95,52 @@ def test_rerun_reuses_artifacts(http_server, tmp_path: Path) -> None:
         ).fetchone()
     assert duration == pytest.approx(11.0, abs=0.1)
     assert sha == hashlib.sha256((DEMO / "jfk.flac").read_bytes()).hexdigest()
+
+
+def _summary(result: CliResult) -> tuple[str, str]:
+    """The summary table's row of the one episode (its status and "this run" cells) and
+    the run's closing ``this run:`` line, from ``podmill run``'s stderr."""
+    [line] = [line for line in result.stderr.splitlines() if line.startswith("this run:")]
+    [row] = [line for line in result.stderr.splitlines() if line.startswith("│ jfk ")]
+    cells = [cell.strip() for cell in row.strip("│").split("│")]
+    return " ".join(cells[2:4]), line
+
+
+def test_cached_rerun_reports_what_this_run_did(tmp_path: Path) -> None:
+    data = tmp_path / "d"
+    args = ("run", DEMO / "jfk.flac", "--data-dir", data, "--json")
+
+    first = run_cli(*args)
+    assert first.code == 0, first.stderr
+    [cold] = first.json_lines()
+    assert set(cold["timings"]) == set(STAGE_NAMES) and cold["cached"] == []
+    assert cold["computed_audio_seconds"] == pytest.approx(11.0, abs=0.2)
+    status, line = _summary(first)
+    assert status.startswith("done ") and "cached" not in status
+    assert "1 episode computed, 0 cached; 11.0 s of audio transcribed (" in line
+    assert "audio-s/s)" in line
+
+    def assert_all_cached(result: CliResult) -> None:
+        assert result.code == 0, result.stderr
+        [warm] = result.json_lines()
+        assert warm["status"] == "done" and warm["timings"] == {}
+        assert warm["cached"] == list(STAGE_NAMES)
+        assert warm["audio_seconds"] == cold["audio_seconds"]  # the episode's length
+        assert warm["computed_audio_seconds"] == 0.0  # none of it transcribed again
+        assert warm["wall_seconds"] > 0  # this run's own time
+        assert _summary(result)[0] == "done cached"
+        assert "0 episodes computed, 1 cached; no audio transcribed" in _summary(result)[1]
+        assert "audio-s/s" not in result.stderr  # no throughput over work not done
+        progress = [line for line in result.stderr.splitlines() if line.startswith("jfk ")]
+        assert progress and " cached " in progress[-1]
+
+    # Again: the finished job is reused, no step runs.
+    assert_all_cached(run_cli(*args))
+    # Without its database the run queues a new job, whose steps find every artifact
+    # already there: they run, compute nothing, and are reported cached too.
+    for name in ("podmill.db", "podmill.db-wal", "podmill.db-shm"):
+        (data / name).unlink(missing_ok=True)
+    assert_all_cached(run_cli(*args))
 
 
 @pytest.mark.parametrize("fmt", ["mp3", "m4a", "opus", "ogg", "wav", "flac"])

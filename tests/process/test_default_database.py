@@ -62,3 +62,34 @@ def test_podmill_db_and_the_db_option_override_the_data_dir(tmp_path: Path) -> N
     )  # fmt: skip
     assert [j["id"] for j in via_option.json_lines()] == [line["job_id"]], via_option.stderr
     assert not elsewhere.exists()  # neither read created a database there
+
+
+# The commands that never open a database: they read files (`show`), print settings
+# (`config show`), or drive a server over HTTP (`stress soak|ramp`).
+NO_DATABASE = {("show",), ("config", "show"), ("stress", "ramp"), ("stress", "soak")}
+
+
+def test_every_command_that_opens_a_database_takes_db() -> None:
+    from podmill.cli.app import app
+
+    from support.cli import commands
+
+    lacking = {
+        words
+        for words, command in commands(app).items()
+        if "--db" not in {flag for param in command.params for flag in getattr(param, "opts", [])}
+    }
+    assert lacking == NO_DATABASE
+
+
+def test_run_writes_the_database_db_names(tmp_path: Path) -> None:
+    data, elsewhere = tmp_path / "data", tmp_path / "elsewhere.db"
+    ran = run_cli(
+        "run", DEMO / "jfk.flac", "--data-dir", data, "--db", f"sqlite:///{elsewhere}",
+        "--json", env={"PODMILL_TEST_NOOP_STAGES": "1"},
+    )  # fmt: skip
+    assert ran.code == 0, ran.stderr
+    [line] = ran.json_lines()
+    assert elsewhere.is_file() and not (data / "podmill.db").exists()
+    listed = run_cli("episodes", "list", "--db", f"sqlite:///{elsewhere}", "--json")
+    assert [e["episode_key"] for e in listed.json_lines()] == [line["episode_key"]]

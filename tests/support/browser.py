@@ -443,3 +443,80 @@ def page_module_missing(name: str) -> str | None:
     if importlib.util.find_spec(f"podmill.api.web.{name}") is None:
         return f"the {name} page (src/podmill/api/web/{name}.py) is not written yet"
     return None
+
+
+def library_missing() -> str | None:
+    """Why the library page cannot be tested yet (it is still the foundation's
+    placeholder), else ``None``."""
+    template = ROOT / "src" / "podmill" / "api" / "web" / "templates" / "library.html"
+    if "Placeholder: the library page is being built" in template.read_text():
+        return "the library page (pages.py: library, templates/library.html) is a placeholder"
+    return None
+
+
+def episode_links(page: Any) -> list[str]:
+    """The episode keys the page links to (``a[href^="/view/episode/"]``)."""
+    hrefs = page.eval_on_selector_all(
+        'a[href^="/view/episode/"]', "els => els.map(e => e.getAttribute('href'))"
+    )
+    return sorted({re.split(r"[/?#]", h.removeprefix("/view/episode/"))[0] for h in hrefs})
+
+
+def urls_naming(page: Any, key: str) -> list[str]:
+    """Every same-origin URL on the page (links, media, sources, images, forms) whose
+    path names the episode ``key``: what another tenant must not be able to open."""
+    found = page.evaluate(
+        """() => {
+            const out = [];
+            for (const el of document.querySelectorAll('[href], [src], [action], [data-src]')) {
+                for (const name of ['href', 'src', 'action', 'data-src']) {
+                    const value = el.getAttribute(name);
+                    if (!value) continue;
+                    const url = new URL(value, location.href);
+                    if (url.origin === location.origin) out.push(url.pathname + url.search);
+                }
+            }
+            const audio = document.querySelector('audio');
+            if (audio && audio.currentSrc) out.push(new URL(audio.currentSrc).pathname);
+            return out;
+        }"""
+    )
+    return sorted({u for u in found if key in u})
+
+
+def assert_inert(page: Any) -> None:
+    """Nothing on the page can run but the viewer's own files: every script is a
+    ``/static/`` file or a JSON block that parses, no element has an inline event handler
+    or a ``javascript:`` URL, no frame, no ``<img src=x>`` from feed text."""
+    found = page.evaluate(
+        """() => {
+            const bad = [];
+            const URL_ATTRS = ['href', 'src', 'action', 'formaction', 'data', 'poster'];
+            for (const s of document.querySelectorAll('script')) {
+                const src = s.getAttribute('src');
+                if (src !== null) {
+                    if (!new URL(src, location.href).pathname.startsWith('/static/')
+                        || new URL(src, location.href).origin !== location.origin)
+                        bad.push('script src ' + src);
+                } else if (s.type !== 'application/json') {
+                    bad.push('inline script ' + s.textContent.slice(0, 80));
+                } else {
+                    try { JSON.parse(s.textContent) } catch (e) { bad.push('bad JSON block') }
+                }
+            }
+            for (const el of document.querySelectorAll('*')) {
+                for (const attr of el.attributes) {
+                    const value = attr.value.trim().toLowerCase();
+                    if (attr.name.startsWith('on')) bad.push(el.tagName + ' ' + attr.name);
+                    if (URL_ATTRS.includes(attr.name)
+                        && value.replace(/\\s/g, '').startsWith('javascript:'))
+                        bad.push(el.tagName + ' ' + attr.name + '=' + attr.value);
+                }
+            }
+            for (const el of document.querySelectorAll('iframe, object, embed, base'))
+                bad.push(el.tagName);
+            for (const img of document.querySelectorAll('img[src="x"]')) bad.push('img src=x');
+            return bad;
+        }"""
+    )
+    assert not found, f"executable markup on {page.url}: {found}"

@@ -39,3 +39,19 @@ def test_the_watch_sees_a_dialog_and_a_console_error(browser: Any) -> None:
     assert [e for e in watch.errors if "broken" in e]
     with pytest.raises(AssertionError, match="dialog alert: boom"):
         watch.check()
+
+
+def test_unescaped_feed_text_would_be_caught(browser: Any) -> None:
+    """The hostile title put into a page raw: the watch sees its dialog and
+    ``assert_inert`` the elements it made."""
+    from support.browser import HOSTILE_ITEM_TITLE, assert_inert, new_page
+
+    watch = Watch()
+    for page in new_page(browser, watch):
+        with page.expect_event("dialog"):
+            page.set_content(f"<h1>{HOSTILE_ITEM_TITLE}</h1><a href='javascript:alert(3)'>x</a>")
+        with pytest.raises(AssertionError) as caught:
+            assert_inert(page)
+        for part in ("inline script", "IMG onerror", "A href=javascript:", "img src=x"):
+            assert part in str(caught.value), caught.value
+    assert any("alert" in d for d in watch.dialogs), watch.dialogs

@@ -30,8 +30,10 @@ from podmill.platform import Platform, Tenant
 
 router = APIRouter(tags=["jobs"], responses={401: ERROR_SCHEMA, 404: ERROR_SCHEMA})
 
+# The viewer's upload form (api/web/jobs.py) takes the same uploads as POST /jobs.
+PAGE_UPLOAD_PATH = "/view/jobs/upload"
 # Multipart bodies to these may be as large as server.max_upload_bytes (api/bodies.py).
-UPLOAD_ROUTES = frozenset({("POST", "/jobs")})
+UPLOAD_ROUTES = frozenset({("POST", "/jobs"), ("POST", PAGE_UPLOAD_PATH)})
 # Multipart framing around the file: a body this much over the cap is refused unread.
 _MULTIPART_SLACK = 64 * 1024
 _CHUNK = 1 << 20
@@ -93,16 +95,7 @@ async def create_job(request: Request, tenant: TenantDep) -> JSONResponse:
         body = await _json_body(request)
         reply_to = body.reply_to
         if body.url is not None:
-            # A URL that must be fetched to know what it is fetches on the validation
-            # threads, a few per tenant (api/validation.py), never the request threads.
-            if fetched_to_resolve(body.url):
-                episode, feed_id = await feed_validations(request).run(
-                    tenant, service.episode_for_submission, tenant, body.url
-                )
-            else:
-                episode, feed_id = await run_in_threadpool(
-                    service.episode_for_submission, tenant, body.url
-                )
+            episode, feed_id = await episode_for_url(request, tenant, body.url)
         else:
             assert body.episode_key is not None
             episode, feed_id = await run_in_threadpool(
@@ -115,6 +108,37 @@ async def create_job(request: Request, tenant: TenantDep) -> JSONResponse:
             f'Content-Type {content_type!r}: send JSON {{"url": …}} or a multipart/form-data '
             "upload with a 'file' field",
         )
+    job, created = await queue_episode(request, tenant, episode, feed_id, reply_to)
+    return JSONResponse(
+        jsonable_encoder({"job": job, "created": created}),
+        status_code=202,
+        headers={"Location": f"/jobs/{job['id']}"},
+    )
+
+
+async def episode_for_url(request: Request, tenant: Tenant, url: str) -> tuple[Episode, int | None]:
+    """The episode ``url`` names for ``tenant`` (a subscribed feed item's enclosure, else
+    the audio there) and its feed id; the viewer's jobs form asks the same way."""
+    service = platform(request)
+    # A URL that must be fetched to know what it is fetches on the validation threads,
+    # a few per tenant (api/validation.py), never the request threads.
+    if fetched_to_resolve(url):
+        return await feed_validations(request).run(
+            tenant, service.episode_for_submission, tenant, url
+        )
+    return await run_in_threadpool(service.episode_for_submission, tenant, url)
+
+
+async def queue_episode(
+    request: Request,
+    tenant: Tenant,
+    episode: Episode,
+    feed_id: int | None,
+    reply_to: str | None,
+) -> tuple[dict[str, Any], bool]:
+    """Request ``episode`` for ``tenant`` (one job per episode and settings, whoever
+    asks): the job as ``GET /jobs/{id}`` shows it, and whether this request made it."""
+    service = platform(request)
     if reply_to is not None:
         await run_in_threadpool(service.check_reply_to, reply_to)
     job_id, created = await run_in_threadpool(
@@ -128,11 +152,7 @@ async def create_job(request: Request, tenant: TenantDep) -> JSONResponse:
     )
     request.app.state.metrics.job_submitted("api")
     job = await run_in_threadpool(service.job, tenant, job_id)
-    return JSONResponse(
-        jsonable_encoder({"job": job, "created": created}),
-        status_code=202,
-        headers={"Location": f"/jobs/{job_id}"},
-    )
+    return job, created
 
 
 def tenant_upload(episode: Episode, tenant: Tenant) -> Episode:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
+import shutil
 import sys
 import time
 from enum import Enum
@@ -22,6 +24,7 @@ from podmill.cli.options import (
     AllowPrivateOpt,
     ConfigOpt,
     DataDirOpt,
+    DbOpt,
     EpisodeLimitOpt,
     LogFormatOpt,
     SinceOpt,
@@ -78,8 +81,12 @@ class ProgressReporter:
     def episode_finished(self, result: Any) -> None:
         task = self.tasks[result.episode_key]
         elapsed = time.monotonic() - self.started[result.episode_key]
-        speed = f"{result.audio_seconds / elapsed:.1f} audio-s/s" if elapsed > 0 else ""
-        label = "[green]done" if result.status == "done" else f"[red]failed ({result.failed_stage})"
+        computed = result.computed_audio_seconds  # reused audio is not throughput
+        speed = f"{computed / elapsed:.1f} audio-s/s" if computed and elapsed > 0 else ""
+        if result.status != "done":
+            label = f"[red]failed ({result.failed_stage})"
+        else:
+            label = "[green]cached" if result.fully_cached else "[green]done"
         self.progress.update(task, stage=label, speed=speed, completed=10)
 
     def waiting(self, message: str) -> None:
@@ -97,23 +104,54 @@ def _progress() -> Progress:
     )
 
 
-def _print_summary(results: list[Any]) -> None:
-    summary = table("podmill run", "episode", "key", "status", "seconds", "detail")
+def _this_run(result: Any) -> str:
+    """What this run spent on an episode: its stages' seconds, or ``cached``."""
+    if not result.timings:
+        return "cached" if result.cached else "-"
+    seconds = f"{sum(result.timings.values()):.1f}"
+    return f"{seconds} ({len(result.cached)} stages cached)" if result.cached else seconds
+
+
+def _print_summary(results: list[Any], wall_seconds: float) -> None:
+    """The table of episodes, then one line on what this run did: a rerun over reused
+    artifacts says ``cached`` and claims no throughput (docs/pipeline.md)."""
+    summary = table("podmill run", "episode", "key", "status", "this run (s)", "detail")
     for r in results:
         summary.add_row(
             Text(r.title[:40]),  # Text: brackets in a title or error are not markup
             r.episode_key,
             "[green]done" if r.status == "done" else "[red]failed",
-            f"{sum(r.timings.values()):.1f}",
+            _this_run(r),
             Text(naming_private_flag(r.error) if r.error else r.artifacts.get("summary_md", "")),
         )
     err.print(summary)
+    err.print(run_line(results, wall_seconds), markup=False, soft_wrap=True)
+
+
+def run_line(results: list[Any], wall_seconds: float) -> str:
+    """``this run: 3.2 s wall; 1 episode computed, 2 cached; 11.0 s of audio transcribed
+    (3.4 audio-s/s)``: throughput only over the audio this run transcribed."""
+    cached = sum(1 for r in results if r.fully_cached)
+    computed = sum(1 for r in results if r.timings)
+    audio = sum(r.computed_audio_seconds for r in results)
+    parts = [f"this run: {wall_seconds:.1f} s wall"]
+    counts = [f"{computed} episode{'s' if computed != 1 else ''} computed", f"{cached} cached"]
+    failed = sum(1 for r in results if r.status != "done")
+    if failed:
+        counts.append(f"{failed} failed")
+    parts.append(", ".join(counts))
+    if audio > 0 and wall_seconds > 0:
+        parts.append(f"{audio:.1f} s of audio transcribed ({audio / wall_seconds:.1f} audio-s/s)")
+    else:
+        parts.append("no audio transcribed")
+    return "; ".join(parts)
 
 
 @names_private_flag
 def run(
     source: Annotated[str, typer.Argument(help="feed URL or file, or audio URL or file")],
     data_dir: DataDirOpt = None,
+    db: DbOpt = None,
     limit: EpisodeLimitOpt = None,
     since: SinceOpt = None,
     model: Annotated[ModelChoice | None, typer.Option(help="Whisper model")] = None,
@@ -136,6 +174,7 @@ def run(
     settings = cli_settings.load(
         config,
         data_dir=data_dir,
+        db=db,
         **{"asr.model": model.value if model else None, "diarization.enabled": diarize},
         allow_private_networks=allow_private_networks,
         log_format=log_format,
@@ -154,15 +193,24 @@ def run(
             "(use --limit N or --since DATE for fewer)",
             soft_wrap=True,
         )
+    started = time.monotonic()
     with _progress() as progress:
         runner = Runner(settings, ProgressReporter(progress))
         results = runner.run_many(resolved.episodes, feed=resolved.feed)
     if as_json:
         for r in results:
             print_json(r.to_json())  # not markup: "podmill[whisper-base]" stays whole
-    _print_summary(results)
+    _print_summary(results, time.monotonic() - started)
     # a stage paused on this database holds back what `podmill submit` queued there
     say_paused(runner.paused_stages(), database_flags(settings.database_url, None, None))
+    if any(r.status == "done" for r in results):
+        where = [
+            *(["--data-dir", str(data_dir)] if data_dir else []),
+            *(["--db", db] if db else []),
+        ]
+        where += ["--config", str(config)] if config else []
+        view = shlex.join([*podmill_command(), "view", *where])
+        err.print(f"browse them: {view}  (library, player, search, digest)", markup=False)
     if any(r.status != "done" for r in results):
         raise typer.Exit(1)
 
@@ -254,18 +302,26 @@ def show(
 
 # ---------------------------------------------------------------------------- demo
 
+# What the demo suggests searching for: words of its three-topic episode (Mars rovers).
+DEMO_QUERY = "how do rovers collect rock samples"
+
 
 def demo(
-    data_dir: Annotated[Path, typer.Option("--data-dir", help="output")] = Path("podmill-demo"),
+    data_dir: DataDirOpt = None,
+    db: DbOpt = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Process the bundled demo feed (3 short public-domain clips) and print outlines."""
+    """Process the bundled demo feed (3 short public-domain clips) and print outlines.
+
+    It writes the data dir every command reads (--data-dir, else PODMILL_DATA_DIR, else
+    ~/.local/share/podmill) as the feed "podmill demo", then prints show, search and
+    digest commands that work as printed, from the same directory."""
     from podmill.domain import TopicNode
     from podmill.engine.runner import Runner
     from podmill.feeds.sources import resolve
     from podmill.pipeline.outline import render_outline
 
-    settings = cli_settings.load(config, data_dir=data_dir)
+    settings = cli_settings.load(config, data_dir=data_dir, db=db)
     with resources.as_file(resources.files("podmill") / "demo" / "feed.xml") as feed_path:
         resolved = resolve(str(feed_path), settings)
         with _progress() as progress:
@@ -278,6 +334,37 @@ def demo(
             out.print(render_outline(TopicNode.from_dict(data["root"])), markup=False)
         else:
             out.print(f"failed: {r.error}", markup=False)
-    err.print(f"artifacts in {settings.data_dir.resolve()}/episodes/")
+    err.print(f"artifacts in {settings.data_dir.resolve()}/episodes/", markup=False)
     if any(r.status != "done" for r in results):
         raise typer.Exit(1)
+    published = [ep.published for ep in resolved.episodes if ep.published is not None]
+    since = f"{min(published):%Y-%m-%d}" if published else "30d"
+    where = (["--data-dir", str(data_dir)] if data_dir else []) + (
+        ["--config", str(config)] if config else []
+    )
+    database = ["--db", db] if db else []  # `show` reads files only: it has no --db
+    err.print("next, try:", markup=False)
+    for words in (
+        ["show", results[0].episode_key, *where],
+        ["search", DEMO_QUERY, *where, *database],
+        ["digest", "--since", since, *where, *database],  # the demo is not from this week
+        ["view", *where, *database],  # the same, in a browser
+    ):
+        err.print("  " + shlex.join([*podmill_command(), *words]), markup=False, soft_wrap=True)
+
+
+def podmill_command() -> list[str]:
+    """How this process was started, for commands a user copies: ``podmill`` when that
+    is what ``PATH`` finds, else the script's path as typed (``.venv/bin/podmill``), or
+    ``python -m podmill``."""
+    script = sys.argv[0]
+    if Path(script).name == "__main__.py":  # python -m podmill
+        python = sys.executable
+        found = shutil.which(Path(python).name)
+        if found and Path(found).absolute() == Path(python).absolute():
+            python = Path(python).name
+        return [python, "-m", "podmill"]
+    found = shutil.which("podmill")
+    if found and Path(found).absolute() == Path(script).absolute():
+        return ["podmill"]
+    return [script]

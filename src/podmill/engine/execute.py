@@ -292,14 +292,17 @@ def execute_step(
     *,
     worker_id: str = "",
     on_audio_progress: Callable[[float], None] | None = None,
+    on_reused: Callable[[], None] | None = None,
     sessions: sessionmaker[Session] | None = None,
 ) -> list[str]:
     """Run the stage of ``claimed`` in this process; raises on failure. Returns the
     notes the stage recorded (``StageContext.notes``), which the worker keeps on the step.
 
-    ``on_audio_progress`` lets the embedded runner draw progress; ``sessions`` is the
-    job's database, where the last stage projects the finished set's rows
-    (:mod:`podmill.pipeline.projection`; :func:`run_claimed` passes the store's).
+    ``on_audio_progress`` lets the embedded runner draw progress and ``on_reused`` (called
+    when the stage's artifacts were already there, so nothing was computed) report what a
+    run really computed; ``sessions`` is the job's database, where the last stage projects
+    the finished set's rows (:mod:`podmill.pipeline.projection`; :func:`run_claimed`
+    passes the store's).
     """
     from podmill.pipeline.stages import run_stage
 
@@ -314,7 +317,8 @@ def execute_step(
         on_audio_progress=on_audio_progress,
         sessions=sessions,
     )
-    run_stage(claimed.stage, ctx)
+    if not run_stage(claimed.stage, ctx) and on_reused is not None:
+        on_reused()
     return ctx.notes
 
 

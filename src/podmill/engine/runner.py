@@ -76,16 +76,35 @@ class NullReporter:
 
 @dataclass
 class EpisodeResult:
+    """What one run did for one episode.
+
+    A run reports only its own work: ``timings`` has the stages this run computed, and
+    ``cached`` the stages that were already done (artifacts reused, or finished by an
+    earlier run or another worker), which cost this run nothing.
+    """
+
     episode_key: str
     title: str
     status: str  # done | failed | cancelled
     fingerprint: str
     job_id: int | None = None
     artifacts: dict[str, str] = field(default_factory=dict)
-    timings: dict[str, float] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)  # stage -> seconds, this run
+    cached: list[str] = field(default_factory=list)  # done stages this run did not compute
     error: str | None = None
     failed_stage: str | None = None
-    audio_seconds: float = 0.0
+    audio_seconds: float = 0.0  # the episode's length
+    wall_seconds: float = 0.0  # from the start of this run until the episode finished
+
+    @property
+    def computed_audio_seconds(self) -> float:
+        """The audio this run transcribed: 0 when the transcript was reused."""
+        return self.audio_seconds if "transcribe" in self.timings else 0.0
+
+    @property
+    def fully_cached(self) -> bool:
+        """Done without computing anything in this run."""
+        return self.status == "done" and not self.timings
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -95,6 +114,10 @@ class EpisodeResult:
             "job_id": self.job_id,
             "artifacts": self.artifacts,
             "timings": {k: round(v, 3) for k, v in self.timings.items()},
+            "cached": self.cached,
+            "wall_seconds": round(self.wall_seconds, 3),
+            "audio_seconds": round(self.audio_seconds, 3),
+            "computed_audio_seconds": round(self.computed_audio_seconds, 3),
             "error": self.error,
         }
 
@@ -126,6 +149,9 @@ class Runner:
         self.spec = JobSpec.of(settings)
         self.fingerprint = self.spec.fingerprint
         self._mine: set[str] = set()  # the episode keys of the run under way
+        # (job id, stage) of the steps this run computed; every other done step is cached
+        self._computed: set[tuple[int, str]] = set()
+        self._started = time.monotonic()
 
     def run_many(self, episodes: Sequence[Episode], feed: Any = None) -> list[EpisodeResult]:
         """Process ``episodes`` to the end; one run per data dir at a time (a second one
@@ -148,6 +174,8 @@ class Runner:
         jobs = self._submit(episodes, feed)
         by_key = {ep.episode_key: ep for ep in episodes}
         self._mine = set(by_key)
+        self._computed = set()
+        self._started = time.monotonic()
         disk_full: list[DiskFullError] = []
         worker = Worker(
             self.store,
@@ -267,14 +295,19 @@ class Runner:
         # The reporter draws this run's episodes only: the worker may also run a step
         # another process queued on this database.
         mine = episode.episode_key in self._mine
-        return execute_step(
+        reused: list[bool] = []
+        notes = execute_step(
             claimed,
             self.settings,
             on_audio_progress=(lambda pos: self.reporter.audio_progress(episode, pos))
             if mine
             else None,
+            on_reused=lambda: reused.append(True),
             sessions=self.sessions,
         )
+        if not reused:  # before the step is done, so the poller below sees it
+            self._computed.add((claimed.job_id, claimed.stage))
+        return notes
 
     def _report_steps(
         self, job: dict[str, Any], episode: Episode, seen: dict[tuple[int, str], str]
@@ -288,16 +321,24 @@ class Runner:
             if step["status"] == "running":
                 self.reporter.stage_started(episode, name)
             elif step["status"] == "done":
-                seconds = step.get("duration_seconds") or 0.0
-                self.reporter.stage_finished(episode, name, seconds, seconds == 0.0)
+                computed = (job["id"], name) in self._computed
+                seconds = float(step.get("duration_seconds") or 0.0) if computed else 0.0
+                self.reporter.stage_finished(episode, name, seconds, not computed)
 
     def _result(self, job: dict[str, Any], episode: Episode) -> EpisodeResult:
         result = EpisodeResult(
-            episode.episode_key, episode.title, job["status"], self.fingerprint, job["id"]
+            episode.episode_key,
+            episode.title,
+            job["status"],
+            self.fingerprint,
+            job["id"],
+            wall_seconds=time.monotonic() - self._started,
         )
         for name, step in job["steps"].items():
-            if step["status"] == "done":
+            if step["status"] == "done" and (job["id"], name) in self._computed:
                 result.timings[name] = float(step.get("duration_seconds") or 0.0)
+            elif step["status"] == "done":
+                result.cached.append(name)
             elif step["status"] in ("dead", "failed") and result.error is None:
                 result.failed_stage = name
                 result.error = f"{name}: {step.get('error')}"

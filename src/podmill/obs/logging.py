@@ -115,11 +115,24 @@ _RESERVED = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
 }
 
 
+# Loggers shown under another name: uvicorn logs its start and stop as "uvicorn.error",
+# which reads as an error to a person and to any grep for one.
+SHOWN_AS = {"uvicorn.error": "uvicorn"}
+
+
+def _shown(record: logging.LogRecord) -> logging.LogRecord:
+    """``record``, or a copy of it under the name a person should read."""
+    if record.name not in SHOWN_AS:
+        return record
+    return logging.makeLogRecord({**record.__dict__, "name": SHOWN_AS[record.name]})
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: ts (UTC, ISO 8601 with ms), level, logger, message, the
     step fields when set, ``exc`` for a traceback, and the caller's ``extra`` fields."""
 
     def format(self, record: logging.LogRecord) -> str:
+        record = _shown(record)
         line: dict[str, Any] = {
             "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname,
@@ -149,6 +162,7 @@ class TextFormatter(logging.Formatter):
         super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     def format(self, record: logging.LogRecord) -> str:
+        record = _shown(record)
         text = super().format(record)
         cid = getattr(record, "correlation_id", None)
         if cid is None:
