@@ -579,3 +579,23 @@ def test_pages_need_a_login_on_serve(tenants: Tenants) -> None:
         response = httpx.get(tenants.server.url + path)
         assert response.status_code == 303
         assert response.headers["location"].startswith("/login?next=")
+
+
+def test_the_pages_write_nothing_into_the_data_dir(
+    corpus_view: View, processed_corpus: ProcessedCorpus
+) -> None:
+    """``podmill view`` reads: searching, making a digest and paging change no file
+    (SQLite's shared-memory index and WAL, which readers map, aside)."""
+
+    def files() -> dict[str, tuple[int, int]]:
+        return {
+            str(p.relative_to(processed_corpus.data_dir)): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in processed_corpus.data_dir.rglob("*")
+            if p.is_file() and not p.name.endswith(("-shm", "-wal"))
+        }
+
+    before = files()
+    corpus_view.page("/view/search", q="octopus sleep", since="30d")
+    corpus_view.page("/view/digest", since="14d", budget="45m")
+    corpus_view.page("/", limit=5, offset=5)
+    assert files() == before
