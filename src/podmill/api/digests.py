@@ -19,6 +19,7 @@ from podmill.api.auth import PlatformDep, TenantDep
 from podmill.api.errors import ERROR_SCHEMA, Problem, not_found
 from podmill.api.params import RowId
 from podmill.api.schemas import StoredDigest, digest_document_schema
+from podmill.platform import Platform, Tenant
 
 router = APIRouter(tags=["digest"], responses={401: ERROR_SCHEMA})
 
@@ -66,29 +67,44 @@ async def get_digest(
     """What happened in this tenant's feeds: new episodes (newest first) with their
     leads and top topics, stories told across shows, and with ``budget`` a listen list
     of topics (with start times) that fits it."""
-    from podmill.digest.weekly import tenant_digest
-    from podmill.digest.window import WindowError, parse_budget, parse_window
+    from podmill.digest.window import WindowError
 
-    now = datetime.now(UTC)
-    try:
-        window = parse_window(since, until, now, prefix="")
-        budget_seconds = parse_budget(budget, prefix="")
-    except WindowError as exc:
-        raise Problem(422, "invalid_request", str(exc)) from None
     try:
         document = await run_in_threadpool(
-            tenant_digest,
-            service,
-            tenant,
-            window,
-            now,
-            budget_seconds=budget_seconds,
-            feeds=tuple(feed or ()),
-            threshold=threshold,
+            digest_for, service, tenant, since, until, tuple(feed or ()), budget, threshold
         )
-    except WindowError as exc:  # an unknown feed
+    except WindowError as exc:  # a window or budget that cannot be read, an unknown feed
         raise Problem(422, "invalid_request", str(exc)) from None
     return _respond(document, format)
+
+
+def digest_for(
+    service: Platform,
+    tenant: Tenant,
+    since: str | None,
+    until: str | None,
+    feeds: tuple[str, ...] = (),
+    budget: str | None = None,
+    threshold: float | None = None,
+) -> dict[str, Any]:
+    """The digest of ``since``..``until`` (as typed: ``7d``, a date…) over the episodes
+    ``tenant`` is entitled to (GET /digest and the digest page). Raises ``WindowError``
+    for a window, budget or feed that cannot be read."""
+    from podmill.digest.weekly import tenant_digest
+    from podmill.digest.window import parse_budget, parse_window
+
+    now = datetime.now(UTC)
+    window = parse_window(since, until, now, prefix="")
+    budget_seconds = parse_budget(budget, prefix="")
+    return tenant_digest(
+        service,
+        tenant,
+        window,
+        now,
+        budget_seconds=budget_seconds,
+        feeds=feeds,
+        threshold=threshold,
+    )
 
 
 @router.get("/digests", response_model=list[StoredDigest])

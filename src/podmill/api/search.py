@@ -17,7 +17,7 @@ from podmill.api.auth import TenantDep, platform
 from podmill.api.errors import ERROR_SCHEMA, Problem
 from podmill.api.params import MAX_ID
 from podmill.api.schemas import SearchHit
-from podmill.platform import visible_episodes
+from podmill.platform import Tenant, visible_episodes
 
 router = APIRouter(tags=["search"], responses={401: ERROR_SCHEMA, 422: ERROR_SCHEMA})
 
@@ -33,10 +33,39 @@ def searcher(request: Request) -> Any:
             from podmill.search.searcher import Searcher
 
             service = platform(request)
+            # `podmill view` writes nothing, not even a rebuilt vector index: the rows
+            # the index lacks are searched exactly (the delta) instead
+            viewer = getattr(state, "viewer", None)
+            rebuild = "off" if viewer is not None and viewer.read_only else "background"
             state.searcher = Searcher(
-                service.reader, service.settings.data_dir, auto_rebuild="background"
+                service.reader, service.settings.data_dir, auto_rebuild=rebuild
             )
     return state.searcher
+
+
+def find(
+    request: Request,
+    tenant: Tenant,
+    q: str,
+    *,
+    feed: int | None = None,
+    since: str | None = None,
+    until: str | None = None,
+    limit: int = 10,
+) -> list[Any]:
+    """The ``limit`` best :class:`~podmill.search.searcher.Hit` for ``q`` among the
+    episodes ``tenant`` is entitled to (GET /search and the search page). Raises
+    ``EmptyQuery`` / ``InvalidTime`` for what cannot be searched."""
+    from podmill.search.query import parse_time
+    from podmill.search.store import Filters
+
+    filters = Filters(
+        feed_id=feed,
+        since=parse_time(since, "since"),
+        until=parse_time(until, "until", end=True),
+        visible=visible_episodes(tenant),
+    )
+    return searcher(request).search(q, filters, limit)
 
 
 @router.get("/search", response_model=list[SearchHit])
@@ -58,18 +87,11 @@ def search(
     """Topics and passages of this tenant's episodes that match ``q`` by keyword or by
     meaning, best first. Each hit names the episode, the node, the time span and a
     snippet with the matched words marked «like this»."""
-    from podmill.search.query import InvalidTime, parse_time
+    from podmill.search.query import InvalidTime
     from podmill.search.searcher import EmptyQuery
-    from podmill.search.store import Filters
 
     try:
-        filters = Filters(
-            feed_id=feed,
-            since=parse_time(since, "since"),
-            until=parse_time(until, "until", end=True),
-            visible=visible_episodes(tenant),
-        )
-        hits = searcher(request).search(q, filters, limit)
+        hits = find(request, tenant, q, feed=feed, since=since, until=until, limit=limit)
     except (EmptyQuery, InvalidTime) as exc:
         raise Problem(422, "invalid_request", str(exc)) from None
     return [hit.to_json() for hit in hits]

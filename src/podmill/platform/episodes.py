@@ -16,7 +16,7 @@ from sqlalchemy import and_, exists, func, or_, select, true
 from podmill.domain import Episode
 from podmill.platform.context import Part
 from podmill.platform.errors import NotFound
-from podmill.platform.tables import EPISODES, FEEDS, JOBS, REQUESTS, SUBSCRIPTIONS
+from podmill.platform.tables import EPISODES, FEEDS, JOBS, POLLS, REQUESTS, SUBSCRIPTIONS
 from podmill.platform.tenants import Tenant
 from podmill.storage.artifacts import TRANSCRIPTS, Artifact
 
@@ -59,6 +59,11 @@ def episode_from_row(row: Any) -> Episode:
     )
 
 
+def _like_escaped(text: str) -> str:
+    """``text`` matched literally inside a LIKE pattern (escape character ``\\``)."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
 class Episodes(Part):
     """The episodes a tenant may see, and their artifacts."""
 
@@ -95,8 +100,10 @@ class Episodes(Part):
         status: str | None,
         limit: int,
         offset: int,
+        title_contains: str | None = None,
     ) -> list[dict[str, Any]]:
-        """The tenant's episodes, newest first, with the status of this server's job."""
+        """The tenant's episodes, newest first, with the status of this server's job;
+        ``title_contains`` keeps those whose title contains it (any case)."""
         job = JOBS.alias("job")
         ours = and_(
             job.c.episode_key == EPISODES.c.episode_key, job.c.fingerprint == self.fingerprint
@@ -109,6 +116,9 @@ class Episodes(Part):
             page = page.where(EPISODES.c.feed_id == feed_id)
         if since is not None:
             page = page.where(EPISODES.c.published_at >= since)
+        if title_contains:
+            pattern = "%" + _like_escaped(title_contains.lower()) + "%"
+            page = page.where(func.lower(EPISODES.c.title).like(pattern, escape="\\"))
         if status == "new":
             page = page.where(~exists().where(ours))
         elif status is not None:
@@ -131,6 +141,48 @@ class Episodes(Part):
         )
         with self.reader.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(query).all()]
+
+    def library_feeds(self, tenant: Tenant) -> list[dict[str, Any]]:
+        """The feeds of the tenant's library, by title: those it subscribes to and those
+        of episodes it may see (every feed for ``sees_all``), each with the number of its
+        episodes the tenant sees and when it was last polled (``None``: never, e.g. a
+        feed ``podmill run`` fetched, whose ``updated_at`` says when). A last row with
+        ``id`` ``None`` counts the episodes of no feed (local files), if any."""
+        counts = (
+            select(EPISODES.c.feed_id, func.count().label("episodes"))
+            .where(visible_episodes(tenant))
+            .group_by(EPISODES.c.feed_id)
+            .subquery()
+        )
+        query = (
+            select(
+                FEEDS.c.id,
+                FEEDS.c.feed_key,
+                FEEDS.c.url,
+                FEEDS.c.title,
+                FEEDS.c.updated_at,
+                func.coalesce(counts.c.episodes, 0).label("episodes"),
+                POLLS.c.last_polled_at,
+                POLLS.c.error_count,
+                POLLS.c.last_error,
+            )
+            .outerjoin(counts, counts.c.feed_id == FEEDS.c.id)
+            .outerjoin(POLLS, POLLS.c.feed_id == FEEDS.c.id)
+            .order_by(func.lower(func.coalesce(FEEDS.c.title, FEEDS.c.url)), FEEDS.c.id)
+        )
+        if not tenant.sees_all:
+            subscribed = select(SUBSCRIPTIONS.c.feed_id).where(
+                SUBSCRIPTIONS.c.tenant_id == tenant.id
+            )
+            query = query.where(or_(counts.c.episodes > 0, FEEDS.c.id.in_(subscribed)))
+        with self.reader.connect() as conn:
+            feeds = [dict(r._mapping) for r in conn.execute(query).all()]
+            unfiled = conn.execute(
+                select(counts.c.episodes).where(counts.c.feed_id.is_(None))
+            ).scalar()
+        if unfiled:
+            feeds.append({**dict.fromkeys(query.selected_columns.keys()), "episodes": unfiled})
+        return feeds
 
     def episode(self, tenant: Tenant, key: str) -> dict[str, Any]:
         with self.reader.connect() as conn:

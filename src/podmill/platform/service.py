@@ -88,6 +88,7 @@ class Platform(Part):
     episode_for_url = _of("_episodes", Episodes.episode_for_url)
     episode_by_key = _of("_episodes", Episodes.episode_by_key)
     episodes = _of("_episodes", Episodes.episodes)
+    library_feeds = _of("_episodes", Episodes.library_feeds)
     episode = _of("_episodes", Episodes.episode)
     transcript = _of("_episodes", Episodes.transcript)
     artifact_dir = _of("_episodes", Episodes.artifact_dir)

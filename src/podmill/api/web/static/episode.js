@@ -197,13 +197,9 @@
     return tag === "INPUT" || tag === "TEXTAREA" || tag === "SELECT" || el.isContentEditable;
   }
 
+  // "/" (focus the find box, marked data-slash-focus) is search.js's, on every page
   document.addEventListener("keydown", function (event) {
     if (event.ctrlKey || event.metaKey || event.altKey || typing(event.target)) return;
-    if (event.key === "/" && findBox) {
-      event.preventDefault();
-      findBox.focus();
-      return;
-    }
     if (!audio || event.target === audio) return;  // the player's own controls keep their keys
     var tag = event.target.tagName;
     if (event.key === " " && tag !== "BUTTON" && tag !== "A" && tag !== "SUMMARY") {
