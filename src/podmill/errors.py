@@ -91,6 +91,7 @@ EXTRA_OF_MODULE: dict[str, str] = {
     "uvicorn": "server",
     "multipart": "server",
     "python_multipart": "server",
+    "jinja2": "server",
     "prometheus_client": "metrics",
     "matplotlib": "stress",
     "mpl_toolkits": "stress",

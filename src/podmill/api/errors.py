@@ -4,6 +4,7 @@ errors (:mod:`podmill.platform.errors`) answer the status :data:`STATUS` gives t
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -68,9 +69,9 @@ def answer(
 ) -> Response:
     """The error answer of ``request``: the JSON shape, or on a viewer page (``/``,
     ``/view/…``) an HTML error page that says the same."""
-    from podmill.api.web.render import error_page, is_page
+    from podmill.api.web.render import error_page
 
-    if is_page(request.url.path) and hasattr(request.app.state, "viewer"):
+    if is_page_request(request):
         title = {401: "Please log in", 403: "Not for this account", 404: "Not found"}.get(
             status, "Something went wrong" if status >= 500 else "This request cannot be served"
         )
@@ -81,6 +82,13 @@ def answer(
             page.headers[name] = value
         return page
     return error_response(status, error, detail, headers)
+
+
+def is_page_request(request: Request) -> bool:
+    """Whether ``request`` is for a viewer page (its errors are HTML pages)."""
+    from podmill.api.web.render import is_page
+
+    return is_page(request.url.path) and hasattr(request.app.state, "viewer")
 
 
 def install(app: FastAPI) -> None:
@@ -116,8 +124,16 @@ def install(app: FastAPI) -> None:
         return answer(request, 422, "invalid_request", describe_errors(errors))
 
     @app.exception_handler(ArtifactDamaged)
-    async def damaged(request: Request, exc: ArtifactDamaged) -> JSONResponse:
-        return await run_in_threadpool(damaged_artifact, request.app.state.platform, exc)
+    async def damaged(request: Request, exc: ArtifactDamaged) -> Response:
+        viewer = getattr(request.app.state, "viewer", None)
+        if viewer is not None and viewer.read_only:  # podmill view writes nothing
+            detail = f"{exc}; run `podmill run` on its feed or file again to re-process it"
+            return answer(request, 409, "artifact_damaged", detail)
+        answered = await run_in_threadpool(damaged_artifact, request.app.state.platform, exc)
+        if is_page_request(request):
+            detail = json.loads(bytes(answered.body))["detail"]
+            return answer(request, 409, "artifact_damaged", detail)
+        return answered
 
     @app.exception_handler(DataError)
     async def bad_value(_request: Request, exc: DataError) -> JSONResponse:
