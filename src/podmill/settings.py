@@ -239,6 +239,11 @@ class ServerSettings(BaseModel):
     digest_budget_minutes: float = Field(
         30.0, ge=0, description="listen-list budget of the weekly digest (0: no listen list)"
     )
+    public_url: str | None = Field(
+        None,
+        description="absolute base URL of the links in GET /feeds/{id}/enriched.xml (e.g. "
+        "https://podmill.example.com); unset: the request's own (docs/podcasting20.md)",
+    )
 
 
 class HealthSettings(BaseModel):

@@ -270,3 +270,27 @@ def to_txt(t: Transcript) -> str:
 def to_json(t: Transcript) -> str:
     """The artifact form: ``Transcript.to_dict`` as indented UTF-8 JSON."""
     return json.dumps(t.to_dict(), indent=2, ensure_ascii=False)
+
+
+# The Podcasting 2.0 JSON transcript format ("application/json" in podcast:transcript):
+# https://github.com/Podcastindex-org/podcast-namespace/blob/main/docs/examples/transcripts/transcripts.md
+PODCAST_JSON_VERSION = "1.0.0"
+
+
+def podcast_transcript(t: Transcript) -> dict[str, object]:
+    """The Podcasting 2.0 JSON transcript: ``{"version", "segments": [{"speaker"?,
+    "startTime", "endTime", "body"}]}``, one segment per subtitle cue (the cues of SRT
+    and WebVTT, so the three agree); ``speaker`` only where it is known."""
+    segments: list[dict[str, object]] = []
+    for cue in cues(t):
+        segment: dict[str, object] = {} if cue.speaker is None else {"speaker": cue.speaker}
+        segment.update(
+            startTime=round(cue.start, 3), endTime=round(cue.end, 3), body=tidy_text(cue.text)
+        )
+        segments.append(segment)
+    return {"version": PODCAST_JSON_VERSION, "segments": segments}
+
+
+def to_podcast_json(t: Transcript) -> str:
+    """:func:`podcast_transcript` as indented UTF-8 JSON."""
+    return json.dumps(podcast_transcript(t), indent=2, ensure_ascii=False)

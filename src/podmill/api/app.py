@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse, Response
 from fastapi_offline import FastAPIOffline
 
 from podmill import __version__
-from podmill.api import admin, catalog, digests, episodes, errors, jobs, search
+from podmill.api import admin, catalog, digests, episodes, errors, jobs, podcasting, search
 from podmill.api.auth import LOCAL_TENANT, PlatformDep, TenantDep, authenticate
 from podmill.api.background import background_threads
 from podmill.api.bodies import BoundedBodyMiddleware
@@ -123,6 +123,7 @@ def create_app(
     errors.install(app)
     app.include_router(jobs.router)
     app.include_router(episodes.router)
+    app.include_router(podcasting.router)
     app.include_router(catalog.router)
     app.include_router(admin.router)
     app.include_router(search.router)

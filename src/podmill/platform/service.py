@@ -3,9 +3,9 @@ platform's parts so the API, the background passes and the digest take one thing
 
 Each of its methods is one part's, named in the class body: tenants and keys
 (``tenants.py``), job requests (``requests.py``), the catalog and subscriptions
-(``catalog.py``), episodes and their artifacts (``episodes.py``). No HTTP here: what the
-platform refuses it raises as a domain error (``errors.py``), which ``podmill.api.errors``
-maps to a status.
+(``catalog.py``), episodes and their artifacts (``episodes.py``), what a podcaster
+publishes (``publishing.py``). No HTTP here: what the platform refuses it raises as a
+domain error (``errors.py``), which ``podmill.api.errors`` maps to a status.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 from podmill.platform.catalog import Catalog
 from podmill.platform.context import Context, Part
 from podmill.platform.episodes import Episodes
+from podmill.platform.publishing import Publishing
 from podmill.platform.requests import Requests
 from podmill.platform.tenants import Tenants
 from podmill.settings import Settings
@@ -50,6 +51,7 @@ class Platform(Part):
         self._episodes = Episodes(self.ctx)
         self._requests = Requests(self.ctx, self._episodes)
         self._catalog = Catalog(self.ctx, self._requests)
+        self._publishing = Publishing(self.ctx, self._episodes)
 
     def close(self) -> None:
         self.ctx.close()
@@ -92,6 +94,13 @@ class Platform(Part):
     episode = _of("_episodes", Episodes.episode)
     transcript = _of("_episodes", Episodes.transcript)
     artifact_dir = _of("_episodes", Episodes.artifact_dir)
+
+    # Podcasting 2.0 documents (platform/publishing.py)
+    podcast_transcript = _of("_publishing", Publishing.podcast_transcript)
+    chapters = _of("_publishing", Publishing.chapters)
+    published_files = _of("_publishing", Publishing.published_files)
+    enriched_feed = _of("_publishing", Publishing.enriched_feed)
+    feed_items = _of("_publishing", Publishing.feed_items)
 
     # the catalog and subscriptions
     fetch_and_parse = _of("_catalog", Catalog.fetch_and_parse)
