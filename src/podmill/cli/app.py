@@ -2,8 +2,9 @@
 
 Each command group lives in its own module (``run``, ``engine``, ``serve``, ``search``,
 ``catalog``, ``digest``, ``publish``, ``stress``, ``db``, ``config``) and is registered
-here, so this file is the whole command tree. Options they share are :mod:`podmill.cli.options`, settings come
-from :mod:`podmill.cli.settings`, and what they print from :mod:`podmill.cli.output`.
+here, so this file is the whole command tree. Options they share are
+:mod:`podmill.cli.options`, settings come from :mod:`podmill.cli.settings`, and what they
+print from :mod:`podmill.cli.output`.
 """
 
 from __future__ import annotations
