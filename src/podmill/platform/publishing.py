@@ -31,15 +31,13 @@ from podmill.platform.episodes import Episodes, episode_from_row, visible_episod
 from podmill.platform.errors import NotFound
 from podmill.platform.tables import EPISODES, FEEDS, SUBSCRIPTIONS
 from podmill.platform.tenants import Tenant
-from podmill.storage.artifacts import Artifact
+from podmill.storage.artifacts import TRANSCRIPTS, Artifact
 from podmill.transcript_formats import to_podcast_json
 
-# The artifact each published transcript file is made from.
-_SOURCES = {
-    "transcript.json": Artifact.TRANSCRIPT_JSON,
-    "transcript.vtt": Artifact.TRANSCRIPT_VTT,
-    "transcript.srt": Artifact.TRANSCRIPT_SRT,
-}
+# The artifact each published transcript file is made from: transcript.FORMAT from the
+# set's file of that format (transcript.json from podmill's own JSON, converted).
+_SOURCES = {f.name: TRANSCRIPTS[f.name.rpartition(".")[2]] for f in TRANSCRIPT_FILES}
+_CAPTIONS = [f.name for f in TRANSCRIPT_FILES if f.rel == "captions"]
 
 
 class Publishing(Part):
@@ -78,7 +76,7 @@ class Publishing(Part):
         layout of ``episodes/KEY/``): what ``podmill feed --out`` writes."""
         files = {CHAPTERS_FILE.name: _json_bytes(self.chapters(tenant, key, depth))}
         files["transcript.json"] = self.podcast_transcript(tenant, key).encode()
-        for name in ("transcript.vtt", "transcript.srt"):
+        for name in _CAPTIONS:  # served as they are
             folder = self._episodes.artifact_dir(key, _SOURCES[name])
             if folder is not None:
                 files[name] = self.artifacts.read_checked(key, folder.name, _SOURCES[name])
