@@ -28,7 +28,7 @@ from podmill.storage.models import JobRow, StepRow
 from support.api import Caller, LiveFeed
 
 # answers that are files or text, documented by media type rather than a JSON shape
-FILE_ROUTES = {("get", "/episodes/{episode_key}/transcript")}
+FILE_ROUTES = {("get", "/episodes/{episode_key}/transcript"), ("get", "/subscriptions.opml")}
 _ANY = TypeAdapter(Any)
 
 
