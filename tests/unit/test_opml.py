@@ -3,12 +3,14 @@ exports (tests/fixtures/opml/, tests/fixtures/README.md) and hand-made bad files
 
 from __future__ import annotations
 
+import sys
 import xml.etree.ElementTree as ET
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from podmill.errors import MissingExtraError
 from podmill.feeds.opml import InvalidOpml, OpmlFeed, read_opml, write_opml
 
 listparser = pytest.importorskip("listparser", reason="pip install 'podmill[server]'")
@@ -158,3 +160,14 @@ def test_the_export_is_opml_2_that_reads_back_to_the_same_feeds() -> None:
     assert opml.title == "podmill subscriptions of alice & co"
     assert [(o.url, o.problem) for o in opml.outlines] == [(f.url, None) for f in feeds]
     assert [f.url for f in listparser.parse(data).feeds] == [f.url for f in feeds]
+
+
+def test_without_listparser_reading_names_the_server_extra(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "listparser", None)  # as on an install without it
+    with pytest.raises(MissingExtraError) as caught:
+        read_opml((OPML / "podcast-archiver__opml_downcast_valid.xml").read_bytes())
+    assert "pip install 'podmill[server]'" in str(caught.value)
+    # writing needs nothing but the standard library
+    assert b"<opml" in write_opml("t", [], created=datetime.now(UTC))

@@ -13,6 +13,7 @@ from podmill.api.auth import PlatformDep, TenantDep
 from podmill.api.errors import ERROR_SCHEMA, Problem
 from podmill.api.schemas import OpmlImport
 from podmill.api.validation import feed_validations
+from podmill.errors import MissingExtraError
 from podmill.feeds.opml import OPML_MEDIA_TYPE, InvalidOpml, OpmlList, read_opml
 
 router = APIRouter(tags=["subscriptions"], responses={401: ERROR_SCHEMA})
@@ -52,6 +53,7 @@ _IMPORT_BODY = {
         415: ERROR_SCHEMA,
         422: ERROR_SCHEMA,
         429: ERROR_SCHEMA,
+        501: ERROR_SCHEMA,
     },
 )
 async def import_opml(request: Request, service: PlatformDep, tenant: TenantDep) -> Any:
@@ -96,6 +98,8 @@ def _read(data: bytes) -> OpmlList:
         return read_opml(data)
     except InvalidOpml as exc:
         raise Problem(422, "invalid_opml", str(exc)) from None
+    except MissingExtraError as exc:  # a server installed before listparser joined the extra
+        raise Problem(501, "missing_extra", str(exc)) from None
 
 
 async def _opml_bytes(request: Request) -> bytes:
