@@ -92,6 +92,7 @@ EXTRA_OF_MODULE: dict[str, str] = {
     "multipart": "server",
     "python_multipart": "server",
     "jinja2": "server",
+    "listparser": "server",
     "prometheus_client": "metrics",
     "matplotlib": "stress",
     "mpl_toolkits": "stress",

@@ -30,7 +30,10 @@ from support.api import Caller, LiveFeed
 
 # answers that are files or text, documented by media type rather than a JSON shape (the
 # Podcasting 2.0 documents' shapes are their specs': tests/support/podcasting.py)
-FILE_ROUTES = {("get", "/episodes/{episode_key}/transcript")} | DOCUMENT_ROUTES
+FILE_ROUTES = {
+    ("get", "/episodes/{episode_key}/transcript"),
+    ("get", "/subscriptions.opml"),
+} | DOCUMENT_ROUTES
 _ANY = TypeAdapter(Any)
 
 

@@ -14,8 +14,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from podmill.api.errors import Problem
 from podmill.platform import Platform, Tenant
-
-LOCAL_TENANT = "local"
+from podmill.platform.tenants import LOCAL_TENANT as LOCAL_TENANT  # the routes' name
 
 bearer = HTTPBearer(
     auto_error=False,

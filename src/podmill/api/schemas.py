@@ -308,3 +308,34 @@ class Health(TypedDict):
     version: NotRequired[str]
     git_sha: NotRequired[str]
     checks: NotRequired[dict[str, HealthCheck]]
+
+
+# ----------------------------------------------------------------------------- OPML
+
+
+class OpmlSubscribed(TypedDict):
+    """An outline of an imported OPML list whose feed the tenant is subscribed to."""
+
+    outline: int  # the file's Nth <outline>, folders counted
+    title: str | None
+    url: str
+    subscription_id: int
+    feed_id: int
+
+
+class OpmlRejected(TypedDict):
+    """An outline that was not imported, and why."""
+
+    outline: int
+    title: str | None
+    url: str | None  # its xmlUrl as written; null when it has none
+    reason: str
+
+
+class OpmlImport(TypedDict):
+    """What ``POST /subscriptions/opml`` did with each outline, in document order."""
+
+    title: str | None  # the list's <head><title>
+    imported: list[OpmlSubscribed]
+    already_subscribed: list[OpmlSubscribed]
+    rejected: list[OpmlRejected]

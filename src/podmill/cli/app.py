@@ -15,7 +15,18 @@ from typing import Annotated
 import typer
 
 from podmill import __version__
-from podmill.cli import catalog, digest, engine, publish, run, search, serve, stress, view
+from podmill.cli import (
+    catalog,
+    digest,
+    engine,
+    publish,
+    run,
+    search,
+    serve,
+    stress,
+    subscribe,
+    view,
+)
 from podmill.cli.config import config_app
 from podmill.cli.db import db_app
 from podmill.cli.output import err, fail, out
@@ -67,6 +78,7 @@ app.command()(serve.serve)
 app.command()(serve.scheduler)
 app.add_typer(serve.tenants_app, name="tenants")
 app.add_typer(serve.keys_app, name="keys")
+app.command()(subscribe.subscribe)
 
 # --------------------------------------------------------------------------- corpus
 

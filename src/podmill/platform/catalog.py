@@ -15,6 +15,7 @@ from podmill.errors import PodmillError
 from podmill.feeds.deadline import Deadline
 from podmill.feeds.download import FeedFetch, fetch_feed
 from podmill.feeds.identity import fetch_url_identity, normalize_url
+from podmill.feeds.opml import OpmlFeed, OpmlList, write_opml
 from podmill.feeds.parse import ParsedFeed, parse_feed
 from podmill.platform.context import Context, Part
 from podmill.platform.episodes import episode_from_row
@@ -288,6 +289,46 @@ class Catalog(Part):
         with self.reader.connect() as conn:
             rows = conn.execute(self._subscription_query(tenant).order_by(SUBSCRIPTIONS.c.id)).all()
         return [dict(r._mapping) for r in rows]
+
+    def import_opml(self, tenant: Tenant, opml: OpmlList) -> dict[str, Any]:
+        """Subscribe ``tenant`` to every feed of an OPML list (``feeds/opml.py`` read
+        it), one outline at a time, as :meth:`subscribe` does: a bad outline is
+        rejected with its reason and the others still import.
+
+        Answers the list's title and its outlines in three lists, each in document
+        order: ``imported`` (a new subscription), ``already_subscribed`` and
+        ``rejected`` (with ``reason``: the outline's own problem, or why the catalog
+        refused its feed)."""
+        answer: dict[str, Any] = {
+            "title": opml.title,
+            "imported": [],
+            "already_subscribed": [],
+            "rejected": [],
+        }
+        for outline in opml.outlines:
+            item: dict[str, Any] = {
+                "outline": outline.position,
+                "title": outline.title,
+                "url": outline.url,
+            }
+            if outline.problem is not None or outline.url is None:
+                answer["rejected"].append({**item, "reason": outline.problem})
+                continue
+            try:
+                subscription, created = self.subscribe(tenant, outline.url)
+            except Invalid as exc:
+                answer["rejected"].append({**item, "reason": exc.detail})
+                continue
+            item.update(subscription_id=subscription["id"], feed_id=subscription["feed_id"])
+            item["title"] = item["title"] or subscription["title"]
+            answer["imported" if created else "already_subscribed"].append(item)
+        return answer
+
+    def export_opml(self, tenant: Tenant) -> bytes:
+        """``tenant``'s subscriptions as an OPML 2.0 document, oldest first: what a
+        podcast app (or :meth:`import_opml` for another tenant) imports."""
+        feeds = [OpmlFeed(s["title"], s["url"]) for s in self.subscriptions(tenant)]
+        return write_opml(f"podmill subscriptions of {tenant.name}", feeds, created=utcnow())
 
     def unsubscribe(self, tenant: Tenant, subscription_id: int) -> None:
         with self.engine.begin() as conn:

@@ -114,5 +114,7 @@ class Platform(Part):
     subscription = _of("_catalog", Catalog.subscription)
     subscriptions = _of("_catalog", Catalog.subscriptions)
     unsubscribe = _of("_catalog", Catalog.unsubscribe)
+    import_opml = _of("_catalog", Catalog.import_opml)
+    export_opml = _of("_catalog", Catalog.export_opml)
     subscribers = _of("_catalog", Catalog.subscribers)
     has_subscribers = _of("_catalog", Catalog.has_subscribers)

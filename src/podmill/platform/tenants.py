@@ -18,6 +18,9 @@ from podmill.platform.tables import KEYS, TENANTS
 from podmill.storage.models import utcnow
 
 KEY_PREFIX = "pm_"
+# the admin tenant of a single user: every request of `podmill serve --no-auth`, and
+# the tenant of a tenant-scoped CLI command not given --tenant (`podmill subscribe`)
+LOCAL_TENANT = "local"
 
 
 @dataclass(frozen=True)
