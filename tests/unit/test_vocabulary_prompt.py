@@ -73,9 +73,7 @@ def test_the_prompt_is_bounded_and_names_come_first() -> None:
 
 
 def test_an_item_that_does_not_fit_leaves_room_for_later_ones() -> None:
-    prompt = vocabulary.vocabulary(
-        "Short Show", ["Al Bo", "X" * 50, "Cy Do"], "Ep", max_chars=30
-    )
+    prompt = vocabulary.vocabulary("Short Show", ["Al Bo", "X" * 50, "Cy Do"], "Ep", max_chars=30)
     assert prompt == "Short Show, Al Bo, Cy Do, Ep."
     assert len(prompt) <= 30
 

@@ -51,11 +51,12 @@ def vocabulary(
 
     Whitespace is collapsed. An item whose words are already in a kept item (the same
     person twice, an episode title equal to the feed's) is left out; one that holds a
-    kept item's words (the episode title "Talking to Ada Lovelace") replaces it. Items are kept by priority, names first (what Whisper gets wrong), then the
-    feed's title, then the episode's, while the whole fits in ``max_chars``; an item
-    that does not fit is left out whole, never cut, except that a first item longer than
-    ``max_chars`` is cut at a word. They are written in the feed's order: feed title,
-    names, episode title. Empty when there is nothing to say.
+    kept item's words (the episode title "Talking to Ada Lovelace") replaces it. Items
+    are kept by priority, names first (what Whisper gets wrong), then the feed's title,
+    then the episode's, while the whole fits in ``max_chars``; an item that does not fit
+    is left out whole, never cut, except that a first item longer than ``max_chars`` is
+    cut at a word. They are written in the feed's order: feed title, names, episode
+    title. Empty when there is nothing to say.
     """
     feed = _clean(feed_title)
     names = [_clean(n) for n in person_names]
