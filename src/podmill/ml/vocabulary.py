@@ -9,6 +9,11 @@ first 30-second window only, because podmill decodes with
 ``condition_on_previous_text=False``) or as ``hotwords`` (put before every window).
 docs/quality.md ("ASR choice") has the measurements and the default.
 
+The string ends without punctuation, on purpose: measured with tiny.en, a prompt
+ending in a full stop (or a comma) made Whisper write the first sentence and then skip
+the rest of the first 30-s window, as if the prompt had closed what came before; the
+same names without the final mark did not (docs/quality.md, ASR choice).
+
 Pure and cheap: no model, no I/O. The string is deterministic for the same metadata.
 """
 
@@ -30,10 +35,12 @@ MAX_CHARS = 240
 
 _SPACE = re.compile(r"\s+")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# stripped from both ends of every item: the prompt never ends in punctuation
+_MARKS = " ,;:.!?\u2026"
 
 
 def _clean(text: str | None) -> str:
-    return _SPACE.sub(" ", _CONTROL.sub(" ", text or "")).strip(" ,;.")
+    return _SPACE.sub(" ", _CONTROL.sub(" ", text or "")).strip(_MARKS)
 
 
 def _key(text: str) -> str:
@@ -47,7 +54,7 @@ def vocabulary(
     *,
     max_chars: int = MAX_CHARS,
 ) -> str:
-    """The prompt for one episode: ``"Feed title, Person One, Person Two, Episode title."``.
+    """The prompt for one episode: ``"Feed title, Person One, Person Two, Episode title"``.
 
     Whitespace is collapsed. An item whose words are already in a kept item (the same
     person twice, an episode title equal to the feed's) is left out; one that holds a
@@ -56,7 +63,8 @@ def vocabulary(
     then the episode's, while the whole fits in ``max_chars``; an item that does not fit
     is left out whole, never cut, except that a first item longer than ``max_chars`` is
     cut at a word. They are written in the feed's order: feed title, names, episode
-    title. Empty when there is nothing to say.
+    title, with no mark after the last (the module doc says why). Empty when there is
+    nothing to say.
     """
     feed = _clean(feed_title)
     names = [_clean(n) for n in person_names]
@@ -74,19 +82,19 @@ def vocabulary(
         if _length([*rest, (position, order, text)]) > max_chars:
             if kept:
                 continue
-            text = _cut(text, max_chars - 1)  # room for the full stop
+            text = _cut(text, max_chars)
             if not text:
                 continue
         kept = [*rest, (position, order, text)]
     if not kept:
         return ""
     kept.sort()
-    return ", ".join(text for _, _, text in kept) + "."
+    return ", ".join(text for _, _, text in kept)
 
 
 def _length(items: list[tuple[int, int, str]]) -> int:
-    """The prompt's length with these items: ``", "`` between them, a full stop after."""
-    return sum(len(t) for _, _, t in items) + 2 * (len(items) - 1) + 1
+    """The prompt's length with these items: ``", "`` between them."""
+    return sum(len(t) for _, _, t in items) + 2 * (len(items) - 1)
 
 
 def _cut(text: str, limit: int) -> str:
@@ -94,7 +102,7 @@ def _cut(text: str, limit: int) -> str:
         return text
     head = text[: limit + 1]
     cut = head.rsplit(" ", 1)[0] if " " in head else text[:limit]
-    return cut[:limit].rstrip(" ,;.")
+    return cut[:limit].rstrip(_MARKS)
 
 
 def episode_vocabulary(episode: Episode, *, max_chars: int = MAX_CHARS) -> str:
