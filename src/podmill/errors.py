@@ -25,6 +25,7 @@ class MissingExtraError(PodmillError):
             f"pip install 'podmill[{extra}]'" + (f", or {instead}" if instead else "")
         )
         self.extra = extra
+        self.module = module
 
 
 class FeedError(PodmillError):

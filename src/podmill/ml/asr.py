@@ -257,10 +257,13 @@ def transcribe(
     settings: AsrSettings,
     *,
     on_progress: Callable[[float], None] | None = None,
+    vocabulary: str = "",
 ) -> Transcript:
     """Transcribe one file into segments with word times.
 
-    ``on_progress`` receives the audio position (seconds) reached so far.
+    ``on_progress`` receives the audio position (seconds) reached so far. ``vocabulary``
+    (:func:`podmill.ml.vocabulary.vocabulary`) reaches Whisper as
+    ``settings.vocabulary_prompt`` says: its initial prompt, its hotwords, or not at all.
     """
     info = resolve_model(settings.model)
     name = model_name(info, settings)
@@ -276,6 +279,7 @@ def transcribe(
                 vad_filter=settings.vad,
                 word_timestamps=True,
                 condition_on_previous_text=False,
+                **prompt_options(settings, vocabulary),
             )
         except av.error.FFmpegError as exc:  # only PyAV's errors mean damaged input
             raise AudioError(
@@ -293,6 +297,17 @@ def transcribe(
         segments=result,
         source=f"asr:{info.identity}",
     )
+
+
+def prompt_options(settings: AsrSettings, vocabulary: str) -> dict[str, str]:
+    """faster-whisper's keyword for the vocabulary prompt: ``initial_prompt`` (with
+    ``condition_on_previous_text=False`` it conditions the first 30-s window only),
+    ``hotwords`` (before every window's prompt), or none (``off``, or nothing to say)."""
+    if not vocabulary.strip() or settings.vocabulary_prompt == "off":
+        return {}
+    if settings.vocabulary_prompt == "initial":
+        return {"initial_prompt": vocabulary}
+    return {"hotwords": vocabulary}
 
 
 def _segments(raw: Any, on_progress: Callable[[float], None] | None) -> Iterator[Segment]:

@@ -31,13 +31,30 @@ def fingerprint_inputs(settings: Settings) -> dict[str, Any]:
             # Where it runs is not an output: a GPU worker's float16 and a CPU worker's
             # int8 transcripts of one model count as the same result (docs/models.md).
             **settings.asr.model_dump(
-                exclude={"cpu_threads", "model", "device", "gpu_compute_type"}
+                exclude={
+                    "cpu_threads",
+                    "model",
+                    "device",
+                    "gpu_compute_type",
+                    "vocabulary_prompt",
+                }
             ),
         },
         "embedder": embed.model_identity(),
         "topics": settings.topics.model_dump(),
         "prefer_feed_transcripts": settings.prefer_feed_transcripts,
     }
+    if settings.asr.vocabulary_prompt != "off":
+        # Only when on, so that the default keeps every earlier fingerprint. The prompt
+        # is built from the episode's feed metadata by a versioned builder: the mode and
+        # the builder's version are what a job's settings decide.
+        from podmill.ml import vocabulary
+
+        inputs["asr"]["vocabulary_prompt"] = {
+            "mode": settings.asr.vocabulary_prompt,
+            "builder": vocabulary.VERSION,
+            "max_chars": vocabulary.MAX_CHARS,
+        }
     coverage = settings.feed_transcripts.model_dump()
     if settings.prefer_feed_transcripts and coverage != FeedTranscriptSettings().model_dump():
         # Only when changed, so that the defaults keep every earlier fingerprint.

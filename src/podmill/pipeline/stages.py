@@ -224,7 +224,9 @@ def transcribe(ctx: StageContext) -> None:
             from podmill.ml import diarize
 
             diarize.check_installed()  # before the long ASR pass, not after it
-        transcript = asr.transcribe(path, settings, on_progress=ctx.on_audio_progress)
+        transcript = asr.transcribe(
+            path, settings, on_progress=ctx.on_audio_progress, vocabulary=_vocabulary(ctx)
+        )
         transcript.duration = max(transcript.duration, float(source.get("duration") or 0.0))
         if ctx.settings.diarization.enabled:
             from podmill.pipeline.speakers import assign_speakers
@@ -232,6 +234,23 @@ def transcribe(ctx: StageContext) -> None:
             turns = diarize.diarize(path, ctx.settings.diarization)
             transcript = assign_speakers(transcript, turns)
     write_transcript(ctx, transcript)
+
+
+def _vocabulary(ctx: StageContext) -> str:
+    """The feed's names for Whisper when ``asr.vocabulary_prompt`` is on (a step note
+    says what was sent); empty when it is off."""
+    mode = ctx.settings.asr.vocabulary_prompt
+    if mode == "off":
+        return ""
+    from podmill.ml.vocabulary import episode_vocabulary
+
+    prompt = episode_vocabulary(ctx.episode)
+    ctx.notes.append(
+        f"vocabulary prompt ({mode}): {prompt!r}"
+        if prompt
+        else f"vocabulary prompt ({mode}): the feed names nothing to prompt with"
+    )
+    return prompt
 
 
 def write_transcript(ctx: StageContext, transcript: Transcript) -> None:
