@@ -93,6 +93,8 @@ EXTRA_OF_MODULE: dict[str, str] = {
     "python_multipart": "server",
     "jinja2": "server",
     "prometheus_client": "metrics",
+    "mcp": "mcp",
+    "mcp_types": "mcp",
     "matplotlib": "stress",
     "mpl_toolkits": "stress",
     "pylab": "stress",

@@ -1,9 +1,10 @@
 """The ``podmill`` command line: the Typer app and its console entry point.
 
 Each command group lives in its own module (``run``, ``engine``, ``serve``, ``search``,
-``catalog``, ``digest``, ``stress``, ``db``, ``config``) and is registered here, so this file is the
-whole command tree. Options they share are :mod:`podmill.cli.options`, settings come
-from :mod:`podmill.cli.settings`, and what they print from :mod:`podmill.cli.output`.
+``catalog``, ``digest``, ``mcp``, ``stress``, ``db``, ``config``) and is registered here,
+so this file is the whole command tree. Options they share are
+:mod:`podmill.cli.options`, settings come from :mod:`podmill.cli.settings`, and what they
+print from :mod:`podmill.cli.output`.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Annotated
 import typer
 
 from podmill import __version__
-from podmill.cli import catalog, digest, engine, run, search, serve, stress, view
+from podmill.cli import catalog, digest, engine, mcp, run, search, serve, stress, view
 from podmill.cli.config import config_app
 from podmill.cli.db import db_app
 from podmill.cli.output import err, fail, out
@@ -70,6 +71,7 @@ app.add_typer(serve.keys_app, name="keys")
 # --------------------------------------------------------------------------- corpus
 
 app.command()(search.search)
+app.command()(mcp.mcp)
 app.add_typer(catalog.episodes_app, name="episodes")
 app.add_typer(catalog.feeds_app, name="feeds")
 app.add_typer(search.index_app, name="index")
