@@ -106,18 +106,19 @@ def build_http_server(app_state: Any) -> Any:
 
         request = _request(ctx)
         try:
-            url = fetchable_url(url)
-            episode, feed_id = await episode_for_url(request, tenant, url)
-            job, created = await queue_episode(request, tenant, episode, feed_id, None)
+            url = fetchable_url(url)  # what POST /jobs's body model checks
         except ValueError as exc:
             raise Problem(422, "invalid_url", str(exc)) from None
-        shown = Job.__required_keys__ | Job.__optional_keys__  # what GET /jobs/{id} shows
+        episode, feed_id = await episode_for_url(request, tenant, url)
+        job, created = await queue_episode(request, tenant, episode, feed_id, None)
+        # the job as GET /jobs/{id} shows it, less its steps (GET /jobs/{id} has them)
+        shown = (Job.__required_keys__ | Job.__optional_keys__) - {"steps"}
         return jsonable_encoder(
             {
                 "job": {k: v for k, v in job.items() if k in shown},
                 "created": created,
-                "episode_key": job.get("episode_key"),
-                "uri": f"podmill://episodes/{job.get('episode_key')}",
+                "episode_key": job["episode_key"],
+                "uri": f"podmill://episodes/{job['episode_key']}",
             }
         )
 
