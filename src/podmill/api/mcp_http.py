@@ -7,7 +7,8 @@ others here; a missing or unknown key is the API's 401. Each tool call is then a
 for the tenant of *that* request's key (``scope["state"]["tenant"]``), so a tenant sees
 the episodes it is entitled to and nothing else, whatever session it names. The
 transport is stateless with JSON answers: no session lives in the server between
-requests, so any API process can answer any request.
+requests, so any API process can answer any request, and only POST is served (a GET
+stream would stay open with nothing to carry).
 
 Without the ``mcp`` extra, ``/mcp`` answers 501 with the line naming it; ``podmill
 view`` (read-only) has no ``/mcp``.
@@ -53,6 +54,16 @@ class McpEndpoint:
             except DATABASE_ERRORS as exc:
                 await database_unavailable(exc)(scope, receive, send)
                 return
+        if scope.get("method") != "POST":
+            # stateless: no stream to open (GET) and no session to end (DELETE); the
+            # transport lets a server say so with a 405, and clients carry on
+            await error_response(
+                405,
+                "method_not_allowed",
+                "POST /mcp: one JSON-RPC message per request",
+                {"Allow": "POST"},
+            )(scope, receive, send)
+            return
         if self.manager is None:  # only between the app's start and its lifespan
             await error_response(503, "unavailable", "the MCP endpoint is starting")(
                 scope, receive, send
