@@ -17,6 +17,9 @@ from support.httpserver import TestHTTPServer
 from support.mcp_client import SyncClient, http_session
 from support.paths import DEMO
 
+# The first test builds the session's data (real `podmill run`s of two feeds): minutes on
+# a loaded machine, so a bound above the suite's 600 s (a safety bound, not a check).
+pytestmark = pytest.mark.timeout(1800)
 INITIALIZE = {
     "jsonrpc": "2.0",
     "id": 1,
@@ -140,14 +143,23 @@ def test_submit_queues_like_post_jobs_for_the_caller_only(
     db_url = f"sqlite:///{mcp_site.server.log_path.parent / 'data' / 'podmill.db'}"
     carol = create_tenant(db_url, "carol")
     audio = mcp_feeds.add_file("/mcp-submit/episode.mp3", DEMO / "sonnet001.mp3")
+    with mcp_site.api("alice") as api:
+        [theirs] = [e for e in api.get("/episodes").json() if e["episode_key"] == _mars(mcp_site)]
     with http_session(mcp_site.url, carol.key) as client:
         first = client.ok("submit_url", {"url": audio})
         again = client.ok("submit_url", {"url": audio})
         listed = client.ok("list_episodes")["episodes"]
         refused = client.error("submit_url", {"url": "ftp://example.com/a.mp3"})
+        # knowing the enclosure URL of alice's episode is no entitlement to it
+        copy = client.ok("submit_url", {"url": theirs["audio_url"]})
+        assert copy["episode_key"] != theirs["episode_key"]
+        assert "no episode" in client.error(
+            "get_episode_tree", {"episode_key": theirs["episode_key"]}
+        )
     key = first["episode_key"]
     assert first["created"] is True and again["created"] is False
     assert first["job"]["id"] == again["job"]["id"] and first["uri"] == f"podmill://episodes/{key}"
+    assert first["job"]["status"] == "pending" and "steps" not in first["job"]
     assert [e["episode_key"] for e in listed] == [key]
     assert "ftp://example.com/a.mp3" in refused
     with mcp_site.api("root") as api:  # the job is the one POST /jobs would show

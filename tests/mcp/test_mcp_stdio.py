@@ -26,6 +26,9 @@ from support.browser import ViewerData
 from support.mcp_client import SyncClient, stdio_session
 from support.paths import DEMO
 
+# The first test builds the session's data (real `podmill run`s of two feeds): minutes on
+# a loaded machine, so a bound above the suite's 600 s (a safety bound, not a check).
+pytestmark = pytest.mark.timeout(1800)
 TOOLS = {"search", "list_episodes", "get_episode_tree", "get_transcript_span", "digest"}
 AT = re.compile(r"^\d+:\d\d(:\d\d)?–\d+:\d\d(:\d\d)?$")
 
