@@ -1,5 +1,5 @@
 """``/mcp`` of a real ``podmill serve`` process, driven by the official SDK's client over
-streamable HTTP with the API's keys: ``alice`` (the demo feed's three episodes) and
+streamable HTTP with the API's keys: ``alice`` (Talk show's two episodes) and
 ``bob`` (the other feed's one) each get what the REST API gives them, a tenant never
 reaches another's episode through any tool or resource, and a wrong key is a 401.
 """
@@ -92,7 +92,7 @@ def test_a_tenant_never_reaches_another_tenants_episode(
     assert [e["episode_key"] for e in bob.ok("list_episodes")["episodes"]] == mine
     # what alice finds, bob does not; his own episode he does find (the search works)
     assert alice.ok("search", {"query": "robotic rovers on Mars"})["hits"]
-    for query in ("robotic rovers on Mars", "Shakespeare sonnet beauty", "ask not your country"):
+    for query in ("robotic rovers on Mars", "coffee beans grinder", "ask not your country"):
         hits = bob.ok("search", {"query": query})["hits"]
         assert {h["episode_key"] for h in hits} <= set(mine), (query, hits)
     assert {h["episode_key"] for h in bob.ok("search", {"query": "weather"})["hits"]} == set(mine)
@@ -108,8 +108,8 @@ def test_a_tenant_never_reaches_another_tenants_episode(
     assert {e["episode_key"] for e in digest["episodes"]} == set(mine)
     # alice's feed is not bob's to name, by title or URL
     assert "no feed" in bob.error("list_episodes", {"feed": mcp_site.data.demo_feed})
-    assert "no feed" in bob.error("search", {"query": "Mars", "feed": "podmill demo"})
-    named = bob.call("digest", {"feeds": ["podmill demo"], "since": "2025-01-01"})
+    assert "no feed" in bob.error("search", {"query": "Mars", "feed": "Talk show"})
+    named = bob.call("digest", {"feeds": ["Talk show"], "since": "2025-01-01"})
     assert named.is_error or not named.structured_content["digest"]["episodes"], named
     # bob's own episode, for the record, reads fine
     assert bob.ok("get_episode_tree", {"episode_key": mine[0]})["tree"]
