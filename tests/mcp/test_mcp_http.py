@@ -122,7 +122,6 @@ def test_a_wrong_or_missing_key_is_a_401(mcp_site: Site) -> None:
         answer = httpx.post(url, json=INITIALIZE, headers={**MCP_HEADERS, **headers}, timeout=30)
         assert_error(answer, 401, "unauthorized")
         assert answer.headers["www-authenticate"] == "Bearer"
-        assert_error(httpx.get(url, headers={**MCP_HEADERS, **headers}, timeout=30), 401)
     # the SDK's client with a wrong key gets nowhere
     with pytest.raises(Exception, match="TaskGroup|rror"), http_session(mcp_site.url, "not-a-key"):
         pass

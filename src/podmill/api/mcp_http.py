@@ -7,8 +7,8 @@ others here; a missing or unknown key is the API's 401. Each tool call is then a
 for the tenant of *that* request's key (``scope["state"]["tenant"]``), so a tenant sees
 the episodes it is entitled to and nothing else, whatever session it names. The
 transport is stateless with JSON answers: no session lives in the server between
-requests, so any API process can answer any request, and only POST is served (a GET
-stream would stay open with nothing to carry).
+requests, so any API process can answer any request, and only POST is routed (a GET
+stream would stay open with nothing to carry: 405).
 
 Without the ``mcp`` extra, ``/mcp`` answers 501 with the line naming it; ``podmill
 view`` (read-only) has no ``/mcp``.
@@ -54,16 +54,6 @@ class McpEndpoint:
             except DATABASE_ERRORS as exc:
                 await database_unavailable(exc)(scope, receive, send)
                 return
-        if scope.get("method") != "POST":
-            # stateless: no stream to open (GET) and no session to end (DELETE); the
-            # transport lets a server say so with a 405, and clients carry on
-            await error_response(
-                405,
-                "method_not_allowed",
-                "POST /mcp: one JSON-RPC message per request",
-                {"Allow": "POST"},
-            )(scope, receive, send)
-            return
         if self.manager is None:  # only between the app's start and its lifespan
             await error_response(503, "unavailable", "the MCP endpoint is starting")(
                 scope, receive, send
@@ -169,5 +159,7 @@ def install_mcp(app: Any, *, no_auth: bool) -> McpEndpoint | McpMissing:
         endpoint = McpEndpoint(no_auth=no_auth)
     except MissingExtraError as exc:
         endpoint = McpMissing(str(exc))
-    app.add_route(PATH, endpoint, include_in_schema=False)
+    # POST only: stateless, there is no stream to open (GET) nor session to end (DELETE);
+    # the transport lets a server answer those 405, and clients carry on
+    app.add_route(PATH, endpoint, methods=["POST"], include_in_schema=False)
     return endpoint
