@@ -95,6 +95,8 @@ EXTRA_OF_MODULE: dict[str, str] = {
     "jinja2": "server",
     "listparser": "server",
     "prometheus_client": "metrics",
+    "mcp": "mcp",
+    "mcp_types": "mcp",
     "matplotlib": "stress",
     "mpl_toolkits": "stress",
     "pylab": "stress",

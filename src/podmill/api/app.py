@@ -23,6 +23,7 @@ from podmill.api.background import background_threads
 from podmill.api.bodies import BoundedBodyMiddleware
 from podmill.api.errors import Problem
 from podmill.api.headers import SecurityHeadersMiddleware
+from podmill.api.mcp_http import McpMissing, install_mcp
 from podmill.api.schemas import Health, Me
 from podmill.api.validation import FeedValidations
 from podmill.api.web.install import install_viewer
@@ -50,6 +51,9 @@ processed once per fingerprint and served to every tenant entitled to it.
 Authenticate with `Authorization: Bearer KEY` (`podmill keys create TENANT`). Errors are
 JSON `{"error": CODE, "detail": MESSAGE}`. See docs/api.md.
 """
+
+# `podmill view` serves no /mcp: `podmill mcp` is the read-only embedded server
+_NO_MCP = McpMissing("podmill view has no /mcp: run `podmill mcp` (stdio) instead")
 
 
 def create_app(
@@ -83,7 +87,8 @@ def create_app(
         for thread in threads:
             thread.start()
         try:
-            yield
+            async with app.state.mcp.running(app.state):
+                yield
         finally:
             stop.set()
             for thread in threads:
@@ -130,6 +135,8 @@ def create_app(
     app.include_router(digests.router)
     app.include_router(opml.router)
     install_viewer(app, settings, read_only=read_only)
+    # /mcp: the MCP tools for AI assistants, behind the same keys (api/mcp_http.py)
+    app.state.mcp = _NO_MCP if read_only else install_mcp(app, no_auth=not auth)
 
     @app.get("/me", tags=["health"], response_model=Me, responses={401: errors.ERROR_SCHEMA})
     def me(service: PlatformDep, tenant: TenantDep) -> dict[str, Any]:

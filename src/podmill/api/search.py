@@ -13,7 +13,7 @@ from typing import Any
 
 from fastapi import APIRouter, Query, Request
 
-from podmill.api.auth import TenantDep, platform
+from podmill.api.auth import TenantDep
 from podmill.api.errors import ERROR_SCHEMA, Problem
 from podmill.api.params import MAX_ID
 from podmill.api.schemas import SearchHit
@@ -27,18 +27,24 @@ _searcher_lock = threading.Lock()
 def searcher(request: Request) -> Any:
     """The app's one :class:`~podmill.search.searcher.Searcher` (made on first use; it
     loads the vector index and, on the first query, the embedding model)."""
-    state = request.app.state
+    # `podmill view` writes nothing, not even a rebuilt vector index: the rows the
+    # index lacks are searched exactly (the delta) instead
+    viewer = getattr(request.app.state, "viewer", None)
+    return searcher_of(request.app.state, read_only=viewer is not None and viewer.read_only)
+
+
+def searcher_of(state: Any, *, read_only: bool) -> Any:
+    """The one searcher kept on ``state`` (the app's, or ``podmill mcp``'s), over
+    ``state.platform``; ``read_only`` never rebuilds the vector index on disk."""
     with _searcher_lock:
         if getattr(state, "searcher", None) is None:
             from podmill.search.searcher import Searcher
 
-            service = platform(request)
-            # `podmill view` writes nothing, not even a rebuilt vector index: the rows
-            # the index lacks are searched exactly (the delta) instead
-            viewer = getattr(state, "viewer", None)
-            rebuild = "off" if viewer is not None and viewer.read_only else "background"
+            service = state.platform
             state.searcher = Searcher(
-                service.reader, service.settings.data_dir, auto_rebuild=rebuild
+                service.reader,
+                service.settings.data_dir,
+                auto_rebuild="off" if read_only else "background",
             )
     return state.searcher
 
@@ -56,6 +62,20 @@ def find(
     """The ``limit`` best :class:`~podmill.search.searcher.Hit` for ``q`` among the
     episodes ``tenant`` is entitled to (GET /search and the search page). Raises
     ``EmptyQuery`` / ``InvalidTime`` for what cannot be searched."""
+    return find_with(searcher(request), tenant, q, feed=feed, since=since, until=until, limit=limit)
+
+
+def find_with(
+    searcher: Any,
+    tenant: Tenant,
+    q: str,
+    *,
+    feed: int | None = None,
+    since: str | None = None,
+    until: str | None = None,
+    limit: int = 10,
+) -> list[Any]:
+    """:func:`find` with a given searcher (the MCP tools', api/mcp_tools.py)."""
     from podmill.search.query import parse_time
     from podmill.search.store import Filters
 
@@ -65,7 +85,7 @@ def find(
         until=parse_time(until, "until", end=True),
         visible=visible_episodes(tenant),
     )
-    return searcher(request).search(q, filters, limit)
+    return searcher.search(q, filters, limit)
 
 
 @router.get("/search", response_model=list[SearchHit])

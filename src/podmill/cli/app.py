@@ -1,8 +1,8 @@
 """The ``podmill`` command line: the Typer app and its console entry point.
 
 Each command group lives in its own module (``run``, ``engine``, ``serve``, ``search``,
-``catalog``, ``digest``, ``publish``, ``stress``, ``db``, ``config``) and is registered
-here, so this file is the whole command tree. Options they share are
+``catalog``, ``digest``, ``publish``, ``subscribe``, ``mcp``, ``stress``, ``db``, ``config``)
+and is registered here, so this file is the whole command tree. Options they share are
 :mod:`podmill.cli.options`, settings come from :mod:`podmill.cli.settings`, and what they
 print from :mod:`podmill.cli.output`.
 """
@@ -19,6 +19,7 @@ from podmill.cli import (
     catalog,
     digest,
     engine,
+    mcp,
     publish,
     run,
     search,
@@ -83,6 +84,7 @@ app.command()(subscribe.subscribe)
 # --------------------------------------------------------------------------- corpus
 
 app.command()(search.search)
+app.command()(mcp.mcp)
 app.add_typer(catalog.episodes_app, name="episodes")
 app.add_typer(catalog.feeds_app, name="feeds")
 app.add_typer(search.index_app, name="index")

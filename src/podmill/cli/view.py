@@ -46,7 +46,7 @@ def view(
     url = cli_settings.existing_database(
         settings, "run `podmill run FEED_OR_FILE` (or `podmill demo`) first"
     )
-    _check_schema(url)
+    check_schema(url)
     from podmill.api.app import create_app
 
     address = f"http://{HOST}:{port}/"
@@ -71,8 +71,9 @@ def view(
     )
 
 
-def _check_schema(url: str) -> None:
-    """The database must be at this podmill's schema: the viewer never migrates."""
+def check_schema(url: str, command: str = "podmill view") -> None:
+    """The database must be at this podmill's schema: the viewer (and ``podmill mcp``)
+    never migrates."""
     from podmill.storage import db as storage_db
 
     with storage_db.database_errors(url):
@@ -80,5 +81,5 @@ def _check_schema(url: str) -> None:
     if current != head:
         raise PodmillError(
             f"database {storage_db.display_url(url)} is at schema revision {current or 'none'}, "
-            f"this podmill needs {head}: run `podmill db upgrade` (podmill view changes nothing)"
+            f"this podmill needs {head}: run `podmill db upgrade` ({command} changes nothing)"
         )
