@@ -93,6 +93,7 @@ EXTRA_OF_MODULE: dict[str, str] = {
     "python_multipart": "server",
     "jinja2": "server",
     "prometheus_client": "metrics",
+    "redis": "streams",
     "matplotlib": "stress",
     "mpl_toolkits": "stress",
     "pylab": "stress",

@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse, Response
 from fastapi_offline import FastAPIOffline
 
 from podmill import __version__
-from podmill.api import admin, catalog, digests, episodes, errors, jobs, search
+from podmill.api import admin, catalog, digests, episodes, errors, events, jobs, search
 from podmill.api.auth import LOCAL_TENANT, PlatformDep, TenantDep, authenticate
 from podmill.api.background import background_threads
 from podmill.api.bodies import BoundedBodyMiddleware
@@ -127,6 +127,7 @@ def create_app(
     app.include_router(admin.router)
     app.include_router(search.router)
     app.include_router(digests.router)
+    app.include_router(events.router)
     install_viewer(app, settings, read_only=read_only)
 
     @app.get("/me", tags=["health"], response_model=Me, responses={401: errors.ERROR_SCHEMA})
