@@ -28,7 +28,10 @@ from podmill.storage.models import JobRow, StepRow
 from support.api import Caller, LiveFeed
 
 # answers that are files or text, documented by media type rather than a JSON shape
-FILE_ROUTES = {("get", "/episodes/{episode_key}/transcript")}
+FILE_ROUTES = {
+    ("get", "/episodes/{episode_key}/transcript"),
+    ("get", "/events"),  # text/event-stream: each event's data is documented in docs/api.md
+}
 _ANY = TypeAdapter(Any)
 
 

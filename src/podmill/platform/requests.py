@@ -123,7 +123,7 @@ class Requests(Part):
                 "to": row.reply_to,
                 "attempts": row.reply_attempts,
                 "delivered_at": row.replied_at,
-                "next_try_at": None if row.replied_at or row.reply_error else row.reply_next_at,
+                "next_try_at": None if row.replied_at else row.reply_next_at,
                 "error": row.reply_error,
             }
             for row in rows
