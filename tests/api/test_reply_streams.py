@@ -158,7 +158,9 @@ def test_a_failing_stream_shows_in_the_job_and_is_retried_with_backoff(
     [failed] = [d for d in notify.deliver_due() if not d.owed]
     assert not failed.delivered and "ConnectionError" in (failed.error or "")
     reply = alice.get(f"/jobs/{job_id}").json()["reply"]
-    assert reply["attempts"] == 1 and "cannot XADD to redis://127.0.0.1:1/0#nowhere" in reply["error"]
+    assert (
+        reply["attempts"] == 1 and "cannot XADD to redis://127.0.0.1:1/0#nowhere" in reply["error"]
+    )
     assert reply["next_try_at"] is not None and reply["delivered_at"] is None
 
     assert [d for d in notify.deliver_due() if not d.owed] == []  # backing off: 5 s

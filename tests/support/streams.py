@@ -39,8 +39,7 @@ def unique_stream(prefix: str = "podmill-test") -> str:
 def entries(client: Any, stream: str) -> list[dict[str, str]]:
     """Every entry of ``stream``, oldest first, fields decoded."""
     return [
-        {k.decode(): v.decode() for k, v in fields.items()}
-        for _id, fields in client.xrange(stream)
+        {k.decode(): v.decode() for k, v in fields.items()} for _id, fields in client.xrange(stream)
     ]
 
 

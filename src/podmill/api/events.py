@@ -5,7 +5,7 @@
 Each event is ``id: N`` (the cursor), ``event: job|step`` and one JSON ``data:`` line.
 A client that reconnects sends ``Last-Event-ID`` (browsers' ``EventSource`` does) and
 gets every event after it; without one the stream starts at the newest event (``?after=N``
-names a cursor explicitly). A comment line is sent after
+names a cursor explicitly). A comment line (``: heartbeat``) is sent after
 ``server.events_heartbeat_seconds`` without events, so proxies keep the connection and a
 client that went away is noticed.
 """
@@ -80,15 +80,17 @@ def _read(service: Platform, reader: EventReader) -> list[dict[str, object]]:
 
 async def _stream(service: Platform, tenant: Tenant, reader: EventReader) -> AsyncIterator[str]:
     settings = service.settings.server
-    yield f"retry: {RETRY_MS}\n: events of tenant {tenant.name} after {reader.cursor}\n\n"
+    # Comments end with one newline, not a blank line: a blank line ends an event, and
+    # some clients (httpx-sse) dispatch an empty event for it once an id was seen.
+    yield f": events of tenant {tenant.name} after {reader.cursor}\n"
     quiet = 0.0
     while True:
         found = await run_in_threadpool(_read, service, reader)
         for event in found:
             data = json.dumps(event, separators=(",", ":"))
-            yield f"id: {event['id']}\nevent: {event['type']}\ndata: {data}\n\n"
+            yield f"id: {event['id']}\nevent: {event['type']}\nretry: {RETRY_MS}\ndata: {data}\n\n"
         quiet = 0.0 if found else quiet + settings.events_poll_seconds
         if quiet >= settings.events_heartbeat_seconds:
             quiet = 0.0
-            yield ": heartbeat\n\n"
+            yield ": heartbeat\n"
         await anyio.sleep(settings.events_poll_seconds)
