@@ -104,9 +104,8 @@ class RawReader:
                     self.lines.append(line)
                     if self.stop.is_set():
                         return
-        except httpx.HTTPError:
-            if not self.stop.is_set():
-                raise
+        except httpx.HTTPError as exc:  # the server stopped: the test says what it missed
+            self.lines.append(f"(connection lost: {exc})")
 
     def data(self) -> list[dict[str, Any]]:
         return [json.loads(line[6:]) for line in self.lines if line.startswith("data: ")]
@@ -139,6 +138,12 @@ def test_events_follow_a_whole_job_per_tenant_and_resume(db_url: str, tmp_path: 
                 stderr=subprocess.PIPE,
                 env=podmill_env(),
             )  # fmt: skip
+            assert watch.stderr is not None
+            for _ in range(20):  # its log lines come first
+                said = watch.stderr.readline().decode()
+                if not said or said.startswith(f"watching job {job_id}"):
+                    break
+            assert said.startswith("watching"), f"podmill jobs watch did not start: {said}"
             served.workers.start("--poll", "0.1")
             events = []
             for sse in source.iter_sse():
@@ -163,9 +168,10 @@ def test_events_follow_a_whole_job_per_tenant_and_resume(db_url: str, tmp_path: 
         assert {e["job_id"] for e in events} == {job_id}
         ids = [e["id"] for e in events]
         assert ids == sorted(set(ids))
-        job_statuses = [e["status"] for e in events if e["type"] == "job"]
-        assert job_statuses[0] == "pending" and job_statuses[-1] == "done"
-        assert "running" in job_statuses
+        # her view starts where she asked for it (a worker may have claimed it already)
+        assert events[0]["kind"] == "request" and events[0]["status"] in ("pending", "running")
+        job_statuses = [e["status"] for e in events if e["kind"] == "job"]
+        assert job_statuses[-2:] == ["running", "done"] or job_statuses == ["done"]
         for stage in STAGE_NAMES:
             steps = [e["status"] for e in events if e["stage"] == stage]
             assert steps[-2:] == ["running", "done"], (stage, steps)

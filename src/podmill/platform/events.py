@@ -36,10 +36,12 @@ def latest_event_id(conn: Connection) -> int:
 
 
 def event_of(row: Any) -> dict[str, Any]:
-    """An event as it is sent: ``type`` is ``job`` (the job's own status) or ``step``."""
+    """An event as it is sent: ``type`` is ``job`` (the job's own status: ``created``
+    for a new job, ``requested`` where this tenant's view of it begins) or ``step``."""
     return {
         "id": row.id,
-        "type": "job" if row.stage is None else "step",
+        "type": "step" if row.kind == "step" else "job",
+        "kind": row.kind,
         "job_id": row.job_id,
         "episode_key": row.episode_key,
         "stage": row.stage,
@@ -69,16 +71,24 @@ class EventReader:
         self.clock: Clock = clock or SystemClock()
         self._gap_since: dict[int, datetime] = {}  # a missing id → when it was first missed
 
-    def read(self, conn: Connection) -> list[dict[str, Any]]:
-        mine: Any = True
-        if self.tenant is not None and not self.tenant.sees_all:
+    def _mine(self) -> Any:
+        """Which events this reader shows. A tenant: its own request events (where its
+        view of a job starts: the job's status when it asked) and the transitions of the
+        jobs it requested; the operator: every job's creation and transitions."""
+        if self.tenant is None or self.tenant.sees_all:
+            mine = EVENTS.c.kind != "request"
+        else:
             requested = select(REQUESTS.c.job_id).where(REQUESTS.c.tenant_id == self.tenant.id)
-            mine = EVENTS.c.job_id.in_(requested)
+            own_request = (EVENTS.c.kind == "request") & (EVENTS.c.tenant_id == self.tenant.id)
+            transition = EVENTS.c.kind.in_(("job", "step")) & EVENTS.c.job_id.in_(requested)
+            mine = own_request | transition
         if self.job_id is not None:
             mine = (EVENTS.c.job_id == self.job_id) & mine
-        columns = [EVENTS, JOBS.c.episode_key]
-        if mine is not True:
-            columns.append(mine.label("mine"))
+        return mine
+
+    def read(self, conn: Connection) -> list[dict[str, Any]]:
+        mine = self._mine()
+        columns = [EVENTS, JOBS.c.episode_key, mine.label("mine")]
         rows = conn.execute(
             select(*columns)
             .join(JOBS, JOBS.c.id == EVENTS.c.job_id)
@@ -91,7 +101,7 @@ class EventReader:
             if row.id != self.cursor + 1 and not self._settled(self.cursor + 1):
                 break  # an earlier id may still commit: read from here next time
             self.cursor = row.id
-            if mine is True or row.mine:
+            if row.mine:
                 found.append(event_of(row))
         return found
 

@@ -338,14 +338,17 @@ class JobReplyRow(Base):
 
 
 class JobEventRow(Base):
-    """A job or step status change, written by database triggers on ``jobs`` and
-    ``steps`` (migration 0010), whichever process made it; ``id`` is the cursor of
-    ``GET /events`` and ``podmill jobs watch``. ``stage`` is NULL for the job itself."""
+    """A new job, a job or step status change, or a tenant's request of a job, written by
+    database triggers (migration 0010), whichever process made it; ``id`` is the cursor
+    of ``GET /events`` and ``podmill jobs watch``. ``stage`` is NULL but for steps."""
 
     __tablename__ = "job_events"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # created (a new job) · job (its status changed) · step · request (tenant_id asked)
+    kind: Mapped[str] = mapped_column(String(8))
     job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    tenant_id: Mapped[int | None] = mapped_column(Integer)
     stage: Mapped[str | None] = mapped_column(String(32))
     status: Mapped[str] = mapped_column(String(16))
     attempts: Mapped[int | None] = mapped_column(Integer)

@@ -8,10 +8,12 @@ Create Date: 2026-12-04
 - ``subscriptions.reply_to``: every episode of the feed queued for that tenant gets it.
 - ``job_replies``: results owed to a stream no tenant asked for (``server.default_stream``,
   ``podmill submit --reply-to``), with the delivery state ``job_requests`` has.
-- ``job_events``: one row per status change of a job or a step, written by triggers on
-  ``jobs`` and ``steps`` in the transaction that makes the change, so every process (API,
-  workers on other machines, the scheduler) is seen, and no engine code path can forget
-  one. ``GET /events`` reads it with its ``id`` as the cursor.
+- ``job_events``: one row per new job, status change of a job or a step, and tenant's
+  request of a job, written by triggers on ``jobs``, ``steps`` and ``job_requests`` in
+  the transaction that makes the change, so every process (API, workers on other
+  machines, the scheduler) is seen, and no engine code path can forget one.
+  ``GET /events`` reads it with its ``id`` as the cursor. ``tenant_id`` is set on a
+  request's event only (no foreign key: an event outlives nothing it names but its job).
 
 SQLite's batch mode rebuilds a table and drops its triggers: a later migration that
 batch-alters ``jobs`` or ``steps`` must call :func:`create_triggers` again.
@@ -29,23 +31,31 @@ depends_on: str | None = None
 
 _ERROR = "substr({row}.error, 1, 500)"
 
+# kind: "created" (a new job), "job" (its status changed), "step" (a step's status
+# changed), "request" (tenant_id asked for the job, then in status).
 _SQLITE = [
     """CREATE TRIGGER job_events_job_insert AFTER INSERT ON jobs
     BEGIN
-        INSERT INTO job_events (job_id, stage, status, attempts, error)
-        VALUES (NEW.id, NULL, NEW.status, NULL, NULL);
+        INSERT INTO job_events (kind, job_id, status) VALUES ('created', NEW.id, NEW.status);
     END""",
     f"""CREATE TRIGGER job_events_job_update AFTER UPDATE OF status ON jobs
     WHEN NEW.status IS NOT OLD.status
     BEGIN
-        INSERT INTO job_events (job_id, stage, status, attempts, error)
-        VALUES (NEW.id, NULL, NEW.status, NULL, {_ERROR.format(row="NEW")});
+        INSERT INTO job_events (kind, job_id, status, error)
+        VALUES ('job', NEW.id, NEW.status, {_ERROR.format(row="NEW")});
     END""",
     f"""CREATE TRIGGER job_events_step_update AFTER UPDATE OF status ON steps
     WHEN NEW.status IS NOT OLD.status
     BEGIN
-        INSERT INTO job_events (job_id, stage, status, attempts, error)
-        VALUES (NEW.job_id, NEW.stage, NEW.status, NEW.attempts, {_ERROR.format(row="NEW")});
+        INSERT INTO job_events (kind, job_id, stage, status, attempts, error)
+        VALUES ('step', NEW.job_id, NEW.stage, NEW.status, NEW.attempts,
+                {_ERROR.format(row="NEW")});
+    END""",
+    """CREATE TRIGGER job_events_request_insert AFTER INSERT ON job_requests
+    BEGIN
+        INSERT INTO job_events (kind, job_id, tenant_id, status)
+        VALUES ('request', NEW.job_id, NEW.tenant_id,
+                (SELECT status FROM jobs WHERE id = NEW.job_id));
     END""",
 ]
 
@@ -53,25 +63,35 @@ _POSTGRES = [
     f"""CREATE FUNCTION podmill_job_event() RETURNS trigger AS $$
     BEGIN
         IF TG_OP = 'INSERT' THEN
-            INSERT INTO job_events (job_id, stage, status) VALUES (NEW.id, NULL, NEW.status);
+            INSERT INTO job_events (kind, job_id, status) VALUES ('created', NEW.id, NEW.status);
         ELSIF NEW.status IS DISTINCT FROM OLD.status THEN
-            INSERT INTO job_events (job_id, stage, status, error)
-            VALUES (NEW.id, NULL, NEW.status, {_ERROR.format(row="NEW")});
+            INSERT INTO job_events (kind, job_id, status, error)
+            VALUES ('job', NEW.id, NEW.status, {_ERROR.format(row="NEW")});
         END IF;
         RETURN NULL;
     END $$ LANGUAGE plpgsql""",
     f"""CREATE FUNCTION podmill_step_event() RETURNS trigger AS $$
     BEGIN
         IF NEW.status IS DISTINCT FROM OLD.status THEN
-            INSERT INTO job_events (job_id, stage, status, attempts, error)
-            VALUES (NEW.job_id, NEW.stage, NEW.status, NEW.attempts, {_ERROR.format(row="NEW")});
+            INSERT INTO job_events (kind, job_id, stage, status, attempts, error)
+            VALUES ('step', NEW.job_id, NEW.stage, NEW.status, NEW.attempts,
+                    {_ERROR.format(row="NEW")});
         END IF;
+        RETURN NULL;
+    END $$ LANGUAGE plpgsql""",
+    """CREATE FUNCTION podmill_request_event() RETURNS trigger AS $$
+    BEGIN
+        INSERT INTO job_events (kind, job_id, tenant_id, status)
+        VALUES ('request', NEW.job_id, NEW.tenant_id,
+                (SELECT status FROM jobs WHERE id = NEW.job_id));
         RETURN NULL;
     END $$ LANGUAGE plpgsql""",
     """CREATE TRIGGER job_events_job AFTER INSERT OR UPDATE OF status ON jobs
     FOR EACH ROW EXECUTE FUNCTION podmill_job_event()""",
     """CREATE TRIGGER job_events_step AFTER UPDATE OF status ON steps
     FOR EACH ROW EXECUTE FUNCTION podmill_step_event()""",
+    """CREATE TRIGGER job_events_request AFTER INSERT ON job_requests
+    FOR EACH ROW EXECUTE FUNCTION podmill_request_event()""",
 ]
 
 
@@ -86,10 +106,16 @@ def drop_triggers() -> None:
     if op.get_bind().dialect.name == "postgresql":
         op.execute("DROP TRIGGER IF EXISTS job_events_job ON jobs")
         op.execute("DROP TRIGGER IF EXISTS job_events_step ON steps")
-        op.execute("DROP FUNCTION IF EXISTS podmill_job_event()")
-        op.execute("DROP FUNCTION IF EXISTS podmill_step_event()")
+        op.execute("DROP TRIGGER IF EXISTS job_events_request ON job_requests")
+        for function in ("podmill_job_event", "podmill_step_event", "podmill_request_event"):
+            op.execute(f"DROP FUNCTION IF EXISTS {function}()")
     else:
-        for name in ("job_events_job_insert", "job_events_job_update", "job_events_step_update"):
+        for name in (
+            "job_events_job_insert",
+            "job_events_job_update",
+            "job_events_step_update",
+            "job_events_request_insert",
+        ):
             op.execute(f"DROP TRIGGER IF EXISTS {name}")
 
 
@@ -121,7 +147,9 @@ def upgrade() -> None:
     op.create_table(
         "job_events",
         sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("kind", sa.String(8), nullable=False),
         sa.Column("job_id", sa.Integer(), nullable=False),
+        sa.Column("tenant_id", sa.Integer(), nullable=True),
         sa.Column("stage", sa.String(32), nullable=True),
         sa.Column("status", sa.String(16), nullable=False),
         sa.Column("attempts", sa.Integer(), nullable=True),
