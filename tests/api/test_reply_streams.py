@@ -201,3 +201,48 @@ def test_without_the_streams_extra_one_line_names_it(monkeypatch: pytest.MonkeyP
     with pytest.raises(MissingExtraError) as caught:
         StreamSender(1.0).send(stream_url("x"), {})
     assert "streams" in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_podmill_submit_reply_to_owes_the_result_to_the_stream(
+    tmp_path: Path, db_url: str, redis: Any, streams: tuple[str, str]
+) -> None:
+    """The operator's ``podmill submit --reply-to``: an allowed stream gets the result
+    (no tenant); another host, or a webhook, is one error line."""
+    from sqlalchemy import select
+
+    from podmill.storage.replies import REPLIES
+
+    from support.cli import run_cli
+    from support.paths import DEMO
+
+    mine = stream_url(streams[0])
+    data = tmp_path / "cli-data"
+    env = {"PODMILL_SERVER__STREAM_HOSTS": json.dumps([REDIS_HOSTPORT])}
+    flags = ("--db", db_url, "--data-dir", str(data))
+    audio = DEMO / "sonnet001.mp3"
+    submitted = run_cli("submit", audio, *flags, "--reply-to", mine, "--json", env=env)
+    assert submitted.code == 0, submitted.stderr
+    [row] = submitted.json_lines()
+
+    for refused, says in [
+        ("redis://127.0.0.1:6390/0#x", "not in server.stream_hosts"),
+        ("https://example.com/hook", "a webhook needs a tenant"),
+    ]:
+        failed = run_cli("submit", audio, *flags, "--reply-to", refused, env=env)
+        assert failed.code == 1 and says in failed.stderr, failed.stderr
+        assert failed.stderr.count("\n") == 1, failed.stderr
+
+    platform = Platform(
+        Settings(db=db_url, data_dir=data, server={"stream_hosts": [REDIS_HOSTPORT]})
+    )
+    try:
+        with platform.reader.connect() as conn:
+            owed = conn.execute(select(REPLIES.c.target).where(REPLIES.c.job_id == row["job_id"]))
+            assert owed.scalars().all() == [mine]
+        finish_job(platform.store, row["job_id"])
+        [delivered] = Notifier(platform).deliver_due()
+        assert delivered.delivered and delivered.owed
+        [result] = results(redis, streams[0])
+        assert result["job_id"] == row["job_id"] and result["tenant"] is None
+    finally:
+        platform.close()

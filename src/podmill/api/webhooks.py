@@ -1,8 +1,10 @@
-"""``reply_to`` webhooks: a POST to the URL a tenant gave with its job, once the job
-finishes (done, failed or cancelled), signed with the tenant's secret and retried with
-backoff. Delivery is at least once: receivers should ignore a repeated delivery id.
+"""Delivering results: every ``reply_to`` of a finished job (done, failed or cancelled) —
+an https webhook, a Redis stream — and the results owed to the default stream and to
+``podmill submit --reply-to`` (``job_replies``), retried with backoff. Each carries the
+result document of :func:`podmill.platform.results.result_of` (docs/delivery.md).
+Delivery is at least once: the job id is the idempotency key.
 
-The request::
+A webhook is::
 
     POST <reply_to>
     Content-Type: application/json
@@ -10,19 +12,21 @@ The request::
     X-Podmill-Timestamp: <unix seconds>
     X-Podmill-Signature: sha256=<hex HMAC-SHA256(secret, "<timestamp>." + body)>
 
-    {"event": "job.finished", "tenant": …, "job": {"id", "episode_key", "status", …}}
+    {"event": "job.finished", "job_id": …, "tenant": …, "job": {…}, "tree": …, "artifacts": …}
 
-A 2xx answer is a delivery; anything else (or no answer) is retried after
-``webhook_backoff_seconds`` × 2^(attempt − 1) (at most an hour, no jitter:
-:class:`~podmill.retry.Backoff`), up to ``webhook_attempts`` tries; the
-last error is kept in ``job_requests.reply_error``. Redirects are not followed, and the
-URL must pass the download SSRF guard (``allow_private_networks``).
+A stream delivery is an ``XADD`` (``platform/streams.py``) to a server the allow-list
+names. A 2xx answer (an accepted XADD) is a delivery; anything else (or no answer) is
+retried after ``webhook_backoff_seconds`` × 2^(attempt − 1) (at most an hour, no jitter:
+:class:`~podmill.retry.Backoff`), up to ``webhook_attempts`` tries; the last error is
+kept in the row's ``reply_error`` (shown in the tenant's job as ``reply``), ``gave up: …``
+after the last. Redirects are not followed, and a webhook URL must pass the download SSRF
+guard (``allow_private_networks``).
 
 Each call ends after ``webhook_timeout_seconds`` overall, and the answer's body is never
 read (only its status counts), so a receiver cannot hold a thread or fill memory, and
 its bytes never reach ``reply_error``. Deliveries run concurrently,
 ``server.webhook_workers`` at once and at most ``server.per_host_limit`` per host
-(platform/hostpool.py): a slow receiver delays only its own webhooks.
+(platform/hostpool.py): a slow receiver delays only its own deliveries.
 """
 
 from __future__ import annotations
