@@ -125,6 +125,9 @@ def _timestamp(name: str, *, nullable: bool, now: bool = False) -> sa.Column:
 
 
 def upgrade() -> None:
+    # A row that failed keeps its last error and its next try from now on; a given-up one
+    # has no next try (before, only given-up rows had an error, and kept their claim's).
+    op.execute("UPDATE job_requests SET reply_next_at = NULL WHERE reply_error IS NOT NULL")
     with op.batch_alter_table("subscriptions") as batch:
         batch.add_column(sa.Column("reply_to", sa.Text(), nullable=True))
     op.create_table(
