@@ -6,6 +6,8 @@ Revises: 0009
 Create Date: 2026-12-04
 
 - ``subscriptions.reply_to``: every episode of the feed queued for that tenant gets it.
+- ``job_requests``: a delivery that failed now keeps its last error with its next try
+  (shown in the tenant's job); a given-up one has none, so those rows lose theirs.
 - ``job_replies``: results owed to a stream no tenant asked for (``server.default_stream``,
   ``podmill submit --reply-to``), with the delivery state ``job_requests`` has.
 - ``job_events``: one row per new job, status change of a job or a step, and tenant's
