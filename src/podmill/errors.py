@@ -97,6 +97,7 @@ EXTRA_OF_MODULE: dict[str, str] = {
     "prometheus_client": "metrics",
     "mcp": "mcp",
     "mcp_types": "mcp",
+    "redis": "streams",
     "matplotlib": "stress",
     "mpl_toolkits": "stress",
     "pylab": "stress",

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
@@ -230,6 +230,43 @@ class ServerSettings(BaseModel):
     validation_threads: int = Field(
         8, ge=1, description="threads for feed validations, all tenants (not request threads)"
     )
+    base_url: str | None = Field(
+        None,
+        description="this server's address as clients reach it (https://podmill.example); "
+        "links in results and in GET /feeds/{id}/enriched.xml are absolute under it; unset: "
+        "API paths (/episodes/…) in results, the request's own base URL in the feed",
+    )
+    stream_hosts: list[str] = Field(
+        default_factory=list,
+        description="host:port of the Redis servers a reply_to redis://…#stream may name "
+        "(never any other); empty: no tenant-chosen streams (docs/delivery.md)",
+    )
+    default_stream: str | None = Field(
+        None,
+        description="redis://host:port/db#stream that receives every job's result, "
+        "whoever asked (docs/delivery.md); unset: none",
+    )
+
+    @field_validator("default_stream")
+    @classmethod
+    def _a_stream(cls, value: str | None) -> str | None:
+        is_stream = value is None or (value.startswith(("redis://", "rediss://")) and "#" in value)
+        if not is_stream:
+            raise ValueError(f"{value!r} is not a Redis stream: write redis://host:port/db#stream")
+        return value
+
+    stream_timeout_seconds: float = Field(
+        5.0, gt=0, description="seconds to connect to Redis and XADD one result"
+    )
+    events_poll_seconds: float = Field(
+        1.0, gt=0, description="how often GET /events reads new job and step events"
+    )
+    events_heartbeat_seconds: float = Field(
+        15.0, gt=0, description="GET /events sends a comment line after this long without events"
+    )
+    events_keep_hours: float = Field(
+        72.0, gt=0, description="job and step events older than this are deleted"
+    )
     poll_workers: int = Field(8, ge=1, description="feeds polled at once")
     webhook_workers: int = Field(8, ge=1, description="webhooks delivered at once")
     per_host_limit: int = Field(
@@ -244,11 +281,6 @@ class ServerSettings(BaseModel):
     digest_hour: int = Field(6, ge=0, le=23, description="hour (UTC) the weekly digest is made")
     digest_budget_minutes: float = Field(
         30.0, ge=0, description="listen-list budget of the weekly digest (0: no listen list)"
-    )
-    public_url: str | None = Field(
-        None,
-        description="absolute base URL of the links in GET /feeds/{id}/enriched.xml (e.g. "
-        "https://podmill.example.com); unset: the request's own (docs/podcasting20.md)",
     )
 
 

@@ -33,6 +33,7 @@ from support.api import Caller, LiveFeed
 FILE_ROUTES = {
     ("get", "/episodes/{episode_key}/transcript"),
     ("get", "/subscriptions.opml"),
+    ("get", "/events"),  # text/event-stream: each event's data is documented in docs/api.md
 } | DOCUMENT_ROUTES
 _ANY = TypeAdapter(Any)
 

@@ -193,12 +193,12 @@ def test_the_enriched_feed_links_each_processed_episode_and_the_links_work(
     assert_error(alice.get("/feeds/999999/enriched.xml"), 404, "not_found")
 
 
-def test_public_url_makes_the_feeds_links(tmp_path: Path, db_url: str, live_feed: LiveFeed) -> None:
+def test_base_url_makes_the_feeds_links(tmp_path: Path, db_url: str, live_feed: LiveFeed) -> None:
     from fastapi.testclient import TestClient
 
     from podmill.api.app import create_app
 
-    settings = make_settings(tmp_path, db_url, public_url="https://pod.example.com/mill/")
+    settings = make_settings(tmp_path, db_url, base_url="https://pod.example.com/mill/")
     service = Platform(settings)
     try:
         service.create_tenant("carol")

@@ -28,7 +28,10 @@ def test_no_operation_answers_5xx(api_settings: Settings, live_feed: LiveFeed) -
     service.subscribe(service.tenant("root"), live_feed.url)  # something to find
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
     headers = {"Authorization": f"Bearer {key}"}
-    operations = [result.ok() for result in schema.get_all_operations()]
+    # GET /events never ends (server-sent events): tests/api/test_events.py reads it
+    operations = [
+        op for op in (result.ok() for result in schema.get_all_operations()) if op.path != "/events"
+    ]
     assert len(operations) >= 17
 
     for operation in operations:

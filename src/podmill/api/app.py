@@ -17,7 +17,18 @@ from fastapi.responses import JSONResponse, Response
 from fastapi_offline import FastAPIOffline
 
 from podmill import __version__
-from podmill.api import admin, catalog, digests, episodes, errors, jobs, opml, podcasting, search
+from podmill.api import (
+    admin,
+    catalog,
+    digests,
+    episodes,
+    errors,
+    events,
+    jobs,
+    opml,
+    podcasting,
+    search,
+)
 from podmill.api.auth import LOCAL_TENANT, PlatformDep, TenantDep, authenticate
 from podmill.api.background import background_threads
 from podmill.api.bodies import BoundedBodyMiddleware
@@ -134,6 +145,7 @@ def create_app(
     app.include_router(search.router)
     app.include_router(digests.router)
     app.include_router(opml.router)
+    app.include_router(events.router)
     install_viewer(app, settings, read_only=read_only)
     # /mcp: the MCP tools for AI assistants, behind the same keys (api/mcp_http.py)
     app.state.mcp = _NO_MCP if read_only else install_mcp(app, no_auth=not auth)

@@ -1,5 +1,6 @@
 """The work ``podmill serve`` (or ``podmill scheduler``) does besides answering requests:
-the feed poller, the webhook notifier and the weekly digests, each a daemon thread. No
+the feed poller, the result notifier (webhooks and streams), the weekly digests and the
+pruning of old job events, each a daemon thread. No
 FastAPI here, so the scheduler runs without the server extra."""
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ def background_threads(service: Platform, stop: threading.Event) -> list[threadi
         "poller": Poller(service).start_due,
         "webhooks": Notifier(service).start_due,
         "digests": WeeklyDigests(service).store_due,  # one per tenant per week
+        "events": lambda: _prune_events(service),  # GET /events keeps events_keep_hours
     }
     return [
         threading.Thread(
@@ -34,6 +36,16 @@ def background_threads(service: Platform, stop: threading.Event) -> list[threadi
         )
         for name, work in passes.items()
     ]
+
+
+def _prune_events(service: Platform) -> None:
+    from datetime import timedelta
+
+    from podmill.platform.events import prune_events
+    from podmill.storage.models import utcnow
+
+    keep = timedelta(hours=service.settings.server.events_keep_hours)
+    prune_events(service.engine, keep, utcnow())
 
 
 def _every(stop: threading.Event, work: Callable[[], object], seconds: float, name: str) -> None:

@@ -5,13 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
+from fastapi.concurrency import run_in_threadpool
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from podmill.api.auth import AdminDep, PlatformDep, TenantDep
 from podmill.api.errors import ERROR_SCHEMA
-from podmill.api.params import FetchableUrl, RowId
+from podmill.api.params import FetchableUrl, ReplyTo, RowId
 from podmill.api.schemas import Feed, Subscription
 from podmill.api.validation import feed_validations
 
@@ -45,6 +46,7 @@ class SubscriptionCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     url: FetchableUrl = Field(description="the feed's URL")
+    reply_to: ReplyTo | None = None  # every episode of the feed queued for this tenant
 
 
 @router.post(
@@ -110,8 +112,10 @@ async def subscribe(
     fetched and parsed (422 with the reason otherwise). The newest
     ``server.backfill`` episodes are queued; later ones as the poller finds them.
     429 while this tenant has ``server.validations_per_tenant`` validations running."""
+    if body.reply_to is not None:
+        await run_in_threadpool(service.check_reply_to, body.reply_to)
     subscription, created = await feed_validations(request).run(
-        tenant, service.subscribe, tenant, body.url
+        tenant, service.subscribe, tenant, body.url, body.reply_to
     )
     return _created(subscription, created, f"/subscriptions/{subscription['id']}")
 

@@ -19,7 +19,7 @@ from starlette.datastructures import UploadFile
 
 from podmill.api.auth import PlatformDep, TenantDep, platform
 from podmill.api.errors import ERROR_SCHEMA, Problem, describe_errors
-from podmill.api.params import FetchableUrl, RowId
+from podmill.api.params import FetchableUrl, ReplyTo, RowId
 from podmill.api.schemas import Job, JobAccepted
 from podmill.api.validation import feed_validations
 from podmill.audio import describe_non_audio, sniff_audio
@@ -47,10 +47,7 @@ class JobCreate(BaseModel):
 
     url: FetchableUrl | None = None
     episode_key: str | None = Field(None, min_length=1, max_length=32)
-    reply_to: FetchableUrl | None = Field(
-        None,
-        description="webhook called (HMAC-signed) when the job finishes; see docs/api.md",
-    )
+    reply_to: ReplyTo | None = None
 
 
 _UPLOAD_SCHEMA = {

@@ -103,7 +103,7 @@ def get_enriched_feed(
 ) -> Response:
     """The feed written back as RSS, each processed item with ``podcast:transcript``
     (JSON, WebVTT and SRT) and ``podcast:chapters`` tags. Its links are absolute:
-    ``server.public_url``, else this request's base URL. The items are this tenant's
+    ``server.base_url``, else this request's base URL. The items are this tenant's
     episodes of the feed (every one when subscribed), newest first."""
-    base_url = service.settings.server.public_url or str(request.base_url)
+    base_url = service.settings.server.base_url or str(request.base_url)
     return Response(service.enriched_feed(tenant, feed_id, base_url), media_type=RSS_MIME)

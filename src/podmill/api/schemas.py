@@ -67,6 +67,19 @@ class Step(TypedDict):
     ]
 
 
+class JobReply(TypedDict):
+    """Where this tenant's result of the job goes, and how its delivery stands."""
+
+    to: Annotated[str, Field(description="the reply_to: an https webhook or a Redis stream")]
+    attempts: int
+    delivered_at: datetime | None
+    next_try_at: Annotated[datetime | None, Field(description="a failed delivery's next try")]
+    error: Annotated[
+        str | None,
+        Field(description="the last failure, in words; 'gave up: …' after the last try"),
+    ]
+
+
 class Job(TypedDict):
     """One episode × fingerprint, with its steps by stage name (graph order)."""
 
@@ -84,6 +97,10 @@ class Job(TypedDict):
         Field(description="paused stages this job still has to run (it waits on them)"),
     ]
     steps: dict[str, Step]
+    reply: Annotated[
+        JobReply | None,
+        Field(description="this tenant's reply_to and its delivery (docs/delivery.md)"),
+    ]
 
 
 class JobAccepted(TypedDict):
@@ -161,6 +178,9 @@ class Subscription(TypedDict):
     url: str
     title: str | None
     created_at: datetime
+    reply_to: Annotated[
+        str | None, Field(description="goes with every episode of the feed queued for you")
+    ]
 
 
 # --------------------------------------------------------------------------- admin

@@ -1,8 +1,10 @@
-"""``reply_to`` webhooks: a POST to the URL a tenant gave with its job, once the job
-finishes (done, failed or cancelled), signed with the tenant's secret and retried with
-backoff. Delivery is at least once: receivers should ignore a repeated delivery id.
+"""Delivering results: every ``reply_to`` of a finished job (done, failed or cancelled) —
+an https webhook, a Redis stream — and the results owed to the default stream and to
+``podmill submit --reply-to`` (``job_replies``), retried with backoff. Each carries the
+result document of :func:`podmill.platform.results.result_of` (docs/delivery.md).
+Delivery is at least once: the job id is the idempotency key.
 
-The request::
+A webhook is::
 
     POST <reply_to>
     Content-Type: application/json
@@ -10,19 +12,21 @@ The request::
     X-Podmill-Timestamp: <unix seconds>
     X-Podmill-Signature: sha256=<hex HMAC-SHA256(secret, "<timestamp>." + body)>
 
-    {"event": "job.finished", "tenant": …, "job": {"id", "episode_key", "status", …}}
+    {"event": "job.finished", "job_id": …, "tenant": …, "job": {…}, "tree": …, "artifacts": …}
 
-A 2xx answer is a delivery; anything else (or no answer) is retried after
-``webhook_backoff_seconds`` × 2^(attempt − 1) (at most an hour, no jitter:
-:class:`~podmill.retry.Backoff`), up to ``webhook_attempts`` tries; the
-last error is kept in ``job_requests.reply_error``. Redirects are not followed, and the
-URL must pass the download SSRF guard (``allow_private_networks``).
+A stream delivery is an ``XADD`` (``platform/streams.py``) to a server the allow-list
+names. A 2xx answer (an accepted XADD) is a delivery; anything else (or no answer) is
+retried after ``webhook_backoff_seconds`` × 2^(attempt − 1) (at most an hour, no jitter:
+:class:`~podmill.retry.Backoff`), up to ``webhook_attempts`` tries; the last error is
+kept in the row's ``reply_error`` (shown in the tenant's job as ``reply``), ``gave up: …``
+after the last. Redirects are not followed, and a webhook URL must pass the download SSRF
+guard (``allow_private_networks``).
 
 Each call ends after ``webhook_timeout_seconds`` overall, and the answer's body is never
 read (only its status counts), so a receiver cannot hold a thread or fill memory, and
 its bytes never reach ``reply_error``. Deliveries run concurrently,
 ``server.webhook_workers`` at once and at most ``server.per_host_limit`` per host
-(platform/hostpool.py): a slow receiver delays only its own webhooks.
+(platform/hostpool.py): a slow receiver delays only its own deliveries.
 """
 
 from __future__ import annotations
@@ -33,21 +37,24 @@ import json
 import logging
 from concurrent.futures import Future
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
-from sqlalchemy import Row, select, update
+from sqlalchemy import Row, Table, select, update
 
 from podmill.domain import JOB_TERMINAL
 from podmill.engine.clock import Clock, SystemClock
-from podmill.errors import PodmillError
+from podmill.errors import PodmillError, first_line
 from podmill.feeds.deadline import Deadline
 from podmill.feeds.download import check_url
 from podmill.platform import Platform
 from podmill.platform.hostpool import HostPool, host_of
-from podmill.platform.tables import JOBS, REQUESTS, TENANTS
+from podmill.platform.results import result_of
+from podmill.platform.streams import StreamSender, check_stream, is_stream
+from podmill.platform.tables import EPISODES, JOBS, REPLIES, REQUESTS, TENANTS
 from podmill.retry import Backoff
+from podmill.storage.artifacts import ArtifactDamaged
 
 log = logging.getLogger(__name__)
 
@@ -64,16 +71,58 @@ def sign(secret: str, timestamp: str, body: bytes) -> str:
 
 @dataclass
 class Delivery:
-    request_id: int
+    request_id: int  # the job_requests row; a job_replies row's id when ``owed`` is set
     job_id: int
     attempt: int
     delivered: bool
     error: str | None = None
+    owed: bool = False  # a job_replies row: the default stream, or podmill submit's
+
+
+@dataclass(frozen=True)
+class _Due:
+    """One result owed to one target: a tenant's request, or a ``job_replies`` row."""
+
+    table: Table
+    row_id: int
+    target: str
+    attempts: int
+    tenant: str | None
+    secret: str | None
+    job: dict[str, Any]
+    title: str | None
+
+    @property
+    def owed(self) -> bool:
+        return self.table is REPLIES
+
+
+def _due(table: Table, now: datetime) -> Any:
+    """The rows of ``table`` whose result is due: not delivered, not given up (a row that
+    failed keeps its last error and a next try), its job finished, its time come."""
+    return (
+        table.c.replied_at.is_(None),
+        table.c.reply_error.is_(None) | table.c.reply_next_at.is_not(None),
+        JOBS.c.status.in_(JOB_TERMINAL),
+        table.c.reply_next_at.is_(None) | (table.c.reply_next_at <= now),
+    )
+
+
+_JOB_COLUMNS = (
+    JOBS.c.id.label("job_id"),
+    JOBS.c.episode_key,
+    JOBS.c.fingerprint,
+    JOBS.c.status,
+    JOBS.c.error,
+    JOBS.c.finished_at,
+    EPISODES.c.title,
+)
 
 
 class Notifier:
-    """Delivers due webhooks: :meth:`start_due` claims them and hands them to the pool
-    (the background thread's pass: it does not wait), :meth:`deliver_due` also waits."""
+    """Delivers due results to webhooks and Redis streams: :meth:`start_due` claims them
+    and hands them to the pool (the background thread's pass: it does not wait),
+    :meth:`deliver_due` also waits."""
 
     def __init__(
         self,
@@ -81,6 +130,7 @@ class Notifier:
         *,
         clock: Clock | None = None,
         client: httpx.Client | None = None,
+        streams: StreamSender | None = None,
     ) -> None:
         self.platform = platform
         self.settings = platform.settings.server
@@ -88,6 +138,7 @@ class Notifier:
         self.client = client or httpx.Client(
             timeout=self.settings.webhook_timeout_seconds, follow_redirects=False
         )
+        self.streams = streams or StreamSender(self.settings.stream_timeout_seconds)
         self.pool = HostPool(
             "webhook", workers=self.settings.webhook_workers, per_host=self.settings.per_host_limit
         )
@@ -96,92 +147,112 @@ class Notifier:
         )
 
     def deliver_due(self) -> list[Delivery]:
-        """Deliver every due webhook once, and wait for them."""
+        """Deliver every due result once, and wait for them."""
         return [future.result() for future in self.start_due()]
 
     def start_due(self) -> list[Future[Delivery]]:
-        """Claim every due webhook and queue its delivery."""
+        """Claim every due result and queue its delivery."""
         now = self.clock.now()
+        episode = EPISODES.c.episode_key == JOBS.c.episode_key
         with self.platform.reader.connect() as conn:
-            due = conn.execute(
+            requested = conn.execute(
                 select(
                     REQUESTS.c.id,
-                    REQUESTS.c.reply_to,
+                    REQUESTS.c.reply_to.label("target"),
                     REQUESTS.c.reply_attempts,
-                    REQUESTS.c.reply_next_at,
                     TENANTS.c.name,
                     TENANTS.c.webhook_secret,
-                    JOBS.c.id.label("job_id"),
-                    JOBS.c.episode_key,
-                    JOBS.c.fingerprint,
-                    JOBS.c.status,
-                    JOBS.c.error,
-                    JOBS.c.finished_at,
+                    *_JOB_COLUMNS,
                 )
                 .join(JOBS, JOBS.c.id == REQUESTS.c.job_id)
                 .join(TENANTS, TENANTS.c.id == REQUESTS.c.tenant_id)
+                .outerjoin(EPISODES, episode)
                 .where(
                     REQUESTS.c.reply_to.is_not(None),
-                    REQUESTS.c.replied_at.is_(None),
-                    REQUESTS.c.reply_error.is_(None),
                     REQUESTS.c.cancelled_at.is_(None),
-                    JOBS.c.status.in_(JOB_TERMINAL),
-                    (REQUESTS.c.reply_next_at.is_(None)) | (REQUESTS.c.reply_next_at <= now),
+                    *_due(REQUESTS, now),
                 )
                 .order_by(REQUESTS.c.id)
             ).all()
+            owed = conn.execute(
+                select(REPLIES.c.id, REPLIES.c.target, REPLIES.c.reply_attempts, *_JOB_COLUMNS)
+                .join(JOBS, JOBS.c.id == REPLIES.c.job_id)
+                .outerjoin(EPISODES, episode)
+                .where(*_due(REPLIES, now))
+                .order_by(REPLIES.c.id)
+            ).all()
+        due = [_of_row(REQUESTS, r, r.name, r.webhook_secret) for r in requested]
+        due += [_of_row(REPLIES, r, None, None) for r in owed]
         futures = []
-        for row in due:
-            if self._claim(row):
-                future = self.pool.submit(host_of(row.reply_to), lambda r=row: self._deliver(r))
+        for item in due:
+            if self._claim(item):
+                future = self.pool.submit(host_of(item.target), lambda d=item: self._deliver(d))
                 future.add_done_callback(_log_failure)
                 futures.append(future)
         return futures
 
-    def _claim(self, row: Row[Any]) -> bool:
+    def _claim(self, item: _Due) -> bool:
         now = self.clock.now()
+        table = item.table
         with self.platform.engine.begin() as conn:
             return (
                 conn.execute(
-                    update(REQUESTS)
+                    update(table)
                     .where(
-                        REQUESTS.c.id == row.id,
-                        REQUESTS.c.reply_attempts == row.reply_attempts,
-                        REQUESTS.c.replied_at.is_(None),
+                        table.c.id == item.row_id,
+                        table.c.reply_attempts == item.attempts,
+                        table.c.replied_at.is_(None),
                     )
                     .values(reply_next_at=now + timedelta(seconds=CLAIM_SECONDS))
                 ).rowcount
                 == 1
             )
 
-    def _deliver(self, r: Row[Any]) -> Delivery:
-        attempt = r.reply_attempts + 1
-        body = json.dumps(
-            {
-                "event": "job.finished",
-                "tenant": r.name,
-                "job": {
-                    "id": r.job_id,
-                    "episode_key": r.episode_key,
-                    "fingerprint": r.fingerprint,
-                    "status": r.status,
-                    "error": r.error,
-                    "finished_at": r.finished_at.isoformat() if r.finished_at else None,
-                    "url": f"/jobs/{r.job_id}",
-                },
-            }
-        ).encode()
+    def _deliver(self, item: _Due) -> Delivery:
+        attempt = item.attempts + 1
+        try:
+            result = result_of(
+                item.job,
+                tenant=item.tenant,
+                title=item.title,
+                artifacts=self.platform.artifacts,
+                base_url=self.settings.base_url,
+            )
+        except ArtifactDamaged as exc:  # re-queued by the next read; the result waits
+            error: str | None = f"cannot read the result: {exc}"
+        else:
+            if is_stream(item.target):
+                error = self._xadd(item.target, result)
+            else:
+                error = self._webhook(item, attempt, result)
+        self._record(item, attempt, error)
+        return Delivery(item.row_id, item.job["id"], attempt, error is None, error, item.owed)
+
+    def _webhook(self, item: _Due, attempt: int, result: dict[str, Any]) -> str | None:
+        body = json.dumps(result).encode()
         timestamp = str(int(self.clock.now().timestamp()))
         headers = {
             "Content-Type": "application/json",
             "User-Agent": self.platform.settings.download.user_agent,
-            "X-Podmill-Delivery": f"{r.id}.{attempt}",
+            "X-Podmill-Delivery": f"{item.row_id}.{attempt}",
             "X-Podmill-Timestamp": timestamp,
-            "X-Podmill-Signature": sign(r.webhook_secret or "", timestamp, body),
+            "X-Podmill-Signature": sign(item.secret or "", timestamp, body),
         }
-        error = self._post(r.reply_to, body, headers)
-        self._record(r.id, attempt, error)
-        return Delivery(r.id, r.job_id, attempt, error is None, error)
+        return self._post(item.target, body, headers)
+
+    def _xadd(self, url: str, result: dict[str, Any]) -> str | None:
+        """XADD ``result`` to the stream; ``None`` once Redis accepted it, else what went
+        wrong in words. The host is checked again (the allow-list may have shrunk), except
+        for the operator's own default stream."""
+        try:
+            if url != self.settings.default_stream:
+                check_stream(url, self.settings)
+            self.streams.send(url, result)
+        except PodmillError as exc:
+            return str(exc)
+        except Exception as exc:  # redis.RedisError, OSError: the extra is imported lazily
+            return f"cannot XADD to {url}: {type(exc).__name__}: {first_line(exc)}"
+        return None
 
     def _post(self, url: str, body: bytes, headers: dict[str, str]) -> str | None:
         """POST within the overall deadline; ``None`` on a 2xx, else what went wrong in
@@ -215,25 +286,54 @@ class Notifier:
             return f"HTTP {response.status_code} from {url}"
         return None
 
-    def _record(self, request_id: int, attempt: int, error: str | None) -> None:
+    def _record(self, item: _Due, attempt: int, error: str | None) -> None:
+        """The delivery's outcome on its row: delivered; or the error and the next try
+        (shown in the tenant's job as ``reply``); or given up after the last try."""
         now = self.clock.now()
+        what = "result" if item.owed else "reply_to"
         if error is None:
-            values: dict[str, object] = {"reply_attempts": attempt, "replied_at": now}
+            values: dict[str, object] = {
+                "reply_attempts": attempt,
+                "replied_at": now,
+                "reply_error": None,
+            }
         elif attempt >= self.settings.webhook_attempts:
-            values = {"reply_attempts": attempt, "reply_error": f"gave up: {error}"[:2000]}
-            log.warning("webhook %s: gave up after %d attempts: %s", request_id, attempt, error)
+            values = {
+                "reply_attempts": attempt,
+                "reply_error": f"gave up: {error}"[:2000],
+                "reply_next_at": None,
+            }
+            log.warning("%s %s: gave up after %d attempts: %s", what, item.row_id, attempt, error)
         else:
             delay = self._backoff.delay(attempt)
-            values = {"reply_attempts": attempt, "reply_next_at": now + timedelta(seconds=delay)}
+            values = {
+                "reply_attempts": attempt,
+                "reply_error": error[:2000],
+                "reply_next_at": now + timedelta(seconds=delay),
+            }
             log.info(
-                "webhook %s attempt %d failed (%s); retry in %.0f s",
-                request_id,
+                "%s %s attempt %d failed (%s); retry in %.0f s",
+                what,
+                item.row_id,
                 attempt,
                 error,
                 delay,
             )
+        table = item.table
         with self.platform.engine.begin() as conn:
-            conn.execute(update(REQUESTS).where(REQUESTS.c.id == request_id).values(**values))
+            conn.execute(update(table).where(table.c.id == item.row_id).values(**values))
+
+
+def _of_row(table: Table, row: Row[Any], tenant: str | None, secret: str | None) -> _Due:
+    job = {
+        "id": row.job_id,
+        "episode_key": row.episode_key,
+        "fingerprint": row.fingerprint,
+        "status": row.status,
+        "error": row.error,
+        "finished_at": row.finished_at,
+    }
+    return _Due(table, row.id, row.target, row.reply_attempts, tenant, secret, job, row.title)
 
 
 def _log_failure(future: Future[Delivery]) -> None:

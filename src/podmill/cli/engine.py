@@ -279,6 +279,14 @@ def submit(
     since: SinceOpt = None,
     as_json: JsonOpt = False,
     allow_private_networks: AllowPrivateOpt = None,
+    reply_to: Annotated[
+        str | None,
+        typer.Option(
+            "--reply-to",
+            help="Redis stream redis://host:port/db#stream (a server in server.stream_hosts) "
+            "that gets each job's result when it finishes (docs/delivery.md)",
+        ),
+    ] = None,
     config: ConfigOpt = None,
 ) -> None:
     """Queue a feed's episodes (or one audio file) for workers; prints the job ids.
@@ -288,10 +296,14 @@ def submit(
     """
     from podmill.engine.submit import JobSpec, record_feed, submit_episode
     from podmill.feeds.sources import resolve
+    from podmill.storage.replies import add_replies, default_replies, replies_due_again
 
     settings = cli_settings.load(
         config, db=db, data_dir=data_dir, allow_private_networks=allow_private_networks
     )
+    replies = default_replies(settings)
+    if reply_to is not None:
+        replies.append(_check_reply_to(reply_to, settings))
     url = settings.database_url
     resolved = resolve(source, settings, limit=limit, since=parse_since(since))
     for item in resolved.skipped:
@@ -314,6 +326,11 @@ def submit(
                 held_by_operator=True,
             )
             job_id = submitted.job_id
+            if replies:
+                with store.engine.begin() as conn:
+                    add_replies(conn, job_id, replies)
+                    if submitted.revived:
+                        replies_due_again(conn, job_id)
             if as_json:
                 print_json(
                     {
@@ -327,6 +344,21 @@ def submit(
                 )
             else:
                 typer.echo(job_id)
+
+
+def _check_reply_to(url: str, settings: Settings) -> str:
+    """``--reply-to``: a stream on an allowed Redis server. A webhook is signed with a
+    tenant's secret, so it is given with a tenant's request (``POST /jobs``)."""
+    from podmill.platform.streams import check_stream, is_stream
+
+    if not is_stream(url):
+        raise PodmillError(
+            f"--reply-to {url}: podmill submit sends results to a Redis stream "
+            "(redis://host:port/db#stream); a webhook needs a tenant, whose secret signs "
+            'it: POST /jobs {"url": …, "reply_to": URL}'
+        )
+    check_stream(url, settings.server)
+    return url
 
 
 # -------------------------------------------------------------------------- jobs
@@ -442,6 +474,70 @@ def _job_table(job: dict[str, Any]) -> Table:
             escape("\n".join(r for r in remarks if r)),
         )
     return shown
+
+
+@jobs_app.command("watch")
+def jobs_watch(
+    db: DbOpt = None,
+    data_dir: DataDirOpt = None,
+    job_id: Annotated[
+        int | None,
+        typer.Option("--job", min=1, help="only this job; stop when it finishes"),
+    ] = None,
+    after: Annotated[
+        int | None,
+        typer.Option(min=0, help="start after this event id (default: from now on)"),
+    ] = None,
+    as_json: JsonOpt = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Follow job and step transitions as they happen (the events GET /events streams),
+    one line each, until Ctrl-C; with --job, until that job finishes."""
+    import time
+
+    from podmill.domain import JOB_TERMINAL
+    from podmill.platform.events import EventReader, latest_event_id
+
+    settings = cli_settings.load(config, db=db, data_dir=data_dir)
+    poll = settings.server.events_poll_seconds
+    with _queue(db, data_dir, config) as store:
+        with store.engine.connect() as conn:
+            start = latest_event_id(conn) if after is None else after
+            job = store.job(job_id) if job_id is not None else None
+        if job_id is not None and job is None:
+            raise _no_job(job_id)
+        if job is not None and job["status"] in JOB_TERMINAL and after is None:
+            err.print(f"job {job_id} is {job['status']} already", markup=False)
+            return
+        reader = EventReader(None, start, job_id=job_id)
+        err.print(f"watching {'job ' + str(job_id) if job_id else 'every job'} (Ctrl-C stops)")
+        try:
+            while True:
+                with store.engine.connect() as conn:
+                    found = reader.read(conn)
+                for event in found:
+                    if as_json:
+                        print_json(event)
+                    else:
+                        out.print(_event_line(event))
+                    finished = event["type"] == "job" and event["status"] in JOB_TERMINAL
+                    if job_id is not None and finished:
+                        return
+                time.sleep(poll)
+        except KeyboardInterrupt:
+            return
+
+
+def _event_line(event: dict[str, Any]) -> str:
+    """``12:00:01  job 7  ep-key  transcribe  running  (attempt 1)``, markup escaped."""
+    at = str(event["at"] or "")[11:19]
+    what = event["stage"] or "job"
+    extra = f"  (attempt {event['attempts']})" if event.get("attempts") else ""
+    error = f"  {escape(event['error'])}" if event.get("error") else ""
+    return (
+        f"{at}  job {event['job_id']}  {escape(event['episode_key'])}  {what}  "
+        f"{status_text(event['status'])}{extra}{error}"
+    )
 
 
 @jobs_app.command("cancel")

@@ -188,6 +188,9 @@ def serve(
         "log_level": settings.log_level.lower(),
         "log_config": None,
         "access_log": False,
+        # GET /events streams never end by themselves: on SIGTERM they (and any other
+        # request still running) get this long, then are cut; clients reconnect elsewhere
+        "timeout_graceful_shutdown": SHUTDOWN_GRACE_SECONDS,
     }
     if workers == 1:
         app = create_app(settings, auth=not no_auth, background=background)
@@ -220,6 +223,7 @@ def serve(
     )
 
 
+SHUTDOWN_GRACE_SECONDS = 10
 SERVE_OPTIONS = "_PODMILL_SERVE_OPTIONS"  # serve --workers N: its options, for each process
 
 

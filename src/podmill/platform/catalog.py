@@ -220,22 +220,38 @@ class Catalog(Part):
             for table in (SUBSCRIPTIONS, POLLS, ITEMS):
                 conn.execute(delete(table).where(table.c.feed_id == feed_id))
 
-    def subscribe(self, tenant: Tenant, url: str) -> tuple[dict[str, Any], bool]:
+    def subscribe(
+        self, tenant: Tenant, url: str, reply_to: str | None = None
+    ) -> tuple[dict[str, Any], bool]:
         """Subscribe ``tenant`` to the feed at ``url`` (added to the catalog if new);
-        backfills the newest ``server.backfill`` episodes. ``(subscription, created)``."""
+        backfills the newest ``server.backfill`` episodes. ``reply_to`` (checked by the
+        caller: :meth:`Requests.check_reply_to`) goes with every episode of the feed
+        queued for ``tenant``; given again, it replaces the subscription's.
+        ``(subscription, created)``."""
         feed, _ = self.add_feed(url)
         with self.engine.begin() as conn:
             inserted = conn.execute(
                 self.ctx.insert(SUBSCRIPTIONS)
-                .values(tenant_id=tenant.id, feed_id=feed["id"], created_at=utcnow())
+                .values(
+                    tenant_id=tenant.id, feed_id=feed["id"], created_at=utcnow(), reply_to=reply_to
+                )
                 .on_conflict_do_nothing(index_elements=["tenant_id", "feed_id"])
                 .returning(SUBSCRIPTIONS.c.id)
             ).first()
+            if inserted is None and reply_to is not None:
+                conn.execute(
+                    update(SUBSCRIPTIONS)
+                    .where(
+                        SUBSCRIPTIONS.c.tenant_id == tenant.id,
+                        SUBSCRIPTIONS.c.feed_id == feed["id"],
+                    )
+                    .values(reply_to=reply_to)
+                )
         if inserted is not None:
-            self._backfill(tenant, feed["id"])
+            self._backfill(tenant, feed["id"], reply_to)
         return self.subscription(tenant, feed_id=feed["id"]), inserted is not None
 
-    def _backfill(self, tenant: Tenant, feed_id: int) -> None:
+    def _backfill(self, tenant: Tenant, feed_id: int, reply_to: str | None) -> None:
         count = self.settings.server.backfill
         if count <= 0:
             return
@@ -249,7 +265,7 @@ class Catalog(Part):
             ).all()
         for row in rows:
             job_id, _ = self.requests.request_episode(
-                [tenant.id], episode_from_row(row), feed_id=feed_id
+                [tenant.id], episode_from_row(row), feed_id=feed_id, reply_to=reply_to
             )
             with self.engine.begin() as conn:
                 conn.execute(
@@ -280,6 +296,7 @@ class Catalog(Part):
                 FEEDS.c.url,
                 FEEDS.c.title,
                 SUBSCRIPTIONS.c.created_at,
+                SUBSCRIPTIONS.c.reply_to,
             )
             .join(FEEDS, FEEDS.c.id == SUBSCRIPTIONS.c.feed_id)
             .where(SUBSCRIPTIONS.c.tenant_id == tenant.id)
@@ -340,12 +357,14 @@ class Catalog(Part):
         if not gone:
             raise NotFound(f"no subscription {subscription_id} of this tenant")
 
-    def subscribers(self, conn: Connection, feed_id: int) -> list[int]:
-        return list(
-            conn.execute(
-                select(SUBSCRIPTIONS.c.tenant_id).where(SUBSCRIPTIONS.c.feed_id == feed_id)
-            ).scalars()
-        )
+    def subscribers(self, conn: Connection, feed_id: int) -> dict[int, str | None]:
+        """The tenants subscribed to ``feed_id``, each with its subscription's ``reply_to``."""
+        rows = conn.execute(
+            select(SUBSCRIPTIONS.c.tenant_id, SUBSCRIPTIONS.c.reply_to).where(
+                SUBSCRIPTIONS.c.feed_id == feed_id
+            )
+        ).all()
+        return {row.tenant_id: row.reply_to for row in rows}
 
     def has_subscribers(self) -> Any:
         return exists().where(SUBSCRIPTIONS.c.feed_id == POLLS.c.feed_id)

@@ -141,7 +141,9 @@ class Poller:
                 subscribers = platform.subscribers(conn, feed_id)
             for episode in parsed.episodes:
                 if episode.episode_key in fresh and subscribers:
-                    job_id, _ = platform.request_episode(subscribers, episode, feed_id=feed_id)
+                    job_id, _ = platform.request_episode(
+                        list(subscribers), episode, feed_id=feed_id, reply_to_of=subscribers
+                    )
                     enqueued.append(job_id)
         now = self.clock.now()
         with platform.engine.begin() as conn:

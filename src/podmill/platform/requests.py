@@ -8,6 +8,7 @@ it adds a ``job_requests`` row, and sees the jobs it requested.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import Connection, func, select, update
@@ -18,9 +19,11 @@ from podmill.errors import PodmillError
 from podmill.platform.context import Context, Part
 from podmill.platform.episodes import Episodes
 from podmill.platform.errors import Conflict, Invalid, NotFound
+from podmill.platform.streams import check_stream, is_stream
 from podmill.platform.tables import JOBS, REQUESTS
 from podmill.platform.tenants import Tenant
 from podmill.storage.models import utcnow
+from podmill.storage.replies import add_replies, default_replies, replies_due_again
 
 
 class Requests(Part):
@@ -37,17 +40,23 @@ class Requests(Part):
         *,
         feed_id: int | None = None,
         reply_to: str | None = None,
+        reply_to_of: Mapping[int, str | None] | None = None,
         correlation_id: str | None = None,
     ) -> tuple[int, bool]:
         """Submit ``episode`` (idempotent on episode key and fingerprint) on behalf of
         ``tenant_ids``: ``(job_id, created)``. A job that had failed or that everybody
         had cancelled runs again (:func:`podmill.engine.submit.submit_episode`) and
-        notifies again. A new job takes ``correlation_id`` (default: a new one); an
-        existing job keeps its own."""
+        notifies again. ``reply_to_of`` gives a tenant its own ``reply_to`` (its
+        subscription's), else ``reply_to``; the default stream is owed the result too. A
+        new job takes ``correlation_id`` (default: a new one); an existing job keeps its
+        own."""
 
         def attach(job_id: int) -> None:
             with self.engine.begin() as conn:
-                self.add_requests(conn, job_id, tenant_ids, reply_to)
+                for tenant_id in tenant_ids:
+                    own = (reply_to_of or {}).get(tenant_id) or reply_to
+                    self.add_requests(conn, job_id, [tenant_id], own)
+                add_replies(conn, job_id, default_replies(self.settings))
 
         submitted = submit_episode(
             self.store,
@@ -96,20 +105,49 @@ class Requests(Part):
         found = self.store.jobs(limit=1, job_ids=mine)
         if not found:
             raise NotFound(f"no job {job_id} among this tenant's jobs (GET /jobs lists them)")
-        return found[0]
+        return self._with_replies(tenant, found)[0]
+
+    def _with_replies(self, tenant: Tenant, jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Each job with ``reply``: ``tenant``'s ``reply_to`` and how its delivery stands
+        (``None`` without one), so a failed delivery shows in the job."""
+        with self.reader.connect() as conn:
+            rows = conn.execute(
+                select(REQUESTS).where(
+                    REQUESTS.c.tenant_id == tenant.id,
+                    REQUESTS.c.job_id.in_([job["id"] for job in jobs]),
+                    REQUESTS.c.reply_to.is_not(None),
+                )
+            ).all()
+        replies = {
+            row.job_id: {
+                "to": row.reply_to,
+                "attempts": row.reply_attempts,
+                "delivered_at": row.replied_at,
+                "next_try_at": None if row.replied_at else row.reply_next_at,
+                "error": row.reply_error,
+            }
+            for row in rows
+        }
+        return [{**job, "reply": replies.get(job["id"])} for job in jobs]
 
     def check_reply_to(self, url: str) -> str:
-        """A webhook URL podmill may call (http(s); public unless allow_private_networks)."""
+        """A ``reply_to`` podmill may use: a webhook URL it may call (http(s); public
+        unless allow_private_networks), or a Redis stream on a server in
+        ``server.stream_hosts`` (docs/delivery.md); else :class:`Invalid`."""
         from podmill.feeds.download import check_url
 
         try:
-            check_url(url, self.settings)
+            if is_stream(url):
+                check_stream(url, self.settings.server)
+            else:
+                check_url(url, self.settings)
         except PodmillError as exc:
             raise Invalid(f"reply_to: {exc}", code="invalid_reply_to") from None
         return url
 
     def jobs(self, tenant: Tenant, status: str | None, limit: int) -> list[dict[str, Any]]:
-        return self.store.jobs(status, limit=limit, job_ids=self._requested(tenant))
+        jobs = self.store.jobs(status, limit=limit, job_ids=self._requested(tenant))
+        return self._with_replies(tenant, jobs)
 
     def episode_for_submission(self, tenant: Tenant, url: str) -> tuple[Episode, int | None]:
         """The episode ``POST /jobs {"url": …}`` asks for, and its feed id: an episode
@@ -172,10 +210,12 @@ class Requests(Part):
         return self.job(tenant, job_id)
 
     def _notify_again(self, job_id: int) -> None:
-        """The job will finish again: its ``reply_to`` webhooks are due again then."""
+        """The job will finish again: its ``reply_to`` webhooks and streams, and the
+        default stream's result, are due again then."""
         with self.engine.begin() as conn:
             conn.execute(
                 update(REQUESTS)
                 .where(REQUESTS.c.job_id == job_id, REQUESTS.c.reply_to.is_not(None))
                 .values(replied_at=None, reply_attempts=0, reply_next_at=None, reply_error=None)
             )
+            replies_due_again(conn, job_id)

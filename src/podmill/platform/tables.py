@@ -9,6 +9,8 @@ from podmill.storage.models import (
     FeedItemRow,
     FeedPollRow,
     FeedRow,
+    JobEventRow,
+    JobReplyRow,
     JobRequestRow,
     JobRow,
     SubscriptionRow,
@@ -24,3 +26,5 @@ ITEMS = FeedItemRow.__table__
 FEEDS = FeedRow.__table__
 EPISODES = EpisodeRow.__table__
 JOBS = JobRow.__table__
+REPLIES = JobReplyRow.__table__
+EVENTS = JobEventRow.__table__

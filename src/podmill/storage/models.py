@@ -315,6 +315,45 @@ class SubscriptionRow(Base):
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
     feed_id: Mapped[int] = mapped_column(ForeignKey("feeds.id", ondelete="CASCADE"), index=True)
     created_at: Mapped[datetime] = _created_at()
+    # the reply_to of every episode of the feed queued for this tenant (migration 0010)
+    reply_to: Mapped[str | None] = mapped_column(Text)
+
+
+class JobReplyRow(Base):
+    """A result owed to a stream that no tenant asked for: the default stream
+    (``server.default_stream``) and ``podmill submit --reply-to`` (migration 0010).
+    Delivery state as on ``job_requests``."""
+
+    __tablename__ = "job_replies"
+    __table_args__ = (UniqueConstraint("job_id", "target"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    target: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = _created_at()
+    reply_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    reply_next_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    replied_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    reply_error: Mapped[str | None] = mapped_column(Text)
+
+
+class JobEventRow(Base):
+    """A new job, a job or step status change, or a tenant's request of a job, written by
+    database triggers (migration 0010), whichever process made it; ``id`` is the cursor
+    of ``GET /events`` and ``podmill jobs watch``. ``stage`` is NULL but for steps."""
+
+    __tablename__ = "job_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # created (a new job) · job (its status changed) · step · request (tenant_id asked)
+    kind: Mapped[str] = mapped_column(String(8))
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    tenant_id: Mapped[int | None] = mapped_column(Integer)
+    stage: Mapped[str | None] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
+    at: Mapped[datetime] = _created_at()
 
 
 class FeedPollRow(Base):
