@@ -285,7 +285,6 @@ def summarise(
     if not points_idx:
         points_idx = [i for i in summary_idx if i not in filler]
     phrases = keyphrases.rank(texts, centroid, embed, background=background)
-    title = ""
     if titles.resolve(settings.titles) == "phrases":
         title = titles.title(texts, part, centroid, embed, background=background)
         fallback = titles.title_case(phrases[0]) if phrases else ""
