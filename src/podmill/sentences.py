@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -87,3 +88,77 @@ def join_words_at(words: Iterable[str]) -> tuple[str, list[int]]:
 
 def sentences_from_dicts(data: list[dict[str, Any]]) -> list[Sentence]:
     return [Sentence(**d) for d in data]
+
+
+# --------------------------------------------------------------- summaries' sentences
+
+# Closing quotes and brackets may follow the full stop: 'he said "no."' ends a sentence.
+_TRAILING = "\"'”’)]"
+
+
+def ends_sentence(text: str) -> bool:
+    """Whether ``text`` ends as a sentence does (a full stop, question or exclamation
+    mark, or an ellipsis, before any closing quotes)."""
+    return text.rstrip().rstrip(_TRAILING).endswith((".", "?", "!", "…"))
+
+
+def starts_sentence(text: str) -> bool:
+    """Whether ``text`` opens as a sentence does: its first letter is not lower case
+    ("and then we left" continues a sentence cut at a pause or at :data:`MAX_WORDS`)."""
+    for char in text:
+        if char.isalpha():
+            return not char.islower()
+        if char.isdigit():
+            return True
+    return False
+
+
+def complete(sentences: Sequence[Sentence], index: int) -> bool:
+    """Whether ``sentences[index]`` is a whole sentence: it starts where the one before
+    it ended a sentence (or the transcript starts), starts as a sentence and ends as one.
+    The splitter also cuts at speaker changes, long pauses and :data:`MAX_WORDS`, and a
+    unit cut there is part of a sentence: a summary or a lead never starts with one."""
+    text = sentences[index].text
+    after_end = index == 0 or ends_sentence(sentences[index - 1].text)
+    return after_end and starts_sentence(text) and ends_sentence(text)
+
+
+def at_boundary(sentences: Sequence[Sentence], index: int) -> bool:
+    """Whether ``sentences[index]`` starts a sentence (it may end without punctuation)."""
+    after_end = index == 0 or ends_sentence(sentences[index - 1].text)
+    return after_end and starts_sentence(sentences[index].text)
+
+
+# Spoken fillers that open a sentence without adding to it. Words that can start a real
+# sentence ("So many people…", "You know what he said", "I mean it") are fillers only
+# with their comma; interjections ("Um", "Uh") are fillers either way.
+_FILLER = re.compile(
+    r"""^(?:
+        (?:(?:and|but)\s+)?
+        (?:so|yeah|yes|yep|well|okay|ok|oh|right|alright|like|now|anyway|anyways
+           |basically|honestly|actually|and|but)\s*,
+      | (?:um+|uh+|erm+|er|ah+|hmm+|mm+|mhm|uh-huh)\b[,.]?
+      | (?:i\s+mean|you\s+know|you\s+see|i\s+guess|i\s+think|kind\s+of|sort\s+of)\s*,
+    )\s*""",
+    re.IGNORECASE | re.VERBOSE,
+)
+
+
+def dehedge(text: str) -> str:
+    """``text`` without the fillers it opens with ("So, yeah, I mean, the council
+    voted." → "The council voted."), its first letter upper case. Only a sentence that
+    still has words after them is changed: "Yeah." stays "Yeah." (and is never a key
+    point: :mod:`podmill.pipeline.keypoints`)."""
+    rest = text.strip()
+    changed = False
+    while True:
+        match = _FILLER.match(rest)
+        if not match or match.end() == 0:
+            break
+        remainder = rest[match.end() :]
+        if sum(c.isalnum() for c in remainder) < 2:
+            break
+        rest, changed = remainder, True
+    if not changed:
+        return text.strip()
+    return rest[:1].upper() + rest[1:]

@@ -103,6 +103,13 @@ class TopicSettings(BaseModel):
     coherence_threshold: float = Field(0.55, description="L1 topics less coherent than this split")
     summary_sentences: int = Field(3, description="sentences per summary")
     key_points: int = Field(4, description="key points per node")
+    titles: Literal["auto", "phrases", "keyphrases"] = Field(
+        "auto",
+        description=(
+            "extractive titles: phrases (noun phrases and named entities, extra 'phrases'), "
+            "keyphrases (keyword pairs), auto (phrases when the extra is installed)"
+        ),
+    )
 
 
 class LlmSettings(BaseModel):

@@ -12,10 +12,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
 from podmill.engine.submit import JobSpec
 from podmill.platform import Platform
 from podmill.settings import Settings
+from podmill.storage.ready import JOBS
 
 from support import bare
 from support.api import start_server
@@ -34,14 +36,18 @@ MODEL_MODULES = (
     "torch",
 )
 # What changes the fingerprint's model inputs: the ASR model, diarization (its model
-# enters only when on) and the LLM topic backend with the local model.
+# enters only when on), the LLM topic backend with the local model and phrase titles.
+# The default `topics.titles = auto` is resolved where the job is made (phrases only
+# where the `phrases` extra is installed: docs/topics.md), so these pin the titler;
+# test_auto_titles_are_resolved_where_the_job_is_made covers auto.
 SETTINGS = {
-    "defaults": {},
+    "defaults": {"PODMILL_TOPICS__TITLES": "phrases"},
     "every model": {
         "PODMILL_ASR__MODEL": "base",
         "PODMILL_DIARIZATION__ENABLED": "true",
         "PODMILL_TOPICS__BACKEND": "llm",
         "PODMILL_LLM__BACKEND": "local",
+        "PODMILL_TOPICS__TITLES": "phrases",
     },
 }
 
@@ -91,7 +97,7 @@ def test_submit_without_the_model_extras_queues_the_job_a_full_install_would(
         section, _, key = name.removeprefix("PODMILL_").lower().partition("__")
         nested.setdefault(section, {})[key] = value
     full = JobSpec.of(Settings(db=engine_db.url, data_dir=engine_db.data_dir, **nested))
-    assert full.fingerprint != JobSpec.of(Settings()).fingerprint or not settings_env
+    assert full.fingerprint != JobSpec.of(Settings()).fingerprint or configured == "defaults"
     assert job["fingerprint"] == full.fingerprint
     # ... so submitting again where the models are installed finds the same job.
     again = run_cli(*args, "--json", env=settings_env)
@@ -99,6 +105,28 @@ def test_submit_without_the_model_extras_queues_the_job_a_full_install_would(
     [found] = again.json_lines()
     assert (found["job_id"], found["created"]) == (queued["job_id"], False)
     assert len(engine_db.store.jobs(None, limit=10)) == 1
+
+
+def test_auto_titles_are_resolved_where_the_job_is_made(
+    engine_db: EngineDB, tmp_path: Path
+) -> None:
+    """Without the `phrases` extra, `topics.titles = auto` queues a keyphrases job: its
+    fingerprint and its settings say so, so a worker with the extra still makes
+    keyphrase titles for it, never phrase titles under a keyphrases fingerprint."""
+    args = ("submit", DEMO / "jfk.flac", "--db", engine_db.url, "--data-dir", engine_db.data_dir)
+    result = run_cli(*args, "--json", env=_without(tmp_path, "postgres"))
+    assert result.code == 0, result.stderr
+    [queued] = result.json_lines()
+    job = engine_db.store.job(queued["job_id"])
+    with engine_db.store.engine.connect() as conn:
+        payload = conn.execute(
+            select(JOBS.c.payload).where(JOBS.c.id == queued["job_id"])
+        ).scalar_one()
+    assert job is not None and payload["settings"]["topics"]["titles"] == "keyphrases"
+    keyphrases = Settings(
+        db=engine_db.url, data_dir=engine_db.data_dir, topics={"titles": "keyphrases"}
+    )
+    assert job["fingerprint"] == JobSpec.of(keyphrases).fingerprint
 
 
 def test_the_api_queues_a_request_without_the_model_extras(db_url: str, tmp_path: Path) -> None:
@@ -111,7 +139,13 @@ def test_the_api_queues_a_request_without_the_model_extras(db_url: str, tmp_path
         try:
             platform.create_tenant("alice")
             key = platform.create_key("alice")[1]
-            expected = JobSpec.of(platform.settings).fingerprint
+            # The server has no `phrases` extra: auto titles are keyphrases there.
+            bare_titles = platform.settings.model_copy(
+                update={
+                    "topics": platform.settings.topics.model_copy(update={"titles": "keyphrases"})
+                }
+            )
+            expected = JobSpec.of(bare_titles).fingerprint
         finally:
             platform.close()
         response = server.client(key).post("/jobs", json={"url": "http://127.0.0.1:9/a.mp3"})

@@ -22,6 +22,7 @@ from typing import Any
 from podmill.digest.collect import DigestEpisode, Topic
 from podmill.digest.stories import DEFAULT_THRESHOLD, central, cluster
 from podmill.digest.window import Window
+from podmill.sentences import dehedge, starts_sentence
 
 SCHEMA = "podmill.digest/1"
 LEAD_MIN_CHARS = 80  # a lead of one short sentence takes the next one too
@@ -177,11 +178,16 @@ def _stories(
 
 
 def _lead(summary: str) -> str:
-    """The first sentence of a summary, or two when the first is short."""
+    """The first sentence of a summary, or two when the first is short; it starts where
+    a sentence starts (a fragment before it, as in a summary made before summaries were
+    whole sentences, is left out) and without the fillers it opens with."""
     sentences = [s.strip() for s in _SENTENCE_END.split(summary.strip()) if s.strip()]
+    whole = [i for i, s in enumerate(sentences) if starts_sentence(s)]
+    if whole:
+        sentences = sentences[whole[0] :]
     lead = ""
     for sentence in sentences[:2]:
-        lead = f"{lead} {sentence}".strip()
+        lead = f"{lead} {dehedge(sentence)}".strip()
         if len(lead) >= LEAD_MIN_CHARS:
             break
     if len(lead) > LEAD_MAX_CHARS:

@@ -50,8 +50,12 @@ class JobSpec:
         identities: build it once per process or command, not per episode)."""
         from podmill.pipeline.dag import step_profiles
         from podmill.pipeline.fingerprint import fingerprint
+        from podmill.pipeline.titles import resolve
 
         payload = settings.model_dump(mode="json", exclude={"db"})
+        # The titler the fingerprint names, not "auto": a worker with other extras than
+        # the submitter's makes the titles the fingerprint says (or fails naming the extra).
+        payload["topics"]["titles"] = resolve(settings.topics.titles)
         # Workers may run elsewhere or in another directory: give them an absolute path.
         payload["data_dir"] = str(settings.data_dir.expanduser().resolve())
         return cls(fingerprint(settings), payload, step_profiles(settings.topics.backend))

@@ -34,6 +34,10 @@ def require_models(settings: Settings) -> None:
         from podmill.ml import diarize
 
         diarize.check_installed()
+    if settings.topics.titles == "phrases":  # auto without the extra: keyphrases
+        from podmill.ml import phrases
+
+        phrases.check_installed()
 
 
 def check_models(settings: Settings) -> Check:

@@ -64,15 +64,17 @@ STAGES: tuple[Stage, ...] = (
     ),
     Stage("decide", ("segment",), "cpu", (Artifact.DECIDE,), "1", tree=True),
     Stage("subsegment", ("decide",), "cpu", (Artifact.L2,), "1", tree=True),
-    # summarize_*, synthesize 2: key points are never filler (pipeline/keypoints.py)
-    Stage("summarize_l1", ("segment",), "cpu", (Artifact.SUMMARIES_L1,), "2", tree=True),
-    Stage("summarize_l2", ("subsegment",), "cpu", (Artifact.SUMMARIES_L2,), "2", tree=True),
+    # summarize_*, synthesize 2: key points are never filler (pipeline/keypoints.py);
+    # 3: phrase titles (topics.titles), summaries of whole sentences without fillers,
+    # key points of four content words or more
+    Stage("summarize_l1", ("segment",), "cpu", (Artifact.SUMMARIES_L1,), "3", tree=True),
+    Stage("summarize_l2", ("subsegment",), "cpu", (Artifact.SUMMARIES_L2,), "3", tree=True),
     Stage(
         "synthesize",
         ("summarize_l1", "summarize_l2"),
         "cpu",
         (Artifact.TOPICS,),
-        "2",
+        "3",
         join=True,
         tree=True,
     ),

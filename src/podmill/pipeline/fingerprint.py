@@ -41,7 +41,7 @@ def fingerprint_inputs(settings: Settings) -> dict[str, Any]:
             ),
         },
         "embedder": embed.model_identity(),
-        "topics": settings.topics.model_dump(),
+        "topics": topic_inputs(settings),
         "prefer_feed_transcripts": settings.prefer_feed_transcripts,
     }
     if settings.asr.vocabulary_prompt != "off":
@@ -59,6 +59,10 @@ def fingerprint_inputs(settings: Settings) -> dict[str, Any]:
     if settings.prefer_feed_transcripts and coverage != FeedTranscriptSettings().model_dump():
         # Only when changed, so that the defaults keep every earlier fingerprint.
         inputs["feed_transcripts"] = coverage
+    if inputs["topics"]["titles"] == "phrases":
+        from podmill.ml import phrases
+
+        inputs["phrases"] = phrases.model_identity()
     if settings.diarization.enabled:
         # Only when on, so that turning the feature off keeps every earlier fingerprint;
         # the device, like ASR's, is not an output.
@@ -71,6 +75,17 @@ def fingerprint_inputs(settings: Settings) -> dict[str, Any]:
     if settings.topics.backend == "llm":
         inputs["llm"] = llm_inputs(settings)
     return inputs
+
+
+def topic_inputs(settings: Settings) -> dict[str, Any]:
+    """The topic settings, ``titles`` resolved (``auto`` is the titler this host has:
+    :func:`podmill.pipeline.titles.resolve`), so that trees made by different titlers
+    never share a fingerprint."""
+    from podmill.pipeline.titles import resolve
+
+    topics = settings.topics.model_dump()
+    topics["titles"] = resolve(settings.topics.titles)
+    return topics
 
 
 def llm_inputs(settings: Settings) -> dict[str, Any]:

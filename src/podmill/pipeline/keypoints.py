@@ -13,7 +13,7 @@ from collections.abc import Iterable
 
 from podmill.pipeline.keyphrases import NUMBER_WORDS, STOPWORDS
 
-MIN_CONTENT_WORDS = 3  # distinct words outside the stop list and number words
+MIN_CONTENT_WORDS = 4  # distinct words outside the stop list and number words
 
 # Letters only (any script), apostrophes inside a word kept: "don't" is one stop word,
 # "mm-hmm" is two ("mm", "hmm"), "42" is none.

@@ -1,6 +1,6 @@
 """Extractive topic tree: TextTiling-style boundaries on sentence-window embeddings,
-centrality summaries and embedding-ranked keyphrase titles. Pure functions over numpy
-arrays; deterministic for the same input.
+centrality summaries of whole sentences, and phrase or keyphrase titles. Pure functions
+over numpy arrays; deterministic for the same input.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from podmill.pipeline import keyphrases, keypoints
-from podmill.sentences import Sentence
+from podmill.pipeline import keyphrases, keypoints, titles
+from podmill.sentences import Sentence, at_boundary, complete, dehedge
 from podmill.settings import TopicSettings
 
 
@@ -260,9 +260,11 @@ def summarise(
     *,
     background: np.ndarray | None = None,
 ) -> NodeText:
-    """Title, summary (most central sentences, in order) and key points (central + diverse).
+    """Title, summary (the most central whole sentences, in order, without their
+    opening fillers) and key points (central + diverse, never filler).
 
     ``background``: the episode's centroid, which titles of its parts steer away from.
+    The title comes from ``settings.titles`` (:mod:`podmill.pipeline.titles`).
     """
     part = sentence_vectors[span.first : span.last]
     texts = [s.text for s in sentences[span.first : span.last]]
@@ -270,20 +272,50 @@ def summarise(
     central = part @ centroid
     count = max(1, min(settings.summary_sentences, math.ceil(len(texts) / 3)))
     by_centrality = sorted(range(len(texts)), key=lambda i: (-central[i], i))
-    summary_idx = sorted(by_centrality[:count])
-    # Filler ("Yeah.", "So you can start.") is never a key point, however central.
-    shown = [_shorten(text, 25) for text in texts]
+    summary_idx = sorted(_whole_first(sentences, span, by_centrality, count))
+    # Filler ("Yeah.", "So you can start.") is never a key point, however central, and a
+    # key point starts where a sentence starts.
+    shown = [_shorten(dehedge(text), 25) for text in texts]
     filler = {i for i, text in enumerate(shown) if not keypoints.is_key_point(text)}
-    points_idx = _mmr(part, central, settings.key_points, exclude=set(summary_idx) | filler)
+    partial = {i for i in range(len(texts)) if not at_boundary(sentences, span.first + i)}
+    if len(partial) == len(texts):
+        partial = set()  # no sentence ends with punctuation: nothing to tell apart
+    skip = set(summary_idx) | filler | partial
+    points_idx = _mmr(part, central, settings.key_points, exclude=skip)
     if not points_idx:
         points_idx = [i for i in summary_idx if i not in filler]
     phrases = keyphrases.rank(texts, centroid, embed, background=background)
+    if titles.resolve(settings.titles) == "phrases":
+        title = titles.title(texts, part, centroid, embed, background=background)
+        fallback = titles.title_case(phrases[0]) if phrases else ""
+    else:
+        title = keyphrases.title_from(phrases)
+        fallback = ""
     return NodeText(
-        title=keyphrases.title_from(phrases) or _shorten(texts[by_centrality[0]], 8),
-        summary=" ".join(texts[i] for i in summary_idx),
+        title=title or fallback or _shorten(texts[by_centrality[0]], 8),
+        summary=" ".join(dehedge(texts[i]) for i in summary_idx),
         key_points=[shown[i] for i in sorted(points_idx)],
         keywords=phrases,
     )
+
+
+def _whole_first(
+    sentences: Sequence[Sentence], span: Span, by_centrality: list[int], count: int
+) -> list[int]:
+    """The ``count`` most central sentences of ``span`` (indices into it), whole ones
+    first: those that start and end a sentence, then those that start one; a unit cut
+    mid-sentence (at a pause, a speaker change or the length cap) only when no other is
+    left, as in a transcript without punctuation."""
+
+    def tier(i: int) -> int:
+        k = span.first + i
+        return 0 if complete(sentences, k) else 1 if at_boundary(sentences, k) else 2
+
+    position = {i: n for n, i in enumerate(by_centrality)}
+    tiers = {i: tier(i) for i in by_centrality}
+    ranked = sorted(by_centrality, key=lambda i: (tiers[i], position[i]))
+    allowed = max(tiers[ranked[0]], 1) if ranked else 0
+    return [i for i in ranked if tiers[i] <= allowed][:count]
 
 
 def centroid(vectors: np.ndarray) -> np.ndarray:
@@ -291,9 +323,12 @@ def centroid(vectors: np.ndarray) -> np.ndarray:
 
 
 def most_central(sentences: Sequence[Sentence], vectors: np.ndarray, span: Span) -> str:
+    """The span's most central whole sentence (:func:`_whole_first`), without fillers."""
     part = vectors[span.first : span.last]
     central = part @ _unit(part.mean(axis=0))
-    return sentences[span.first + int(np.argmax(central))].text
+    by_centrality = sorted(range(len(part)), key=lambda i: (-central[i], i))
+    (best,) = _whole_first(sentences, span, by_centrality, 1)
+    return dehedge(sentences[span.first + best].text)
 
 
 def _mmr(vectors: np.ndarray, relevance: np.ndarray, k: int, exclude: set[int]) -> list[int]:
