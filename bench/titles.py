@@ -38,6 +38,8 @@ explains every number.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import hashlib
 import json
 import re
 import shutil
@@ -171,7 +173,7 @@ def title_form(title: str) -> str:
         return "too long"
     if words[0] in _SPOKEN_OPENERS or _SPLICE.search(text):
         return "spoken"
-    if text.endswith(("…", "...", ",")) or words[-1] in _FUNCTION_WORDS:
+    if title.strip().endswith(("…", "...", ",")) or words[-1] in _FUNCTION_WORDS:
         return "cut off"
     return "readable"
 
@@ -296,13 +298,24 @@ def apply_settings(settings: Settings, assignments: Sequence[str]) -> Settings:
     return Settings.model_validate(data)
 
 
-def podmill_chapters(settings: Settings, episode: TitledEpisode, name: str) -> StageContext:
+def fingerprint(settings: Settings, name: str) -> str:
+    """The artifact set's name: the system and its settings, so that a kept
+    ``--data-dir`` reuses a stage's outputs only for the same settings."""
+    effective = settings.model_dump(mode="json", exclude={"data_dir"})
+    digest = hashlib.sha256(json.dumps(effective, sort_keys=True).encode()).hexdigest()
+    return f"bench-titles-{name}-{digest[:10]}"
+
+
+def podmill_chapters(
+    settings: Settings, episode: TitledEpisode, name: str
+) -> tuple[StageContext, bool]:
     """The tree stages on the episode's publisher transcript; returns the context whose
-    artifacts hold the result (``topics.json``)."""
+    artifacts hold the result (``topics.json``), and whether every stage ran (none was
+    already done in a kept ``--data-dir``)."""
     labels = episode.labels
     # Titled with the guid: the real title lists the reference chapter titles.
     ep = Episode(episode_key=labels.guid, title=labels.guid, audio_url=None)
-    ctx = StageContext(settings, ep, f"bench-titles-{name}", ArtifactStore(settings.data_dir))
+    ctx = StageContext(settings, ep, fingerprint(settings, name), ArtifactStore(settings.data_dir))
     media = ctx.store.media_dir(ctx.key)
     media.mkdir(parents=True, exist_ok=True)
     target = media / Path(labels.media).name
@@ -317,9 +330,8 @@ def podmill_chapters(settings: Settings, episode: TitledEpisode, name: str) -> S
             "duration": labels.duration,
         },
     )
-    for stage in TREE_STAGES:
-        run_stage(stage, ctx)
-    return ctx
+    ran = [run_stage(stage, ctx) for stage in TREE_STAGES]
+    return ctx, all(ran)
 
 
 def chapters_of(ctx: StageContext) -> list[Chapter]:
@@ -331,18 +343,22 @@ def podmill_row(
     episodes: Sequence[TitledEpisode], settings: Settings, system: str, name: str
 ) -> Row:
     row = Row(system, "podmill")
-    calls = fallbacks = 0
+    calls = fallbacks = reused = 0
     for episode in episodes:
         started = time.perf_counter()
-        ctx = podmill_chapters(settings, episode, name)
+        ctx, fresh = podmill_chapters(settings, episode, name)
         found = chapters_of(ctx)
         row.scores.add(episode, found, time.perf_counter() - started)
+        reused += not fresh
         if ctx.exists(Artifact.LLM_USAGE):  # LLM mode: did the model's answers count?
             total = ctx.read_json(Artifact.LLM_USAGE)["total"]
             calls, fallbacks = calls + total["calls"], fallbacks + total["fallbacks"]
-            row.details += [f"{episode.guid}: {n}" for n in ctx.notes if "fallback" in n]
+            row.details += [f"{episode.guid}: {n}" for n in ctx.notes if "extractive fallback" in n]
     if calls:
         row.note = f"{calls} LLM calls, {fallbacks} fell back to extractive"
+    if reused:
+        reuse = f"{reused} episodes' stages (some or all) reused from --data-dir: seconds too low"
+        row.note = "; ".join(filter(None, [row.note, reuse]))
     return row
 
 
@@ -371,7 +387,7 @@ def keyword_pair(text: str) -> str:
     """The chapter's two most frequent content words (podmill's candidate rule for
     one-word phrases), joined by "and"; the earlier-said word first among equals."""
     counts, surfaces = keyphrases.candidates([text], max_n=1)
-    order = {w: i for i, w in reversed(list(enumerate(w.lower() for w in text.split())))}
+    order = {w: i for i, w in reversed(list(enumerate(_words(text))))}
     top = sorted(counts, key=lambda w: (-counts[w], order.get(w, len(order))))[:2]
     words = [surfaces[w] for w in top]
     return keyphrases.title_from(words)
@@ -495,6 +511,12 @@ def main() -> None:
         metavar="KEY=VALUE",
         help="override one of podmill's settings (dotted key), e.g. topics.window_sentences=4",
     )
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        help="keep the artifacts here (default: a temporary directory); a rerun with the "
+        "same settings reuses every stage already done, as podmill does",
+    )
     parser.add_argument("--out", type=Path, help="also write the markdown here")
     args = parser.parse_args()
     started = time.perf_counter()
@@ -505,10 +527,11 @@ def main() -> None:
     ]
     if args.assignments:
         notes.append("Settings for the podmill rows: " + ", ".join(args.assignments) + ".")
-    with tempfile.TemporaryDirectory() as tmp:
+    with contextlib.ExitStack() as stack:
+        tmp = args.data_dir or Path(stack.enter_context(tempfile.TemporaryDirectory()))
 
         def settings(name: str, *extra: str) -> Settings:
-            base = Settings(data_dir=Path(tmp) / name)
+            base = Settings(data_dir=tmp / name)
             return apply_settings(base, [*extra, *args.assignments])
 
         base = settings("extractive")  # an unknown --set key stops here, before any work
@@ -535,7 +558,7 @@ def main() -> None:
         if any(r.scores.episodes for r in llm_rows):
             same = Row(f"podmill extractive, the same {len(few)} episodes", "podmill")
             for episode in few:  # already computed: the stages are skipped, only read
-                ctx = podmill_chapters(base, episode, "extractive")
+                ctx, _ = podmill_chapters(base, episode, "extractive")
                 same.scores.add(episode, chapters_of(ctx))
             rows += [same, *llm_rows]
         else:
