@@ -492,6 +492,9 @@ def render(rows: Sequence[Row], notes: Sequence[str], first_chapters: int) -> st
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--episodes", type=int, help="only the first N corpus episodes")
+    parser.add_argument(
+        "--only", help="only these corpus episodes (comma-separated guids, e.g. lab-01,tech-02)"
+    )
     parser.add_argument("--skip-llm", action="store_true", help="no local LLM row")
     parser.add_argument(
         "--llm-episodes",
@@ -520,7 +523,14 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="also write the markdown here")
     args = parser.parse_args()
     started = time.perf_counter()
-    episodes = corpus_episodes()[: args.episodes]
+    episodes = corpus_episodes()
+    if args.only:
+        wanted = args.only.split(",")
+        unknown = set(wanted) - {e.guid for e in episodes}
+        if unknown:
+            raise SystemExit(f"--only: no transcript episode {', '.join(sorted(unknown))}")
+        episodes = [e for e in episodes if e.guid in wanted]
+    episodes = episodes[: args.episodes]
     notes = [
         f"{len(episodes)} corpus episodes with a publisher transcript (the 3 spoken ones are "
         "left out); reference titles: the episode title split at ', ' and ' and '."
