@@ -393,15 +393,16 @@ def keyword_pair(text: str) -> str:
     return keyphrases.title_from(words)
 
 
-def unrelated(episodes: Sequence[TitledEpisode], n: int) -> TitledEpisode:
+def unrelated(episodes: Sequence[TitledEpisode], n: int) -> TitledEpisode | None:
     """The next episode after the ``n``-th (wrapping round) that shares no story with it:
-    the corpus tells one story in several feeds, and a chance level must not hit it."""
+    the corpus tells one story in several feeds, and a chance level must not hit it.
+    None when there is none (a run of one episode)."""
     stories = {t.story for t in episodes[n].labels.topics} - {None}
     for step in range(1, len(episodes)):
         other = episodes[(n + step) % len(episodes)]
         if not stories & {t.story for t in other.labels.topics}:
             return other
-    return episodes[(n + 1) % len(episodes)]
+    return None
 
 
 def baseline_rows(episodes: Sequence[TitledEpisode]) -> list[Row]:
@@ -413,14 +414,18 @@ def baseline_rows(episodes: Sequence[TitledEpisode]) -> list[Row]:
         duration, k = episode.labels.duration, len(episode.chapters)
         edges = [duration * i / k for i in range(k + 1)]
         even.scores.add(episode, [Chapter(a, b, "") for a, b in zip(edges, edges[1:])])
-        other = unrelated(episodes, n).chapters
-        for row, titles in (
+        other = unrelated(episodes, n)
+        rows = [
             (firsts, [first_words(text) for text in episode.texts]),
             (pairs, [keyword_pair(text) for text in episode.texts]),
-            (chance, [other[i % len(other)].title for i in range(k)]),
-        ):
+        ]
+        if other is not None:
+            rows.append((chance, [other.chapters[i % len(other.chapters)].title for i in range(k)]))
+        for row, titles in rows:
             retitled = [Chapter(c.start, c.end, t) for c, t in zip(episode.chapters, titles)]
             row.scores.add(episode, retitled)
+    if not chance.scores.episodes:
+        chance.note = "not measured: no episode without a shared story in this run"
     return [even, firsts, pairs, chance]
 
 

@@ -178,3 +178,14 @@ def test_unknown_setting_is_refused(tmp_path: Path) -> None:
         titles.apply_settings(base, ["topics.no_such_key=1"])
     with pytest.raises(SystemExit, match="no setting"):
         titles.apply_settings(base, ["topics.window_sentences"])  # no '='
+
+
+def test_chance_titles_come_from_an_episode_with_no_shared_story() -> None:
+    episodes = titles.corpus_episodes()
+    first = episodes[0]  # tech-01: the solar storm, also told in lab-01 and world-01
+    other = titles.unrelated(episodes, 0)
+    assert other is not None and other.guid not in {"tech-01", "lab-01", "world-01"}
+    assert not {t.story for t in first.labels.topics} - {None} & {
+        t.story for t in other.labels.topics
+    }
+    assert titles.unrelated([first], 0) is None  # alone: no chance level
