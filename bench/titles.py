@@ -27,8 +27,9 @@ true chapter count (boundaries only), and on the reference chapters the first wo
 the chapter, its two most frequent content words joined by "and", and another
 episode's reference title (the chance level of the similarity).
 
-    python bench/titles.py [--episodes N] [--skip-llm] [--llm-episodes N]
-                           [--llm-url URL --llm-model NAME] [--set KEY=VALUE ...] [--out FILE]
+    python bench/titles.py [--episodes N] [--only GUID,...] [--skip-llm] [--llm-episodes N]
+                           [--llm-url URL --llm-model NAME] [--set KEY=VALUE ...]
+                           [--data-dir DIR] [--out FILE]
 
 ``--set topics.window_sentences=4`` (repeatable) overrides one of podmill's settings
 for every podmill system. Prints the table as markdown; docs/quality.md ("Titles")
