@@ -397,6 +397,13 @@ def segmentation_row(scripts: Sequence[EpisodeScript], settings: Settings, syste
             row.completion_tokens += usage["completion_tokens"]
             row.details += [f"{script.name}: {n}" for n in ctx.notes if "extractive fallback" in n]
             row.scores[-1].fell_back = usage["fallbacks"] > 0
+        last = row.scores[-1]
+        print(  # progress: an LLM row can take many minutes on a small, shared CPU
+            f"{system} {script.name}: Pk {last.pk:.3f}, {last.found}/{last.true} topics, "
+            f"{last.seconds:.1f} s{', fell back' if last.fell_back else ''}",
+            file=sys.stderr,
+            flush=True,
+        )
     if calls:
         row.note = f"{calls} calls, {fallbacks} fell back to extractive"
     return row
@@ -448,6 +455,7 @@ def llm_rows(
     data_dir: Path,
     extractive: SegRow,
     gguf: Path | None = None,
+    threads: int = 0,
 ) -> list[SegRow]:
     """The LLM backend's segment stage with the GGUF at ``gguf`` (default: the packaged
     model), and its score on the episodes where the model's boundaries were used (beside
@@ -456,7 +464,7 @@ def llm_rows(
     settings = Settings(
         data_dir=data_dir / (gguf.stem if gguf else "packaged"),
         topics=TopicSettings(backend="llm"),
-        llm=LlmSettings(backend="local", gguf_path=gguf),
+        llm=LlmSettings(backend="local", gguf_path=gguf, threads=threads),
     )
     try:
         from podmill.ml.llm import get_llm
@@ -472,7 +480,8 @@ def llm_rows(
     tokens = row.prompt_tokens + row.completion_tokens
     row.note += (
         f"; {row.prompt_tokens} prompt + {row.completion_tokens} completion tokens, "
-        f"{tokens / seconds:.0f} tokens/s; model load {load:.1f} s, not counted; "
+        f"{tokens / seconds:.0f} tokens/s, {threads or os.cpu_count()} threads; "
+        f"model load {load:.1f} s, not counted; "
         f"peak RSS {peak_rss_gib():.2f} GiB"
     )
     used = [i for i, s in enumerate(row.scores) if not s.fell_back]
@@ -565,6 +574,13 @@ def main() -> None:
         metavar="PATH",
         help="llm row with this GGUF file (repeatable; default: the packaged model)",
     )
+    parser.add_argument(
+        "--llm-threads",
+        type=int,
+        default=0,
+        metavar="N",
+        help="llm.threads for the llm rows (default 0: all cores; 1 is faster on a busy CPU)",
+    )
     parser.add_argument("--out", type=Path, help="also write the markdown here")
     args = parser.parse_args()
     started = time.perf_counter()
@@ -591,7 +607,7 @@ def main() -> None:
             seg_table.append(SegRow("llm", "text", note="not measured (--skip-llm)"))
         else:
             for gguf in args.gguf or [None]:
-                seg_table.extend(llm_rows(scripts, data, extractive, gguf))
+                seg_table.extend(llm_rows(scripts, data, extractive, gguf, args.llm_threads))
     notes.append(f"Whole run: {time.perf_counter() - started:.0f} s.")
     table = render(asr_table, seg_table, notes)
     print(table, end="")
