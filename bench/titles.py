@@ -558,7 +558,8 @@ def main() -> None:
             rows.append(Row("podmill llm (local)", "podmill", note="not measured (--skip-llm)"))
         else:
             local = settings("llm-local", "topics.backend=llm", "llm.backend=local")
-            llm_rows.append(llm_row(few, local, "podmill llm (local Qwen2.5 0.5B)", "llm-local"))
+            model = local.llm.gguf_path.name if local.llm.gguf_path else local.llm.local_model
+            llm_rows.append(llm_row(few, local, f"podmill llm (local {model})", "llm-local"))
         if args.llm_url:
             server = settings(
                 "llm-server",
