@@ -92,12 +92,16 @@ def test_one_job_is_one_trace_across_serve_and_two_workers(
         spans = receiver.wait_for(_complete, timeout=30)
     finally:
         server.stop()
-    logs = {"worker-a": a.log(), "worker-b": b.log()}
+    logs = {"worker-a": a.log(), "worker-b": b.log(), "podmill-api": server.log()}
 
     [request] = [s for s in spans if s.name == "POST /jobs"]
     assert request.service == "podmill-api"
     assert request.attributes["correlation_id"] == CID
     assert request.attributes["http.response.status_code"] == 202
+    # the request's access line carries its trace id: from a log search to the trace
+    access = [json.loads(x) for x in logs["podmill-api"].splitlines() if x.startswith("{")]
+    [posted] = [r for r in access if r.get("route") == "/jobs" and r.get("method") == "POST"]
+    assert (posted["trace_id"], posted["correlation_id"]) == (request.trace_id, CID)
     trace = [s for s in spans if s.trace_id == request.trace_id]
     by_id = {s.span_id: s for s in trace}
     [submit] = [s for s in trace if s.name == "submit"]
