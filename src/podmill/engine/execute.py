@@ -111,15 +111,14 @@ def run_claimed(
         # from the moment it was enqueued: queue wait, claim, run, completion inside it.
         tracing.span(
             f"step {claimed.stage}",
-            _step_attributes(claimed, worker_id),
+            _step_attributes(claimed, worker_id) if tracing.enabled() else None,
             parent=tracing.traceparent_of(claimed.payload),
             start=claimed.enqueued_at if waited is not None else None,
             kind="consumer",
         ) as span,
     ):
-        if waited is not None and claimed.enqueued_at is not None:
+        if waited is not None and claimed.enqueued_at and claimed.claimed_at:
             span.set_attribute("queue_wait_s", round(waited, 6))
-            assert claimed.claimed_at is not None
             tracing.record_span(
                 f"queue wait {claimed.stage}", claimed.enqueued_at, claimed.claimed_at
             )
