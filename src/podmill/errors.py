@@ -98,6 +98,7 @@ EXTRA_OF_MODULE: dict[str, str] = {
     "mcp": "mcp",
     "mcp_types": "mcp",
     "redis": "streams",
+    "opentelemetry": "tracing",
     "matplotlib": "stress",
     "mpl_toolkits": "stress",
     "pylab": "stress",

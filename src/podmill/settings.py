@@ -312,6 +312,20 @@ class HealthSettings(BaseModel):
     )
 
 
+class TracingSettings(BaseModel):
+    """OpenTelemetry traces (the ``tracing`` extra; docs/observability.md, "Traces")."""
+
+    enabled: bool = Field(False, description="export spans over OTLP/HTTP (needs the extra)")
+    endpoint: str | None = Field(
+        None,
+        description="collector base URL, /v1/traces added (default: OTEL_EXPORTER_OTLP_ENDPOINT, "
+        "else http://localhost:4318)",
+    )
+    service_name: str | None = Field(
+        None, description="service name (default: OTEL_SERVICE_NAME, else podmill-api/-worker)"
+    )
+
+
 class Settings(BaseSettings):
     """Effective configuration. Build with :func:`load_settings` to honour every layer."""
 
@@ -351,6 +365,7 @@ class Settings(BaseSettings):
     feed_transcripts: FeedTranscriptSettings = Field(default_factory=FeedTranscriptSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
     health: HealthSettings = Field(default_factory=HealthSettings)
+    tracing: TracingSettings = Field(default_factory=TracingSettings)
 
     @classmethod
     def settings_customise_sources(

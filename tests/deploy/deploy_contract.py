@@ -65,6 +65,7 @@ CONTRACT: dict[str, Metric] = {
     # each worker process
     "podmill_claim_latency_seconds": _m("histogram", "pool"),
     "podmill_stage_duration_seconds": _m("histogram", "stage"),
+    "podmill_step_queue_wait_seconds": _m("histogram", "stage"),
     "podmill_step_outcomes_total": _m("counter", "stage", "outcome"),
     "podmill_steps_in_flight": _m("gauge", "stage"),
     "podmill_model_load_seconds": _m("histogram", "model"),

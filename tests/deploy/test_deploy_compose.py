@@ -249,7 +249,7 @@ def test_published_ports_are_unique_and_only_for_entry_points(services: dict) ->
             host_port = interpolate(spec).split(":")[-2]
             assert host_port not in published, f"{name} and {published[host_port]} clash"
             published[host_port] = name
-    assert set(published.values()) == {"api", "prometheus", "grafana"}
+    assert set(published.values()) == {"api", "prometheus", "grafana", "jaeger"}
 
 
 def test_gpu_override_reserves_a_gpu_for_the_asr_worker(services: dict) -> None:
@@ -302,7 +302,12 @@ def test_only_the_api_and_grafana_may_be_opened_and_prometheus_never(services: d
     for name, spec in published_ports(load_compose()):
         parts = interpolate(spec, {"PODMILL_BIND": "0.0.0.0", "GRAFANA_BIND": "0.0.0.0"})
         opened[name] = parts.split(":")[0]
-    assert opened == {"api": "0.0.0.0", "grafana": "0.0.0.0", "prometheus": "127.0.0.1"}
+    assert opened == {
+        "api": "0.0.0.0",
+        "grafana": "0.0.0.0",
+        "prometheus": "127.0.0.1",
+        "jaeger": "127.0.0.1",
+    }
     for name in ("postgres", *PODMILL_SERVICES):
         if name != "api":
             assert "ports" not in services[name], f"{name} must not be published"
@@ -359,3 +364,16 @@ def test_the_metrics_token_reaches_podmill_and_prometheus(compose: dict, service
                 "type": "Bearer",
                 "credentials_file": f"/run/secrets/{secret}",
             }, job["job_name"]
+
+
+def test_jaeger_is_opt_in_and_the_podmill_roles_send_it_spans(services: dict) -> None:
+    jaeger = services["jaeger"]
+    assert jaeger["profiles"] == ["observability"]  # `--profile observability` only
+    image, _, tag = jaeger["image"].partition(":")
+    assert image == "jaegertracing/all-in-one" and tag[0].isdigit(), "pin the Jaeger tag"
+    assert "4318" in [str(p) for p in jaeger["expose"]]  # OTLP/HTTP
+    for name in PODMILL_SERVICES:
+        env = services[name]["environment"]
+        assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://jaeger:4318", name
+        assert interpolate(env["PODMILL_TRACING__ENABLED"], {}) == "false", name  # off by default
+        assert interpolate(env["PODMILL_TRACING__ENABLED"], {"PODMILL_TRACING": "true"}) == "true"

@@ -55,6 +55,7 @@ API_SERIES = {
 WORKER_SERIES = {
     "podmill_claim_latency_seconds": {"pool"},
     "podmill_stage_duration_seconds": {"stage"},
+    "podmill_step_queue_wait_seconds": {"stage"},
     "podmill_step_outcomes": {"stage", "outcome"},
     "podmill_steps_in_flight": {"stage"},
     "podmill_model_load_seconds": {"model"},

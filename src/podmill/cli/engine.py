@@ -178,6 +178,7 @@ def worker(
         config,
         long_running=True,
         quiet=quiet,
+        role="podmill-worker",
         db=db,
         data_dir=data_dir,
         log_format=log_format,

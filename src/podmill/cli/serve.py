@@ -174,7 +174,7 @@ def serve(
     # before anything is announced or started: a busy port is the first and only thing said
     check_port_free(host, url_host, port, single_process=workers == 1)
     cli = {"db": db, "data_dir": data_dir, "log_format": log_format, "log_level": log_level}
-    settings = cli_settings.load(config, long_running=True, quiet=quiet, **cli)
+    settings = cli_settings.load(config, long_running=True, quiet=quiet, role="podmill-api", **cli)
     storage_db.upgrade(settings.database_url)
     err.print(
         f"podmill API on http://{url_host}:{port} (docs at /docs), database "
@@ -235,7 +235,7 @@ def app_of_server_process() -> FastAPI:
 
     options = json.loads(os.environ[SERVE_OPTIONS])
     config = Path(options["config"]) if options["config"] else None
-    settings = cli_settings.load(config, long_running=True, **options["cli"])
+    settings = cli_settings.load(config, long_running=True, role="podmill-api", **options["cli"])
     return create_app(settings, auth=options["auth"], background=options["background"])
 
 

@@ -29,13 +29,19 @@ from podmill.settings import Settings, load_settings
 
 
 def load(
-    config: Path | None, *, long_running: bool = False, quiet: bool = False, **cli: Any
+    config: Path | None,
+    *,
+    long_running: bool = False,
+    quiet: bool = False,
+    role: str = "podmill",
+    **cli: Any,
 ) -> Settings:
     """The command's settings (an option left ``None`` was not given), with logging and
     the model arbiter configured from them; a bad value is one error line.
 
     ``quiet`` is ``--quiet`` (warnings and errors only); ``long_running`` gives podmill's
-    own loggers INFO when no log level is set anywhere (the module doc)."""
+    own loggers INFO when no log level is set anywhere (the module doc). ``role`` is the
+    service name of the process's spans when ``tracing.enabled`` names none."""
     from podmill.obs.logging import configure_logging, resolve_format, resolve_level
 
     if cli.get("log_format") is not None:
@@ -54,6 +60,15 @@ def load(
     own_level = "INFO" if long_running and not level_set else None
     configure_logging(settings.log_level, settings.log_format, own_level)
     configure_process_arbiter(settings.models.memory_budget, settings.models.idle_unload_seconds)
+    if settings.tracing.enabled:
+        from podmill.obs.tracing import configure as configure_tracing
+
+        configure_tracing(
+            True,
+            service_name=settings.tracing.service_name,
+            endpoint=settings.tracing.endpoint,
+            role=role,
+        )
     return settings
 
 

@@ -61,6 +61,8 @@ class ClaimedStep:
     episode_key: str
     fingerprint: str
     correlation_id: str | None
+    enqueued_at: datetime | None = None  # when the step last became ready (queue wait)
+    claimed_at: datetime | None = None  # the claim's ``now`` (the same clock)
 
 
 def claim_for_pools(
@@ -138,6 +140,8 @@ def claim_for_pools(
                     episode_key=row.episode_key,
                     fingerprint=row.fingerprint,
                     correlation_id=row.correlation_id,
+                    enqueued_at=row.enqueued_at,
+                    claimed_at=now,
                 )
             )
             jobs.add(row.job_id)
@@ -206,7 +210,7 @@ def _pick(
     locked as it is returned (``SKIP LOCKED``): no row is held back from other workers
     without being taken."""
     query = (
-        select(_S.c.id, _S.c.job_id, _S.c.stage, _S.c.resource_key)
+        select(_S.c.id, _S.c.job_id, _S.c.stage, _S.c.resource_key, _S.c.enqueued_at)
         .join_from(_S, _J, _J.c.id == _S.c.job_id)
         .where(ready(now, _S, _J), stages, profiles)
         .limit(limit)
@@ -247,7 +251,8 @@ stamped AS (
 running AS (
     UPDATE jobs SET status = 'running', started_at = coalesce(jobs.started_at, :now)
     WHERE jobs.id IN (SELECT job_id FROM stamped) AND jobs.status = 'pending')
-SELECT picked.id, picked.job_id, picked.stage, picked.resource_key, picked.pool,
+SELECT picked.id, picked.job_id, picked.stage, picked.resource_key, picked.enqueued_at,
+    picked.pool,
     stamped.attempts, stamped.lease_token,
     j.payload, j.episode_key, j.fingerprint, j.correlation_id
 FROM picked JOIN jobs j ON j.id = picked.job_id
@@ -256,6 +261,7 @@ ORDER BY picked.pool, picked.id"""
         )
         .columns(
             payload=JOBS.c.payload.type,
+            enqueued_at=STEPS.c.enqueued_at.type,
         )
         .bindparams(
             bindparam("now", type_=STEPS.c.not_before.type),

@@ -40,6 +40,7 @@ from podmill.domain import Episode
 from podmill.engine.claim import ClaimedStep
 from podmill.engine.store import StepStore
 from podmill.errors import DiskFullError, PodmillError, first_line
+from podmill.obs import tracing
 from podmill.obs.logging import step_context
 from podmill.obs.metrics import recorder
 from podmill.pipeline.context import StageContext
@@ -71,8 +72,12 @@ def run_claimed(
     run_step: StepRunner | None = None,
     complete: Callable[..., bool] | None = None,
     hooks: StepHooks | None = None,
+    claim_window: tuple[float, float] | None = None,
 ) -> Outcome:
     """Run ``claimed`` and record the outcome.
+
+    ``claim_window`` is when the claim that took it began and ended (Unix seconds): the
+    step's ``claim`` span, with tracing on.
 
     ``run_step(claimed)`` defaults to :func:`execute_step` with ``settings_base``; it
     raises on failure, and the error's retryability (:func:`is_retryable`) decides
@@ -89,15 +94,36 @@ def run_claimed(
         def run_step(step: ClaimedStep) -> list[str]:
             return execute_step(step, settings_base, worker_id=worker_id, sessions=store.sessions)
 
+    metrics = recorder()
+    waited = queue_wait(claimed)
+    if waited is not None:
+        metrics.step_queue_wait(claimed.stage, waited)
     # Every log line of this step, from podmill or a library, in this thread or in one
     # started with podmill.obs.logging.propagating, carries these fields.
-    with step_context(
-        correlation_id=claimed.correlation_id,
-        job_id=claimed.job_id,
-        worker_id=worker_id or None,
-        stage=claimed.stage,
+    with (
+        step_context(
+            correlation_id=claimed.correlation_id,
+            job_id=claimed.job_id,
+            worker_id=worker_id or None,
+            stage=claimed.stage,
+        ),
+        # The step's span, in the trace its job's submit started (on whichever process),
+        # from the moment it was enqueued: queue wait, claim, run, completion inside it.
+        tracing.span(
+            f"step {claimed.stage}",
+            _step_attributes(claimed, worker_id) if tracing.enabled() else None,
+            parent=tracing.traceparent_of(claimed.payload),
+            start=claimed.enqueued_at if waited is not None else None,
+            kind="consumer",
+        ) as span,
     ):
-        metrics = recorder()
+        if waited is not None and claimed.enqueued_at and claimed.claimed_at:
+            span.set_attribute("queue_wait_s", round(waited, 6))
+            tracing.record_span(
+                f"queue wait {claimed.stage}", claimed.enqueued_at, claimed.claimed_at
+            )
+        if claim_window is not None:
+            tracing.record_span("claim", *claim_window, {"worker_id": worker_id or None})
         metrics.step_started(claimed.stage)
         log_step(claimed)
         started = time.monotonic()
@@ -111,6 +137,7 @@ def run_claimed(
             raise
         finally:
             seconds = time.monotonic() - started
+            span.set_attribute("outcome", outcome or "unrecorded")
             metrics.step_finished(claimed.stage, seconds, outcome or "lost")
             if outcome == "done" and not successors(claimed.stage):
                 metrics.job_completed("done")  # the last stage: the job is done
@@ -120,6 +147,28 @@ def run_claimed(
             why = " (disk full)" if outcome == "released" else ""
             log_step(claimed, outcome or "unrecorded", seconds, why=why)
     return outcome
+
+
+def queue_wait(claimed: ClaimedStep) -> float | None:
+    """Seconds the step waited ready before this claim (``None``: not known)."""
+    if claimed.enqueued_at is None or claimed.claimed_at is None:
+        return None
+    try:
+        return max(0.0, (claimed.claimed_at - claimed.enqueued_at).total_seconds())
+    except TypeError:  # one aware, one naive: not comparable
+        return None
+
+
+def _step_attributes(claimed: ClaimedStep, worker_id: str) -> dict[str, Any]:
+    return {
+        "correlation_id": claimed.correlation_id,
+        "job_id": claimed.job_id,
+        "step_id": claimed.step_id,
+        "stage": claimed.stage,
+        "attempt": claimed.attempt,
+        "episode_key": claimed.episode_key,
+        "worker_id": worker_id or None,
+    }
 
 
 # How a step's last line reads, per outcome: (what happened, what it means next).
@@ -186,7 +235,8 @@ def _run_and_record(
 ) -> Outcome:
     started = time.monotonic()
     try:
-        notes = run_step(claimed)
+        with tracing.span(f"run {claimed.stage}"):
+            notes = run_step(claimed)
     except Exception as exc:
         full = disk_full(exc)
         if full is not None:
@@ -194,15 +244,17 @@ def _run_and_record(
         duration = time.monotonic() - started
         retryable = is_retryable(exc)
         error = f"{type(exc).__name__}: {exc}"
-        outcome: Outcome = _until_recorded(
-            lambda: store.fail(
-                claimed.step_id,
-                claimed.lease_token,
-                error,
-                retryable=retryable,
-                duration=duration,
+        with tracing.span("fail", {"fenced": True, "retryable": retryable}) as span:
+            outcome: Outcome = _until_recorded(
+                lambda: store.fail(
+                    claimed.step_id,
+                    claimed.lease_token,
+                    error,
+                    retryable=retryable,
+                    duration=duration,
+                )
             )
-        )
+            span.set_attribute("outcome", outcome)
         if outcome != "lost":
             log.warning(
                 "step %s (%s) attempt %s failed%s: %s",
@@ -220,9 +272,12 @@ def _run_and_record(
         if notes:
             _until_recorded(lambda: store.record_notes(claimed.step_id, claimed.lease_token, notes))
         record = complete or store.complete
-        recorded = _until_recorded(
-            lambda: record(claimed.step_id, claimed.lease_token, duration=duration)
-        )
+        # fenced on the lease token: a worker that lost the lease records nothing
+        with tracing.span("complete", {"fenced": True}) as span:
+            recorded = _until_recorded(
+                lambda: record(claimed.step_id, claimed.lease_token, duration=duration)
+            )
+            span.set_attribute("recorded", bool(recorded))
         outcome = "done" if recorded else "lost"
     if outcome == "lost":
         # fenced: a reaped or released worker cannot finish a step it no longer owns

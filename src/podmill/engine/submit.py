@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from podmill.domain import Episode
+from podmill.obs import tracing
 from podmill.settings import Settings
 from podmill.storage import repo
 
@@ -108,14 +109,44 @@ def submit_episode(
     :meth:`~podmill.engine.store.Store.cancel_unless_wanted`. ``attach(job_id)`` records
     who wants the job (the server's tenant requests) before a failed or cancelled job
     is revived, so a cancel that runs meanwhile counts them.
+
+    With tracing on, a ``submit`` span; a new job's payload carries its traceparent
+    (``payload["trace"]``), so every step of the job joins the submitter's trace.
     """
+    correlation_id = correlation_id or uuid.uuid4().hex
+    with tracing.span(
+        "submit", {"correlation_id": correlation_id, "episode_key": episode.episode_key}
+    ) as span:
+        submitted = _submit(store, spec, episode, feed_id, correlation_id, held_by_operator, attach)
+        span.set_attributes(
+            {
+                "job_id": submitted.job_id,
+                "created": submitted.created,
+                "correlation_id": submitted.correlation_id or correlation_id,
+            }
+        )
+    return submitted
+
+
+def _submit(
+    store: Store,
+    spec: JobSpec,
+    episode: Episode,
+    feed_id: int | None,
+    correlation_id: str,
+    held_by_operator: bool,
+    attach: Callable[[int], None] | None,
+) -> Submitted:
     with store.sessions.begin() as session:
         repo.upsert_episode(session, episode, feed_id=feed_id)
-    correlation_id = correlation_id or uuid.uuid4().hex
+    payload = spec.payload(episode)
+    traceparent = tracing.current_traceparent()  # the submit span: the job's steps join it
+    if traceparent is not None:
+        payload[tracing.PAYLOAD_KEY] = {"traceparent": traceparent}
     job_id, created = store.submit(
         episode.episode_key,
         spec.fingerprint,
-        spec.payload(episode),
+        payload,
         correlation_id=correlation_id,
         profiles=spec.profiles,
         held_by_operator=held_by_operator,

@@ -403,6 +403,7 @@ class Worker:
         if not hungry:
             return {}
         started = time.perf_counter()
+        began = time.time()  # the claim span's window (tracing)
         try:
             answers = self.store.claim_pools(
                 self.worker_id,
@@ -415,6 +416,7 @@ class Worker:
             raise
         # one transaction serves every pool asked: each pool waited that long
         seconds = time.perf_counter() - started
+        window = (began, began + seconds)
         metrics = recorder()
         for pool, _ in hungry:
             metrics.claim(pool.name, seconds)
@@ -423,7 +425,7 @@ class Worker:
             if len(claimed) == free:
                 self._hint(pool.stages)  # it took all it could: there may be more
             for step in claimed:
-                self._start_step(pool, step)
+                self._start_step(pool, step, window)
             got[pool] = len(claimed)
         return got
 
@@ -448,7 +450,9 @@ class Worker:
 
     # ------------------------------------------------------------------- steps
 
-    def _start_step(self, pool: Pool, step: ClaimedStep) -> None:
+    def _start_step(
+        self, pool: Pool, step: ClaimedStep, claim_window: tuple[float, float] | None = None
+    ) -> None:
         with self._lock:
             pool.running.add(step.step_id)
             self._running[step.step_id] = step
@@ -456,12 +460,14 @@ class Worker:
         # released, and must not keep the process alive.
         threading.Thread(
             target=self._run_step,
-            args=(pool, step),
+            args=(pool, step, claim_window),
             name=f"step-{step.step_id}-{step.stage}",
             daemon=True,
         ).start()
 
-    def _run_step(self, pool: Pool, step: ClaimedStep) -> None:
+    def _run_step(
+        self, pool: Pool, step: ClaimedStep, claim_window: tuple[float, float] | None = None
+    ) -> None:
         outcome: Outcome | None = None
         try:
             outcome = run_claimed(
@@ -472,6 +478,7 @@ class Worker:
                 run_step=self.run_step,
                 complete=self._completions.complete,
                 hooks=self.hooks,
+                claim_window=claim_window,
             )
         except DiskFullError as exc:
             self._disk_full(step, exc)

@@ -45,6 +45,7 @@ import httpx
 from podmill.audio import SNIFF_BYTES, describe_served, identify_non_audio, sniff_audio
 from podmill.errors import DownloadError
 from podmill.feeds.deadline import Deadline
+from podmill.obs import tracing
 from podmill.retry import MAX_RETRY_AFTER_SECONDS, Backoff, RetryAfterTooLong, parse_retry_after
 from podmill.settings import Settings
 
@@ -99,7 +100,23 @@ def download(
     ``download.total_timeout`` seconds.
 
     Raises :class:`DownloadError`; ``retryable`` is true when trying later may help.
+    With tracing on, a ``download`` span (the URL's host, the bytes stored).
     """
+    with tracing.span("download", {"url.host": _host(url)}) as span:
+        got = _download(url, dest, settings, allow_file_urls, expect_audio, client, sleep)
+        span.set_attributes({"bytes": got.size, "format": got.format or ""})
+        return got
+
+
+def _download(
+    url: str,
+    dest: Path,
+    settings: Settings,
+    allow_file_urls: bool,
+    expect_audio: bool,
+    client: httpx.Client | None,
+    sleep: Sleep,
+) -> Downloaded:
     cap = _Cap(settings.download.max_bytes, _SETTING_HINT)
     deadline = Deadline(settings.download.total_timeout, "download.total_timeout")
     local = _local_path(url, allow_file_urls)
@@ -351,6 +368,14 @@ def _write_atomically(dest: Path, write: Callable[[BinaryIO], T]) -> T:
 
 
 # ------------------------------------------------------------------------ local files
+
+
+def _host(url: str) -> str:
+    """The URL's host for a span (``local`` for a path; never the path or query)."""
+    try:
+        return urlsplit(url).hostname or "local"
+    except ValueError:
+        return "invalid"
 
 
 def _split(url: str) -> SplitResult:

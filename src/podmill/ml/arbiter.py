@@ -29,6 +29,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from podmill.obs import tracing
 from podmill.obs.metrics import recorder
 
 log = logging.getLogger(__name__)
@@ -189,7 +190,11 @@ class Arbiter:
             self._unload(old)
         try:
             started = time.perf_counter()
-            model = spec.load()
+            with tracing.span(
+                "model load",
+                {"model": name, "device": spec.device, "evicted": [o.spec.name for o in evicted]},
+            ):
+                model = spec.load()
         except BaseException:
             with self._changed:
                 del self._resident[name]

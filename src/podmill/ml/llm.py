@@ -25,6 +25,7 @@ from typing import Any, Protocol
 from podmill.errors import PodmillError, require
 from podmill.ml.arbiter import ModelSpec, process_arbiter
 from podmill.ml.packaged import is_joined, joined, model_cache_dir
+from podmill.obs import tracing
 from podmill.retry import MAX_RETRY_AFTER_SECONDS, Backoff, RetryAfterTooLong, parse_retry_after
 from podmill.settings import LlmSettings
 
@@ -57,6 +58,14 @@ class LLM(Protocol):
         json_schema: dict[str, Any] | None = None,
         max_tokens: int | None = None,
     ) -> LLMReply: ...
+
+
+def token_attributes(reply: LLMReply) -> dict[str, int]:
+    """An LLM call's span attributes: its token counts."""
+    return {
+        "llm.prompt_tokens": reply.prompt_tokens,
+        "llm.completion_tokens": reply.completion_tokens,
+    }
 
 
 def get_llm(settings: LlmSettings) -> LLM:
@@ -136,6 +145,20 @@ class OpenAIChat:
         self._sleep = sleep
 
     def chat(
+        self,
+        messages: Sequence[Message],
+        *,
+        json_schema: dict[str, Any] | None = None,
+        max_tokens: int | None = None,
+    ) -> LLMReply:
+        with tracing.span(
+            "llm chat", {"llm.backend": "openai", "llm.model": self.settings.model}, kind="client"
+        ) as span:
+            reply = self._chat(messages, json_schema=json_schema, max_tokens=max_tokens)
+            span.set_attributes(token_attributes(reply))
+        return reply
+
+    def _chat(
         self,
         messages: Sequence[Message],
         *,
@@ -372,6 +395,21 @@ class LocalLLM:
         self.settings = settings
 
     def chat(
+        self,
+        messages: Sequence[Message],
+        *,
+        json_schema: dict[str, Any] | None = None,
+        max_tokens: int | None = None,
+    ) -> LLMReply:
+        model = str(self.settings.gguf_path or "qwen2.5-0.5b-instruct")
+        with tracing.span(
+            "llm chat", {"llm.backend": "local", "llm.model": model}, kind="client"
+        ) as span:
+            reply = self._chat(messages, json_schema=json_schema, max_tokens=max_tokens)
+            span.set_attributes(token_attributes(reply))
+        return reply
+
+    def _chat(
         self,
         messages: Sequence[Message],
         *,

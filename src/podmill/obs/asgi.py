@@ -18,6 +18,9 @@ For every HTTP request it
   A request no route matched names its ``path`` instead (``GET /nope (no route) 404``).
   ``podmill serve`` turns uvicorn's own access log off, so there is one line a request.
 
+- with tracing on (podmill.obs.tracing), runs the request in a ``METHOD /route`` server
+  span with the correlation id as an attribute, joining a caller's ``traceparent``.
+
 Pure ASGI rather than ``BaseHTTPMiddleware``: it does not buffer streamed responses
 (artifact downloads) and adds no task per request.
 """
@@ -30,6 +33,7 @@ import time
 import uuid
 from typing import Any
 
+from podmill.obs import tracing
 from podmill.obs.logging import step_context
 
 HEADER = "x-correlation-id"
@@ -57,11 +61,12 @@ class ObservabilityMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        incoming = None
+        incoming = traceparent = None
         for name, value in scope.get("headers") or ():
             if name == HEADER.encode():
                 incoming = value.decode("latin-1")
-                break
+            elif name == b"traceparent":
+                traceparent = value.decode("latin-1")
         cid = correlation_id_from(incoming)
         scope.setdefault("state", {})["correlation_id"] = cid
         status = 500  # unless the app starts a response
@@ -76,14 +81,25 @@ class ObservabilityMiddleware:
             await send(message)
 
         started = time.perf_counter()
-        try:
-            with step_context(correlation_id=cid):
-                await self.app(scope, receive, send_with_id)
-        finally:
-            seconds = time.perf_counter() - started
-            method, route = scope.get("method", "GET"), route_template(scope)
-            self.metrics.observe_request(method, route, status, seconds)
-            log_request(method, route, status, seconds, cid, scope.get("path", ""))
+        method = scope.get("method", "GET")
+        # The request's span (a caller's traceparent is its parent); the job's steps join
+        # it through the job (podmill.obs.tracing). A no-op while tracing is off.
+        with tracing.span(
+            f"HTTP {method}",
+            {"http.request.method": method, "correlation_id": cid},
+            parent=traceparent,
+            kind="server",
+        ) as span:
+            try:
+                with step_context(correlation_id=cid):
+                    await self.app(scope, receive, send_with_id)
+            finally:
+                seconds = time.perf_counter() - started
+                route = route_template(scope)
+                span.update_name(f"{method} {route}")
+                span.set_attributes({"http.route": route, "http.response.status_code": status})
+                self.metrics.observe_request(method, route, status, seconds)
+                log_request(method, route, status, seconds, cid, scope.get("path", ""))
 
 
 def log_request(

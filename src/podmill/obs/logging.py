@@ -14,7 +14,8 @@ runs in a copy of the caller's context; hand it to ``Thread(target=...)`` or
 ``executor.submit`` inside a step.
 
 JSON lines (``--log-format json``, env ``PODMILL_LOG_FORMAT=json``) have the keys
-``ts level logger message``, the four step fields when inside a step, ``exc`` with the
+``ts level logger message``, the four step fields when inside a step, ``trace_id`` inside
+a span when tracing is on (podmill.obs.tracing), ``exc`` with the
 traceback when there is one, and any ``extra={...}`` a caller passed.
 """
 
@@ -31,6 +32,7 @@ from datetime import UTC, datetime
 from typing import Any, ParamSpec, TypeVar
 
 from podmill.errors import PodmillError
+from podmill.obs.tracing import current_trace_id
 
 STEP_FIELDS = ("correlation_id", "job_id", "worker_id", "stage")
 LOG_FORMATS = ("text", "json")
@@ -102,6 +104,10 @@ class ContextFilter(logging.Filter):
         for name in STEP_FIELDS:
             if getattr(record, name, None) is None:
                 setattr(record, name, getattr(ctx, name) if ctx is not None else None)
+        if getattr(record, "trace_id", None) is None:
+            trace_id = current_trace_id()  # None (and free) unless tracing is on
+            if trace_id is not None:
+                record.trace_id = trace_id
         return True
 
 

@@ -40,6 +40,8 @@ ENGINE_OUTCOME = {"done": "done", "retry": "failed", "dead": "dead", "lost": "le
 CLAIM_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 STAGE_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 LOAD_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120)
+# Seconds a ready step waits to be claimed: milliseconds when idle, hours in a backlog.
+QUEUE_WAIT_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 1800, 3600, 7200)
 HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
 
@@ -60,6 +62,9 @@ class Recorder:
 
     def step_started(self, stage: str) -> None:
         """A step of ``stage`` starts running in this process."""
+
+    def step_queue_wait(self, stage: str, seconds: float) -> None:
+        """A step of ``stage`` waited ``seconds`` ready (enqueued → claimed)."""
 
     def step_finished(self, stage: str, seconds: float, outcome: str) -> None:
         """A step ran ``seconds`` and ended with an engine outcome (done/retry/dead/lost)."""
@@ -241,6 +246,13 @@ class WorkerMetrics(Recorder):
             buckets=STAGE_BUCKETS,
             registry=r,
         )
+        self.queue_wait = pc.Histogram(
+            PREFIX + "step_queue_wait_seconds",
+            "time a ready step waited to be claimed (enqueued to claimed)",
+            ["stage"],
+            buckets=QUEUE_WAIT_BUCKETS,
+            registry=r,
+        )
         self.outcomes = pc.Counter(
             PREFIX + "step_outcomes",
             "steps ended, by outcome (done, failed, dead, released, lease_lost)",
@@ -280,6 +292,7 @@ class WorkerMetrics(Recorder):
             self.claim_latency.labels(pool)
         for stage in stages:
             self.stage_duration.labels(stage)
+            self.queue_wait.labels(stage)
             self.in_flight.labels(stage)
             for outcome in OUTCOMES:
                 self.outcomes.labels(stage, outcome)
@@ -291,6 +304,9 @@ class WorkerMetrics(Recorder):
 
     def step_started(self, stage: str) -> None:
         self.in_flight.labels(stage).inc()
+
+    def step_queue_wait(self, stage: str, seconds: float) -> None:
+        self.queue_wait.labels(stage).observe(seconds)
 
     def step_finished(self, stage: str, seconds: float, outcome: str) -> None:
         self.in_flight.labels(stage).dec()
