@@ -313,7 +313,9 @@ class WorkerMetrics(Recorder):
             registry=r,
         )
         self.llm_calls = pc.Counter(
-            PREFIX + "llm_calls", "LLM replies, by backend and model", ["backend", "model"],
+            PREFIX + "llm_calls",
+            "LLM replies, by backend and model",
+            ["backend", "model"],
             registry=r,
         )
         self.heartbeat_ts = pc.Gauge(
