@@ -18,6 +18,7 @@ the manifest's ``capture`` entry and the run goes on (docs/stress.md, "Capture")
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from collections.abc import Sequence
@@ -146,10 +147,19 @@ def _unix(moment: datetime) -> float:
 def range_request(
     base: str, query: str, start: datetime, end: datetime, step: int = STEP_SECONDS
 ) -> tuple[str, dict[str, str]]:
-    """URL and parameters of one ``query_range`` (start and end as unix seconds)."""
+    """URL and parameters of one ``query_range`` (start and end as unix seconds). Points
+    fall at ``start + k·step``: the end is rounded up to a whole step, so the last point
+    is at or after the window's end and shows its final values."""
+    first, last = _unix(start), _unix(end)
+    steps = max(1, math.ceil(round((last - first) / step, 6)))
     return (
         base.rstrip("/") + "/api/v1/query_range",
-        {"query": query, "start": str(_unix(start)), "end": str(_unix(end)), "step": f"{step}s"},
+        {
+            "query": query,
+            "start": str(first),
+            "end": str(round(first + steps * step, 3)),
+            "step": f"{step}s",
+        },
     )
 
 
