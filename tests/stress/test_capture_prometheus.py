@@ -92,7 +92,7 @@ class Prometheus:
 @pytest.fixture
 def prometheus(stack: Stack, tmp_path: Path) -> Iterator[tuple[Prometheus, int]]:
     port = free_port()
-    # one ASR slot (the default pools) and 1.5 s per transcribe: 8 jobs take ~12 s, steps queue behind it
+    # one ASR slot (the default pools), 1.5 s per transcribe: 8 jobs take ~12 s
     stack.worker("--metrics-port", str(port), PODMILL_TEST_STAGE_DELAY="transcribe:1.5")
     api = stack.server.url.removeprefix("http://")
     server = Prometheus(tmp_path, {"api": api, "worker": f"127.0.0.1:{port}"})
