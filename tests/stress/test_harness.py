@@ -333,7 +333,7 @@ def test_a_failure_after_the_workload_fails_the_run(stack: Stack, tmp_path: Path
         "'matplotlib.backends.backend_agg' (+1 more)"
     ), result.stdout
     assert "Traceback" not in result.stderr
-    directory = out / "latest" / "soak"
+    directory = (out / "latest").resolve() / "soak"
     manifest = read_json(directory / "manifest.json")
     assert manifest["passed"] is False and manifest["complete"] is False
     assert manifest["workload_passed"] is True
@@ -422,7 +422,7 @@ def test_ab_compares_two_worker_settings_side_by_side(stack: Stack) -> None:
     # the spawned workers' logs were kept and scanned, and their metrics scraped
     snapshot = read_json(out / "latest" / "ab" / "metrics" / "snapshot.json")
     for arm in ("narrow", "wide"):
-        log = out / "latest" / "ab" / "workers" / arm / "worker-0.log"
+        log = (out / "latest").resolve() / "ab" / "workers" / arm / "worker-0.log"
         assert "pools io=" in log.read_text()
         assert str(log) in manifest["evidence"]["worker_logs"]
         assert snapshot["per_stage"][arm]["publish"]["outcomes"]["done"] == 2
@@ -504,3 +504,44 @@ def test_sigterm_stops_the_run_and_the_workers_it_started(stack: Stack) -> None:
     assert proc.returncode == 130, output
     assert live_workers() == []
     assert not (out / "latest" / "ab" / ".staged-audio").exists()
+
+
+def test_suite_runs_soak_then_ramp_into_one_run_folder(stack: Stack) -> None:
+    stack.worker()
+    out = stack.tmp_path / "suite"
+    result = stack.stress(
+        "suite",
+        "--out",
+        out,
+        "--jobs",
+        "2",
+        "--concurrency",
+        "2",
+        "--levels",
+        "1,2",
+        "--jobs-per-level",
+        "1",
+        "--no-plots",
+    )
+    assert result.code == 0, (result.stdout, result.stderr)
+    verdicts = [line.split(":")[0] for line in result.stdout.splitlines()]
+    assert verdicts[:3] == ["stress soak PASSED", "stress ramp PASSED", "stress suite PASSED"]
+    [run] = [p for p in out.iterdir() if p.name != "latest"]
+    assert (out / "latest").resolve() == run.resolve()
+    assert {p.name for p in run.iterdir()} == {".git-sha", "report.md", "soak", "ramp"}
+    soak = read_json(run / "soak" / "manifest.json")
+    ramp = read_json(run / "ramp" / "manifest.json")
+    assert soak["passed"] and ramp["passed"]
+    assert soak["finished_at"] <= ramp["started_at"]  # one after the other
+    assert [g["group"] for g in ramp["groups"]] == ["c1", "c2"]
+    assert soak["capture"]["prometheus"]["status"] == "not captured: --prometheus was not given"
+    index = (run / "report.md").read_text()
+    assert "| soak | PASS |" in index and "| ramp | PASS |" in index
+    assert "[report](ramp/report.md)" in index
+    assert f"run: {run / 'report.md'}" in result.stdout
+    # ab needs both arms
+    half = stack.stress("suite", "--out", out, "--a", "one:--pool asr=1")
+    assert half.code == 1
+    assert half.error_line == (
+        "error: suite runs ab only with both arms: --a NAME:ARGS --b NAME:ARGS"
+    )
