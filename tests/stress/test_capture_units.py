@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -125,3 +126,29 @@ def test_capture_times_parse_as_iso_or_unix_seconds() -> None:
     assert capture.parse_moment(str(START.timestamp())) == START
     with pytest.raises(PodmillError, match="is not a time"):
         capture.parse_moment("yesterday")
+
+
+def test_the_jaeger_capture_saves_what_a_jaeger_shaped_server_answers(tmp_path: Path) -> None:
+    """A tiny stand-in for Jaeger's query API (no Jaeger can be installed here): the
+    window's and each job's answers are saved as sent; their traces are counted."""
+    from urllib.parse import parse_qs, urlsplit
+
+    from support.httpserver import TestHTTPServer
+
+    def traces(req: Any) -> None:
+        query = parse_qs(urlsplit(req.path).query)
+        count = 1 if "tags" in query else 3
+        body = {"data": [{"traceID": f"t{i}", "spans": []} for i in range(count)]}
+        req.send_body(json.dumps(body).encode(), "application/json")
+
+    with TestHTTPServer() as server:
+        server.add_route("/api/traces", traces)
+        entry = capture.capture_jaeger(
+            server.url, START, END, tmp_path, jobs=[{"id": 7, "correlation_id": "c-7"}]
+        )
+        sent = [r.path for r in server.requests]
+    assert entry["files"] == ["jaeger/window-podmill-api.json", "jaeger/jobs/7.json"]
+    assert entry["traces"] == 3 and entry["problems"] == []
+    assert entry["status"] == "ok: 2 files, 3 traces in the window"
+    assert len(json.loads((tmp_path / "jaeger" / "jobs" / "7.json").read_text())["data"]) == 1
+    assert "service=podmill-api" in sent[0] and "tags=" in sent[1]
