@@ -139,6 +139,12 @@ class LlmSettings(BaseModel):
     context_tokens: int = Field(
         4096, ge=512, description="the model's context; longer inputs are chunked or cut"
     )
+    cost_per_1k_prompt_tokens: float = Field(
+        0.0, ge=0, description="cost of 1000 prompt tokens, for podmill_llm_cost_total"
+    )
+    cost_per_1k_completion_tokens: float = Field(
+        0.0, ge=0, description="cost of 1000 completion tokens, for podmill_llm_cost_total"
+    )
 
 
 class PipelineSettings(BaseModel):

@@ -198,3 +198,31 @@ def test_without_a_gpu_auto_runs_on_the_cpu_and_cuda_is_one_clear_error() -> Non
     assert "\n" not in str(err.value)
     with pytest.raises(PodmillError, match="sees no CUDA device"):
         asr.transcribe(DEMO / "jfk.flac", AsrSettings(device="cuda"))
+
+
+def test_a_swap_is_counted_and_the_device_shows_its_tenant(
+    specs: dict[str, ModelSpec], tmp_path: Path
+) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from podmill.obs.metrics import WorkerMetrics, install
+
+    metrics = WorkerMetrics(tmp_path)
+    previous = install(metrics)
+    try:
+        arbiter = _arbiter(specs, budget_mb=120)  # one of the two fits
+        with arbiter.acquire("whisper"):
+            pass
+        with arbiter.acquire("minilm"):
+            pass
+    finally:
+        install(previous)
+    found = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for f in text_string_to_metric_families(metrics.exposition()[0].decode())
+        for s in f.samples
+    }
+    assert found[("podmill_model_swaps_total", (("from", "whisper"), ("to", "minilm")))] == 1
+    assert ("podmill_model_swaps_total", (("from", "minilm"), ("to", "whisper"))) not in found
+    assert found[("podmill_device_tenant", (("device", "cpu"), ("tenant", "whisper")))] == 0
+    assert found[("podmill_device_tenant", (("device", "cpu"), ("tenant", "minilm")))] == 1

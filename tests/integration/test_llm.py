@@ -124,6 +124,44 @@ def test_retries_5xx_and_429_honouring_retry_after() -> None:
     assert sent["response_format"]["type"] == "json_schema"
 
 
+def test_replies_are_counted_in_tokens_and_cost_per_backend_and_model(tmp_path: Path) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from podmill.obs.metrics import WorkerMetrics, install
+
+    server = ScriptedChatServer(
+        completion("a", prompt_tokens=1000, completion_tokens=10),
+        completion("b", prompt_tokens=500, completion_tokens=30),
+    )
+    metrics = WorkerMetrics(tmp_path)
+    previous = install(metrics)
+    try:
+        with server.running():
+            client = llm.OpenAIChat(
+                LlmSettings(
+                    base_url=server.base_url,
+                    model="m",
+                    cost_per_1k_prompt_tokens=0.5,
+                    cost_per_1k_completion_tokens=2.0,
+                )
+            )
+            client.chat([{"role": "user", "content": "hi"}])
+            client.chat([{"role": "user", "content": "hi"}])
+    finally:
+        install(previous)
+    found = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for f in text_string_to_metric_families(metrics.exposition()[0].decode())
+        for s in f.samples
+    }
+    at = (("backend", "openai"), ("model", "scripted"))  # the model the server named
+    assert found[("podmill_llm_calls_total", at)] == 2
+    assert found[("podmill_llm_tokens_total", tuple(sorted((*at, ("kind", "prompt")))))] == 1500
+    assert found[("podmill_llm_tokens_total", tuple(sorted((*at, ("kind", "completion")))))] == 40
+    # 1500 × 0.5/1000 + 40 × 2/1000
+    assert found[("podmill_llm_cost_total", at)] == pytest.approx(0.75 + 0.08)
+
+
 def test_a_long_retry_after_fails_at_once_as_a_download_does() -> None:
     # One Retry-After rule (podmill.retry): more than a minute is not waited for. The
     # LLM client used to wait 60 s and ask again, holding the worker's thread.

@@ -229,3 +229,51 @@ def test_worker_health_follows_its_own_heartbeat(tmp_path: Path) -> None:
         assert worker_health(worker, settings)["checks"]["in_flight"]["stopping"] is True
     finally:
         store.close()
+
+
+def test_the_fleet_reads_the_search_index_size_by_kind(
+    db: tuple[Settings, Store, ManualClock],
+) -> None:
+    from sqlalchemy import insert
+
+    from podmill.storage.fleet import SEARCH_DOCS
+
+    _, store, clock = db
+    assert read_fleet(store.engine, stages=STAGE_NAMES, stale_seconds=60).search_docs == {}
+    submit(store, "ep-1")  # the episode row the documents belong to
+    row = {
+        "episode_key": "ep-1",
+        "fingerprint": "fp",
+        "node_id": "n",
+        "level": 0,
+        "start_seconds": 0.0,
+        "end_seconds": 1.0,
+        "title": "t",
+        "body": "b",
+        "created_at": clock.now(),
+    }
+    kinds = ("node", "passage", "passage")
+    with store.engine.begin() as conn:
+        conn.execute(
+            insert(SEARCH_DOCS),
+            [{**row, "doc_key": f"d{i}", "kind": kind} for i, kind in enumerate(kinds)],
+        )
+    state = read_fleet(store.engine, stages=STAGE_NAMES, stale_seconds=60)
+    assert state.search_docs == {"node": 1, "passage": 2}
+
+
+def test_the_api_exports_the_index_size() -> None:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from podmill.obs.metrics import FleetCollector
+    from podmill.storage.fleet import FleetState
+
+    class Cache:
+        def get(self) -> FleetState:
+            return FleetState(search_docs={"node": 4, "passage": 37})
+
+    registry = CollectorRegistry()
+    registry.register(FleetCollector(Cache()))
+    text = generate_latest(registry).decode()
+    assert 'podmill_search_index_documents{kind="node"} 4.0' in text
+    assert 'podmill_search_index_documents{kind="passage"} 37.0' in text

@@ -66,7 +66,13 @@ def test_podmill_db_and_the_db_option_override_the_data_dir(tmp_path: Path) -> N
 
 # The commands that never open a database: they read files (`show`), print settings
 # (`config show`), or drive a server over HTTP (`stress soak|ramp`).
-NO_DATABASE = {("show",), ("config", "show"), ("stress", "ramp"), ("stress", "soak")}
+NO_DATABASE = {
+    ("show",),
+    ("config", "show"),
+    ("stress", "ramp"),
+    ("stress", "soak"),
+    ("stress", "capture"),  # Prometheus and Jaeger only
+}
 
 
 def test_every_command_that_opens_a_database_takes_db() -> None:

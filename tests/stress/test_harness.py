@@ -116,7 +116,7 @@ def test_soak_with_the_tiny_model(stack: Stack) -> None:
     )
     assert result.code == 0, (result.stdout, result.stderr, stack.workers.logs())
     assert result.stdout.startswith("stress soak PASSED"), result.stdout
-    jobs, manifest = check_layout(out / "soak", "soak", stack.key)
+    jobs, manifest = check_layout(out / "latest" / "soak", "soak", stack.key)
     records = jobs["jobs"]
     assert len(records) == 4
     # dedup did not collapse the workload: four copies, four episodes, four new jobs
@@ -140,7 +140,7 @@ def test_soak_with_the_tiny_model(stack: Stack) -> None:
     assert group["done"] == 4 and group["throughput_per_minute"] > 0
     assert group["latency_p50"] <= group["latency_p95"] <= group["latency_max"]
     # both exporters answered at start and end; the worker's histogram saw every step
-    snapshot = read_json(out / "soak" / "metrics" / "snapshot.json")
+    snapshot = read_json(out / "latest" / "soak" / "metrics" / "snapshot.json")
     assert {s["status"] for s in snapshot["sources"]} == {"ok"}, snapshot["sources"]
     per_stage = snapshot["per_stage"]["c2"]
     assert set(STAGE_NAMES) <= set(per_stage)
@@ -148,11 +148,11 @@ def test_soak_with_the_tiny_model(stack: Stack) -> None:
     assert per_stage["transcribe"]["outcomes"]["done"] == 4
     assert per_stage["transcribe"]["p95_seconds_estimate"] > 0
     assert per_stage["transcribe"]["queue_depth_end"] == 0
-    report = (out / "soak" / "report.md").read_text()
+    report = (out / "latest" / "soak" / "report.md").read_text()
     assert "PASS" in report and "| c2 | 2 | 4/4 |" in report
     assert "![per-job stage waterfall](waterfall.png)" in report
     # the staged copies were uploads: nothing of them is left beside the artifacts
-    assert not (out / "soak" / ".staged-audio").exists()
+    assert not (out / "latest" / "soak" / ".staged-audio").exists()
 
 
 def test_a_dead_step_fails_the_soak_and_stops_the_ramp(stack: Stack) -> None:
@@ -162,10 +162,10 @@ def test_a_dead_step_fails_the_soak_and_stops_the_ramp(stack: Stack) -> None:
     assert result.code == 1, (result.stdout, result.stderr)
     [verdict] = [line for line in result.stdout.splitlines() if line.startswith("stress soak")]
     assert verdict.startswith("stress soak FAILED: c2: job ") and "is failed" in verdict
-    jobs, manifest = check_layout(out / "soak", "soak", stack.key)
+    jobs, manifest = check_layout(out / "latest" / "soak", "soak", stack.key)
     assert manifest["passed"] is False and manifest["reason"] in verdict
     assert all(j["stages"]["publish"]["status"] == "dead" for j in jobs["jobs"])
-    report = (out / "soak" / "report.md").read_text()
+    report = (out / "latest" / "soak" / "report.md").read_text()
     assert report.startswith("# podmill stress soak: FAIL")
     assert "stage publish is dead" in report
     # no worker log given: the report says the verdict rests on step states only
@@ -177,7 +177,7 @@ def test_a_dead_step_fails_the_soak_and_stops_the_ramp(stack: Stack) -> None:
     assert failed.code == 1, (failed.stdout, failed.stderr)
     assert failed.stdout.startswith("stress ramp FAILED: failed at concurrency 1: c1: job ")
     assert "; levels [2, 4] not run" in failed.stdout
-    jobs, manifest = check_layout(out / "ramp", "ramp", stack.key)
+    jobs, manifest = check_layout(out / "latest" / "ramp", "ramp", stack.key)
     assert [g["group"] for g in manifest["groups"]] == ["c1"]
     assert len(jobs["jobs"]) == 1
 
@@ -225,7 +225,7 @@ def test_an_error_line_in_a_worker_log_fails_the_soak(stack: Stack) -> None:
     assert result.code == 1, (result.stdout, result.stderr)
     assert "1 error line(s) in worker logs, first: " in result.stdout
     assert "step 7 blew up" in result.stdout and "an old error" not in result.stdout
-    jobs, manifest = check_layout(out / "soak", "soak", stack.key)
+    jobs, manifest = check_layout(out / "latest" / "soak", "soak", stack.key)
     assert [j["status"] for j in jobs["jobs"]] == ["done"]
     assert manifest["evidence"]["log_error_lines"] == 1
     [sample] = manifest["evidence"]["log_error_samples"]
@@ -254,7 +254,7 @@ def test_clear_errors_before_any_work(stack: Stack, tmp_path: Path) -> None:
     assert "is `podmill serve` running there?" in unreachable.error_line
     # nothing was submitted and no scenario directory was made
     assert stack.job_count() == before
-    assert not (out / "soak").exists()
+    assert not out.exists()
 
 
 def _first_on_path(site: Path) -> dict[str, str]:
@@ -279,7 +279,7 @@ def test_without_the_stress_extra_it_stops_before_any_job(stack: Stack, tmp_path
         )
     )
     assert stack.job_count() == before
-    assert not (out / "soak").exists()
+    assert not out.exists()
     # before the API too: an unreachable one is not what it reports
     dead = run_cli(
         "stress", "ramp", "--api", f"http://127.0.0.1:{free_port()}", "--out", out, env=hidden
@@ -292,7 +292,7 @@ def test_without_the_stress_extra_it_stops_before_any_job(stack: Stack, tmp_path
     )
     assert result.code == 0, (result.stdout, result.stderr)
     assert result.stdout.startswith("stress soak PASSED: every job done"), result.stdout
-    directory = out / "soak"
+    directory = out / "latest" / "soak"
     assert not list(directory.glob("*.png"))
     manifest = read_json(directory / "manifest.json")
     assert manifest["passed"] is True and manifest["complete"] is True
@@ -333,7 +333,7 @@ def test_a_failure_after_the_workload_fails_the_run(stack: Stack, tmp_path: Path
         "'matplotlib.backends.backend_agg' (+1 more)"
     ), result.stdout
     assert "Traceback" not in result.stderr
-    directory = out / "soak"
+    directory = (out / "latest").resolve() / "soak"
     manifest = read_json(directory / "manifest.json")
     assert manifest["passed"] is False and manifest["complete"] is False
     assert manifest["workload_passed"] is True
@@ -368,11 +368,11 @@ def test_ramp_runs_every_level_in_order(stack: Stack) -> None:
         worker.log_path,
     )
     assert passed.code == 0, (passed.stdout, passed.stderr)
-    jobs, manifest = check_layout(out / "ramp", "ramp", stack.key)
+    jobs, manifest = check_layout(out / "latest" / "ramp", "ramp", stack.key)
     assert [g["group"] for g in manifest["groups"]] == ["c1", "c2"]
     assert [j["group"] for j in jobs["jobs"]] == ["c1", "c1", "c2", "c2"]
     assert [j["index"] for j in jobs["jobs"]] == [0, 1, 2, 3]
-    report = (out / "ramp" / "report.md").read_text()
+    report = (out / "latest" / "ramp" / "report.md").read_text()
     assert "| c1 | 1 | 2/2 |" in report and "| c2 | 2 | 2/2 |" in report
 
 
@@ -395,7 +395,7 @@ def test_ab_compares_two_worker_settings_side_by_side(stack: Stack) -> None:
     )
     result = stack.stress(*args, PODMILL_TEST_NOOP_STAGES="1")
     assert result.code == 0, (result.stdout, result.stderr)
-    jobs, manifest = check_layout(out / "ab", "ab", stack.key)
+    jobs, manifest = check_layout(out / "latest" / "ab", "ab", stack.key)
     assert [g["group"] for g in manifest["groups"]] == ["narrow", "wide"]
     assert manifest["groups"][1]["worker_args"] == [
         "--pool",
@@ -420,14 +420,14 @@ def test_ab_compares_two_worker_settings_side_by_side(stack: Stack) -> None:
     # and the arms' copies differ too: B did not attach to A's finished jobs
     assert len({j["episode_key"] for j in jobs["jobs"]}) == 4
     # the spawned workers' logs were kept and scanned, and their metrics scraped
-    snapshot = read_json(out / "ab" / "metrics" / "snapshot.json")
+    snapshot = read_json(out / "latest" / "ab" / "metrics" / "snapshot.json")
     for arm in ("narrow", "wide"):
-        log = out / "ab" / "workers" / arm / "worker-0.log"
+        log = (out / "latest").resolve() / "ab" / "workers" / arm / "worker-0.log"
         assert "pools io=" in log.read_text()
         assert str(log) in manifest["evidence"]["worker_logs"]
         assert snapshot["per_stage"][arm]["publish"]["outcomes"]["done"] == 2
     assert manifest["settings"]["other_workers_check"].startswith("GET /admin/workers")
-    report = (out / "ab" / "report.md").read_text()
+    report = (out / "latest" / "ab" / "report.md").read_text()
     assert "## A/B: narrow vs wide" in report
     assert "| metric | narrow | wide | wide/narrow |" in report
     assert "| throughput (jobs/min) |" in report and "| transcribe p95 (s) |" in report
@@ -503,4 +503,45 @@ def test_sigterm_stops_the_run_and_the_workers_it_started(stack: Stack) -> None:
             proc.wait(10)
     assert proc.returncode == 130, output
     assert live_workers() == []
-    assert not (out / "ab" / ".staged-audio").exists()
+    assert not (out / "latest" / "ab" / ".staged-audio").exists()
+
+
+def test_suite_runs_soak_then_ramp_into_one_run_folder(stack: Stack) -> None:
+    stack.worker()
+    out = stack.tmp_path / "suite"
+    result = stack.stress(
+        "suite",
+        "--out",
+        out,
+        "--jobs",
+        "2",
+        "--concurrency",
+        "2",
+        "--levels",
+        "1,2",
+        "--jobs-per-level",
+        "1",
+        "--no-plots",
+    )
+    assert result.code == 0, (result.stdout, result.stderr)
+    verdicts = [line.split(":")[0] for line in result.stdout.splitlines()]
+    assert verdicts[:3] == ["stress soak PASSED", "stress ramp PASSED", "stress suite PASSED"]
+    [run] = [p for p in out.iterdir() if p.name != "latest"]
+    assert (out / "latest").resolve() == run.resolve()
+    assert {p.name for p in run.iterdir()} == {".git-sha", "report.md", "soak", "ramp"}
+    soak = read_json(run / "soak" / "manifest.json")
+    ramp = read_json(run / "ramp" / "manifest.json")
+    assert soak["passed"] and ramp["passed"]
+    assert soak["finished_at"] <= ramp["started_at"]  # one after the other
+    assert [g["group"] for g in ramp["groups"]] == ["c1", "c2"]
+    assert soak["capture"]["prometheus"]["status"] == "not captured: --prometheus was not given"
+    index = (run / "report.md").read_text()
+    assert "| soak | PASS |" in index and "| ramp | PASS |" in index
+    assert "[report](ramp/report.md)" in index
+    assert f"run: {run / 'report.md'}" in result.stdout
+    # ab needs both arms
+    half = stack.stress("suite", "--out", out, "--a", "one:--pool asr=1")
+    assert half.code == 1
+    assert half.error_line == (
+        "error: suite runs ab only with both arms: --a NAME:ARGS --b NAME:ARGS"
+    )

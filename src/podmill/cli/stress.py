@@ -1,9 +1,10 @@
-"""``podmill stress soak|ramp|ab``."""
+"""``podmill stress soak|ramp|ab|suite|capture``."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -33,7 +34,14 @@ KeyOpt = Annotated[
         show_envvar=False,
     ),
 ]
-OutOpt = Annotated[Path, typer.Option("--out", help="artifacts go under OUT/<scenario>/")]
+OutOpt = Annotated[
+    Path,
+    typer.Option(
+        "--out",
+        help="artifacts go under OUT/<UTC timestamp>/<scenario>/ (OUT/latest points at the "
+        "newest run; earlier runs are kept)",
+    ),
+]
 AudioOpt = Annotated[
     Path,
     typer.Option(
@@ -70,6 +78,39 @@ MetricsOpt = Annotated[
     ),
 ]
 
+PrometheusOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--prometheus",
+        help="Prometheus base URL: save query_range series (5 s step) of the run's window "
+        "under prometheus/",
+    ),
+]
+JaegerOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--jaeger",
+        help="Jaeger query base URL (e.g. http://127.0.0.1:16686): save the run's traces "
+        "under jaeger/",
+    ),
+]
+JaegerServiceOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--jaeger-service",
+        help="service whose traces to save (repeat); default podmill-api",
+    ),
+]
+
+
+@dataclass
+class Capture:
+    """--prometheus, --jaeger and --jaeger-service of one command."""
+
+    prometheus: str | None = None
+    jaeger: str | None = None
+    services: list[str] | None = None
+
 
 def _options(
     api: str,
@@ -81,9 +122,12 @@ def _options(
     worker_log: list[Path] | None,
     metrics_url: list[str] | None,
     plots: bool,
+    sources: Capture | None = None,
 ) -> Options:
+    from podmill.stress.capture import DEFAULT_JAEGER_SERVICES
     from podmill.stress.scenarios import Options
 
+    sources = sources or Capture()
     return Options(
         api=api,
         key=key or os.environ.get("PODMILL_API_KEY") or None,
@@ -94,6 +138,9 @@ def _options(
         worker_logs=list(worker_log or []),
         metrics_urls=list(metrics_url or []),
         plots=plots,
+        prometheus=sources.prometheus or None,
+        jaeger=sources.jaeger or None,
+        jaeger_services=list(sources.services or DEFAULT_JAEGER_SERVICES),
     )
 
 
@@ -122,6 +169,7 @@ def _conclude(outcome: Outcome) -> None:
         typer.echo(f"report: {outcome.report}")
     else:
         typer.echo(f"manifest: {outcome.directory / 'manifest.json'}")
+    typer.echo(f"run: {outcome.directory.parent / 'report.md'}")
     if not outcome.passed:
         raise typer.Exit(1)
 
@@ -139,6 +187,9 @@ def soak(
     worker_log: LogOpt = None,
     metrics_url: MetricsOpt = None,
     plots: PlotsOpt = True,
+    prometheus: PrometheusOpt = None,
+    jaeger: JaegerOpt = None,
+    jaeger_service: JaegerServiceOpt = None,
 ) -> None:
     """Soak: a fixed number of jobs at a fixed concurrency.
 
@@ -146,7 +197,10 @@ def soak(
     exit 1 when it fails."""
     from podmill.stress.scenarios import soak as run_soak
 
-    options = _options(api, api_key, out, audio, poll, job_timeout, worker_log, metrics_url, plots)
+    sources = Capture(prometheus, jaeger, jaeger_service)
+    options = _options(
+        api, api_key, out, audio, poll, job_timeout, worker_log, metrics_url, plots, sources
+    )
     _run(lambda: run_soak(options, jobs=jobs, concurrency=concurrency))
 
 
@@ -177,6 +231,9 @@ def ramp(
     worker_log: LogOpt = None,
     metrics_url: MetricsOpt = None,
     plots: PlotsOpt = True,
+    prometheus: PrometheusOpt = None,
+    jaeger: JaegerOpt = None,
+    jaeger_service: JaegerServiceOpt = None,
 ) -> None:
     """Ramp: rising concurrency levels, stopping at the first that fails.
 
@@ -185,7 +242,10 @@ def ramp(
     from podmill.stress.scenarios import ramp as run_ramp
 
     parsed = _levels(levels)
-    options = _options(api, api_key, out, audio, poll, job_timeout, worker_log, metrics_url, plots)
+    sources = Capture(prometheus, jaeger, jaeger_service)
+    options = _options(
+        api, api_key, out, audio, poll, job_timeout, worker_log, metrics_url, plots, sources
+    )
     _run(lambda: run_ramp(options, levels=parsed, jobs_per_level=jobs_per_level))
 
 
@@ -209,6 +269,9 @@ def ab(
     worker_log: LogOpt = None,
     metrics_url: MetricsOpt = None,
     plots: PlotsOpt = True,
+    prometheus: PrometheusOpt = None,
+    jaeger: JaegerOpt = None,
+    jaeger_service: JaegerServiceOpt = None,
     config: ConfigOpt = None,
 ) -> None:
     """A/B: the same workload under two worker settings, side by side.
@@ -221,6 +284,114 @@ def ab(
     from podmill.stress.spawn import Arm
 
     db = cli_settings.load(config, db=db, data_dir=data_dir).database_url
-    options = _options(api, api_key, out, audio, poll, job_timeout, worker_log, metrics_url, plots)
+    sources = Capture(prometheus, jaeger, jaeger_service)
+    options = _options(
+        api, api_key, out, audio, poll, job_timeout, worker_log, metrics_url, plots, sources
+    )
     arms = [Arm.parse(a), Arm.parse(b)]
     _run(lambda: run_ab(options, arms, db=db, workers=workers, jobs=jobs, concurrency=concurrency))
+
+
+@stress_app.command()
+def suite(
+    api: ApiOpt,
+    out: OutOpt,
+    api_key: KeyOpt = None,
+    jobs: Annotated[int, typer.Option("--jobs", help="soak (and ab) jobs")] = 12,
+    concurrency: ConcurrencyOpt = 4,
+    levels: Annotated[
+        str, typer.Option("--levels", help="ramp's concurrency levels, in order")
+    ] = "4,8,16,24",
+    jobs_per_level: Annotated[
+        int, typer.Option("--jobs-per-level", help="ramp's jobs per level")
+    ] = 8,
+    a: Annotated[
+        str | None, typer.Option("--a", help="also run ab: arm A, NAME:WORKER-ARGS (with --b)")
+    ] = None,
+    b: Annotated[str | None, typer.Option("--b", help="ab's arm B, NAME:WORKER-ARGS")] = None,
+    db: DbOpt = None,
+    data_dir: DataDirOpt = None,
+    workers: Annotated[int, typer.Option("--workers", help="ab: workers started per arm")] = 1,
+    audio: AudioOpt = _DEMO_AUDIO,
+    poll: PollOpt = 0.5,
+    job_timeout: TimeoutOpt = 900.0,
+    worker_log: LogOpt = None,
+    metrics_url: MetricsOpt = None,
+    plots: PlotsOpt = True,
+    prometheus: PrometheusOpt = None,
+    jaeger: JaegerOpt = None,
+    jaeger_service: JaegerServiceOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Suite: soak, then ramp, then ab (with --a and --b), into one OUT/<UTC timestamp>/.
+
+    Every scenario runs; the folder's report.md links each one's report. Exit 1 when any
+    of them fails."""
+    from podmill.errors import PodmillError
+    from podmill.stress.scenarios import suite as run_suite
+    from podmill.stress.spawn import Arm
+
+    if (a is None) != (b is None):
+        raise PodmillError("suite runs ab only with both arms: --a NAME:ARGS --b NAME:ARGS")
+    parsed = _levels(levels)
+    arms = [Arm.parse(a), Arm.parse(b)] if a is not None and b is not None else None
+    database = cli_settings.load(config, db=db, data_dir=data_dir).database_url if arms else None
+    sources = Capture(prometheus, jaeger, jaeger_service)
+    options = _options(
+        api, api_key, out, audio, poll, job_timeout, worker_log, metrics_url, plots, sources
+    )
+    _interrupt_on_sigterm()
+    outcomes = run_suite(
+        options,
+        soak_jobs=jobs,
+        soak_concurrency=concurrency,
+        levels=parsed,
+        jobs_per_level=jobs_per_level,
+        arms=arms,
+        db=database,
+        workers=workers,
+    )
+    for outcome in outcomes:
+        verdict = "PASSED" if outcome.passed else "FAILED"
+        typer.echo(f"stress {outcome.scenario} {verdict}: {outcome.reason}")
+    passed = all(o.passed for o in outcomes)
+    typer.echo(f"stress suite {'PASSED' if passed else 'FAILED'}")
+    typer.echo(f"run: {outcomes[0].directory.parent / 'report.md'}")
+    if not passed:
+        raise typer.Exit(1)
+
+
+@stress_app.command("capture")
+def capture_cmd(
+    start: Annotated[
+        str, typer.Option("--start", help="window start: ISO 8601 (UTC if no zone) or unix s")
+    ],
+    end: Annotated[str, typer.Option("--end", help="window end: ISO 8601 or unix seconds")],
+    out: Annotated[
+        Path, typer.Option("--out", help="writes OUT/<UTC timestamp>/capture/ (OUT/latest)")
+    ],
+    prometheus: PrometheusOpt = None,
+    jaeger: JaegerOpt = None,
+    jaeger_service: JaegerServiceOpt = None,
+) -> None:
+    """Capture: save any window's Prometheus series and Jaeger traces, no API needed.
+
+    A source not given or not answering is recorded in capture/manifest.json; the
+    command still succeeds."""
+    import json
+
+    from podmill.stress.capture import DEFAULT_JAEGER_SERVICES, parse_moment
+    from podmill.stress.scenarios import capture_only
+
+    folder = capture_only(
+        out,
+        parse_moment(start),
+        parse_moment(end),
+        prometheus=prometheus or None,
+        jaeger=jaeger or None,
+        jaeger_services=list(jaeger_service or DEFAULT_JAEGER_SERVICES),
+    )
+    entry = json.loads((folder / "manifest.json").read_text())["capture"]
+    typer.echo(f"prometheus: {entry['prometheus']['status']}")
+    typer.echo(f"jaeger: {entry['jaeger']['status']}")
+    typer.echo(f"manifest: {folder / 'manifest.json'}")

@@ -188,6 +188,7 @@ class Arbiter:
             evicted = self._make_room(entry)
         for old in evicted:
             self._unload(old)
+            recorder().model_swapped(old.spec.name, name)
         try:
             started = time.perf_counter()
             with tracing.span(
@@ -203,6 +204,7 @@ class Arbiter:
         seconds = time.perf_counter() - started
         log.info("loaded model %s on %s in %.2fs", name, spec.device, seconds)
         recorder().model_loaded(name, seconds)
+        recorder().device_tenant(spec.device, name, True)
         with self._changed:
             entry.model = model
             entry.loaded = True
@@ -265,6 +267,7 @@ class Arbiter:
         del model
         gc.collect()
         recorder().model_unloaded(entry.spec.name)
+        recorder().device_tenant(entry.spec.device, entry.spec.name, False)
         log.info("unloaded model %s from %s", entry.spec.name, entry.spec.device)
 
 

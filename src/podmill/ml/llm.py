@@ -26,6 +26,7 @@ from podmill.errors import PodmillError, require
 from podmill.ml.arbiter import ModelSpec, process_arbiter
 from podmill.ml.packaged import is_joined, joined, model_cache_dir
 from podmill.obs import tracing
+from podmill.obs.metrics import recorder
 from podmill.retry import MAX_RETRY_AFTER_SECONDS, Backoff, RetryAfterTooLong, parse_retry_after
 from podmill.settings import LlmSettings
 
@@ -126,6 +127,17 @@ def parse_completion(data: Any, where: str) -> LLMReply:
         ) from None
 
 
+def account(backend: str, model: str, reply: LLMReply, settings: LlmSettings) -> float:
+    """Record one reply's tokens and cost (``llm.cost_per_1k_*_tokens``) in the process's
+    metrics (``podmill_llm_tokens_total``, ``podmill_llm_cost_total``); returns the cost."""
+    cost = (
+        reply.prompt_tokens * settings.cost_per_1k_prompt_tokens
+        + reply.completion_tokens * settings.cost_per_1k_completion_tokens
+    ) / 1000
+    recorder().llm_call(backend, model, reply.prompt_tokens, reply.completion_tokens, cost)
+    return cost
+
+
 # ------------------------------------------------------------------------- openai
 
 
@@ -200,7 +212,9 @@ class OpenAIChat:
                             f"that is not JSON: {response.text[:120]!r}; is llm.base_url an "
                             "OpenAI-compatible API root (it usually ends in /v1)?"
                         ) from None
-                    return parse_completion(data, self.settings.base_url)
+                    reply = parse_completion(data, self.settings.base_url)
+                    account("openai", reply.model or self.settings.model, reply, self.settings)
+                    return reply
                 problem = f"HTTP {response.status_code}: {response.text[:160]}"
                 if response.status_code not in RETRY_STATUSES:
                     raise LLMError(f"the LLM server at {self.settings.base_url} said {problem}")
@@ -422,4 +436,6 @@ class LocalLLM:
             data = server.complete(body)
         if isinstance(data, dict) and "error" in data and "choices" not in data:
             raise LLMError(f"the local LLM ({path.name}) failed: {data['error']}")
-        return parse_completion(data, f"local:{path.name}")
+        reply = parse_completion(data, f"local:{path.name}")
+        account("local", local_model_name(path, self.settings), reply, self.settings)
+        return reply

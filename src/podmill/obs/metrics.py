@@ -84,6 +84,17 @@ class Recorder:
     def audio_processed(self, seconds: float) -> None:
         """``seconds`` of audio were transcribed."""
 
+    def model_swapped(self, evicted: str, loaded: str) -> None:
+        """``evicted`` was unloaded to make room for ``loaded`` on the same device."""
+
+    def device_tenant(self, device: str, model: str, resident: bool) -> None:
+        """``model`` became resident on ``device`` (``resident``) or left it."""
+
+    def llm_call(
+        self, backend: str, model: str, prompt_tokens: int, completion_tokens: int, cost: float
+    ) -> None:
+        """One LLM reply: its token counts and its cost (``llm.cost_per_1k_*_tokens``)."""
+
     def heartbeat(self, unix_time: float) -> None:
         """This worker's heartbeat was written at ``unix_time``."""
 
@@ -206,6 +217,14 @@ class FleetCollector:
             "age of the oldest pending or running job (0 if none)",
             value=state.oldest_unfinished_job_seconds,
         )
+        index = GaugeMetricFamily(
+            PREFIX + "search_index_documents",
+            "search documents in the index, by kind",
+            labels=["kind"],
+        )
+        for kind, count in sorted(state.search_docs.items()):
+            index.add_metric([kind], count)
+        yield index
 
 
 def process_exposition(data_dir: Path) -> Any:
@@ -281,6 +300,36 @@ class WorkerMetrics(Recorder):
             ["status"],
             registry=r,
         )
+        self.model_swaps = pc.Counter(
+            PREFIX + "model_swaps",
+            "models unloaded to make room for another on the same device",
+            ["from", "to"],
+            registry=r,
+        )
+        self.device_tenants = pc.Gauge(
+            PREFIX + "device_tenant",
+            "1 while the model (tenant) is resident on the device",
+            ["device", "tenant"],
+            registry=r,
+        )
+        self.llm_tokens = pc.Counter(
+            PREFIX + "llm_tokens",
+            "LLM tokens, by backend, model and kind (prompt, completion)",
+            ["backend", "model", "kind"],
+            registry=r,
+        )
+        self.llm_cost = pc.Counter(
+            PREFIX + "llm_cost",
+            "LLM cost in the unit of llm.cost_per_1k_*_tokens, by backend and model",
+            ["backend", "model"],
+            registry=r,
+        )
+        self.llm_calls = pc.Counter(
+            PREFIX + "llm_calls",
+            "LLM replies, by backend and model",
+            ["backend", "model"],
+            registry=r,
+        )
         self.heartbeat_ts = pc.Gauge(
             PREFIX + "worker_heartbeat_timestamp_seconds",
             "unix time of this worker's last heartbeat",
@@ -329,6 +378,20 @@ class WorkerMetrics(Recorder):
     def audio_processed(self, seconds: float) -> None:
         if seconds > 0:
             self.audio.inc(seconds)
+
+    def model_swapped(self, evicted: str, loaded: str) -> None:
+        self.model_swaps.labels(evicted, loaded).inc()
+
+    def device_tenant(self, device: str, model: str, resident: bool) -> None:
+        self.device_tenants.labels(device, model).set(1 if resident else 0)
+
+    def llm_call(
+        self, backend: str, model: str, prompt_tokens: int, completion_tokens: int, cost: float
+    ) -> None:
+        self.llm_calls.labels(backend, model).inc()
+        self.llm_tokens.labels(backend, model, "prompt").inc(max(prompt_tokens, 0))
+        self.llm_tokens.labels(backend, model, "completion").inc(max(completion_tokens, 0))
+        self.llm_cost.labels(backend, model).inc(max(cost, 0.0))
 
     def heartbeat(self, unix_time: float) -> None:
         self.heartbeat_ts.set(unix_time)

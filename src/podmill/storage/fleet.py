@@ -19,10 +19,11 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import Engine, case, func, select
 
 from podmill.domain import JOB_LIVE
-from podmill.storage.models import JOB_STATUSES, WorkerRow
+from podmill.storage.models import JOB_STATUSES, SearchDocRow, WorkerRow
 from podmill.storage.ready import JOBS, PAUSED, STEPS, ready, ready_but_paused
 
 WORKERS = WorkerRow.__table__
+SEARCH_DOCS = SearchDocRow.__table__
 
 
 @dataclass
@@ -39,6 +40,8 @@ class FleetState:
     jobs: dict[str, int] = field(default_factory=lambda: dict.fromkeys(JOB_STATUSES, 0))
     workers_alive: int = 0
     oldest_unfinished_job_seconds: float = 0.0
+    # search documents by kind (the index's size; its vectors are a cache of these rows)
+    search_docs: dict[str, int] = field(default_factory=dict)
 
     @property
     def ready_total(self) -> int:
@@ -96,6 +99,10 @@ def read_fleet(
             select(func.min(JOBS.c.created_at)).where(JOBS.c.status.in_(JOB_LIVE))
         ).scalar_one()
         state.paused = set(conn.execute(select(PAUSED.c.stage)).scalars())
+        for kind, count in conn.execute(
+            select(SEARCH_DOCS.c.kind, func.count()).group_by(SEARCH_DOCS.c.kind)
+        ).all():
+            state.search_docs[str(kind)] = int(count)
     if oldest is not None:
         if oldest.tzinfo is None:  # an aggregate skips the column type's UTC conversion
             oldest = oldest.replace(tzinfo=UTC)

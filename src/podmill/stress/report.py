@@ -142,6 +142,7 @@ def render_report(manifest: dict[str, Any], groups: Sequence[GroupResult]) -> st
         "",
         "Raw scrapes and per-stage aggregates: `metrics/` (`snapshot.json`).",
         "",
+        *_capture_lines(manifest.get("capture")),
         "## Plots",
         "",
     ]
@@ -159,3 +160,20 @@ def manifest_sources(manifest: dict[str, Any]) -> list[dict[str, Any]]:
 def _settings_line(settings: dict[str, Any]) -> str:
     keep = {k: v for k, v in settings.items() if k not in ("spawned_logs", "worker_logs")}
     return ", ".join(f"{k}={v}" for k, v in keep.items())
+
+
+def _capture_lines(capture: dict[str, Any] | None) -> list[str]:
+    """The run window's Prometheus series and Jaeger traces: where they are, or why not."""
+    if not capture:
+        return []
+    lines = ["## Capture", ""]
+    prometheus = capture.get("prometheus") or {}
+    lines.append(f"- Prometheus: {prometheus.get('status', '–')}")
+    for query in prometheus.get("queries", []):
+        if query.get("file"):
+            lines.append(f"  - [{query['name']}]({query['file']}): {query.get('series', 0)} series")
+    jaeger = capture.get("jaeger") or {}
+    lines.append(f"- Jaeger: {jaeger.get('status', '–')}")
+    if jaeger.get("files"):
+        lines.append(f"  - {len(jaeger['files'])} files under `jaeger/`")
+    return [*lines, ""]

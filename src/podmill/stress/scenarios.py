@@ -24,8 +24,8 @@ from typing import Any
 import podmill
 from podmill.errors import PodmillError, first_line
 from podmill.pipeline.dag import STAGE_NAMES
+from podmill.stress import capture, plots
 from podmill.stress import metrics as prom
-from podmill.stress import plots
 from podmill.stress.client import StressClient, scrape
 from podmill.stress.logscan import LogError, LogWatch
 from podmill.stress.records import GroupSummary, JobRecord, job_problems, summarize
@@ -53,6 +53,13 @@ class Options:
     worker_logs: list[Path] = field(default_factory=list)
     metrics_urls: list[str] = field(default_factory=list)
     plots: bool = True  # False: --no-plots, the run needs no matplotlib
+    prometheus: str | None = None  # --prometheus: query_range of the run's window
+    jaeger: str | None = None  # --jaeger: the traces of the run's jobs
+    jaeger_services: list[str] = field(
+        default_factory=lambda: list(capture.DEFAULT_JAEGER_SERVICES)
+    )
+    # OUT/<UTC timestamp>/: made by the first scenario of a run, shared by a suite's
+    run_dir: Path | None = None
 
 
 @dataclass
@@ -129,9 +136,16 @@ class Run:
         self.audio = check_audio(options.audio)
         self.client = StressClient(options.api, options.key)
         self.server = self.client.preflight()
-        self.directory = options.out / scenario
-        self.directory.mkdir(parents=True, exist_ok=True)
-        _clear_previous(self.directory)
+        if options.run_dir is None:  # after the preflight: a refused run leaves no folder
+            options.run_dir = capture.new_run_folder(options.out)
+        self.root = options.run_dir
+        self.directory = self.root / scenario
+        try:
+            self.directory.mkdir(parents=True)
+        except FileExistsError:
+            raise PodmillError(
+                f"{self.directory} already holds a {scenario} run; a run never overwrites one"
+            ) from None
         self.staging = self.directory / ".staged-audio"
         self.started = _now()
         self.metrics_notes: list[dict[str, Any]] = []
@@ -285,6 +299,20 @@ class Run:
         for name, data in (("jobs.json", jobs_file), ("metrics/snapshot.json", snapshot)):
             if error := _attempt(name, self._write_json, name, data):
                 errors.append(error)
+
+        def capture_series() -> None:
+            manifest["capture"] = capture.capture_window(
+                self.directory,
+                self.started,
+                finished,
+                prometheus=self.options.prometheus,
+                jaeger=self.options.jaeger,
+                jaeger_services=self.options.jaeger_services,
+                jobs=jobs_file["jobs"],
+            )
+
+        if error := _attempt("the capture (prometheus/, jaeger/)", capture_series):
+            errors.append(error)
         manifest["plots"] = self._draw_plots(errors, jobs, groups, xlabel)
         _verdict(manifest)
         report = self.directory / "report.md"
@@ -297,6 +325,10 @@ class Run:
             _verdict(manifest)
         manifest["complete"] = not errors
         self._write_json("manifest.json", manifest)
+        if error := _attempt("the run's report.md", capture.write_index, self.root):
+            # the scenario's own artifacts are all written; say so without failing it
+            manifest.setdefault("notes", []).append(error)
+            self._write_json("manifest.json", manifest)
         return Outcome(
             self.scenario,
             self.directory,
@@ -477,19 +509,6 @@ def _check_queue_is_ours(run: Run) -> None:
     run.settings["other_workers_check"] = "GET /admin/workers: none live before each arm"
 
 
-# What a run writes under OUT/<scenario>/: removed first, so a rerun into the same
-# directory leaves no scrape or worker log of the previous run beside its own.
-_ARTIFACTS = ("jobs.json", "manifest.json", "report.md", "waterfall.png", "levels.png")
-_ARTIFACT_DIRS = ("metrics", "workers", ".staged-audio")
-
-
-def _clear_previous(directory: Path) -> None:
-    for name in _ARTIFACTS:
-        (directory / name).unlink(missing_ok=True)
-    for name in _ARTIFACT_DIRS:
-        shutil.rmtree(directory / name, ignore_errors=True)
-
-
 def _attempt(name: str, write: Callable[..., object], *args: Any) -> str | None:
     """``write(*args)``, one artifact; on any failure say why in one line (the run's
     other artifacts are still written, and its verdict names this one)."""
@@ -532,6 +551,8 @@ def _common(options: Options) -> dict[str, Any]:
         "worker_logs": [str(p) for p in options.worker_logs],
         "metrics_urls": list(options.metrics_urls),
         "plots": options.plots,
+        "prometheus": options.prometheus,
+        "jaeger": options.jaeger,
     }
 
 
@@ -539,3 +560,68 @@ def _positive(**values: int) -> None:
     for name, value in values.items():
         if value < 1:
             raise PodmillError(f"{name.replace('_', '-')} must be at least 1, got {value}")
+
+
+# ---------------------------------------------------------------------- suite
+
+
+def suite(
+    options: Options,
+    *,
+    soak_jobs: int = 12,
+    soak_concurrency: int = 4,
+    levels: Sequence[int] = (4, 8, 16, 24),
+    jobs_per_level: int = 8,
+    arms: Sequence[Arm] | None = None,
+    db: str | None = None,
+    workers: int = 1,
+) -> list[Outcome]:
+    """Soak, then ramp, then (with ``arms``) ab, into one ``OUT/<UTC timestamp>/``; each
+    scenario runs whatever the one before it concluded (its verdict is in the folder's
+    report.md), so one bad level does not hide the others' numbers."""
+    if arms is not None and not db:
+        raise PodmillError("suite --a/--b (the ab scenario) needs the API's database: --db")
+    outcomes = [soak(options, jobs=soak_jobs, concurrency=soak_concurrency)]
+    outcomes.append(ramp(options, levels=levels, jobs_per_level=jobs_per_level))
+    if arms is not None and db:
+        outcomes.append(
+            ab(options, arms, db=db, workers=workers, jobs=soak_jobs, concurrency=soak_concurrency)
+        )
+    return outcomes
+
+
+def capture_only(
+    out: Path,
+    start: datetime,
+    end: datetime,
+    *,
+    prometheus: str | None,
+    jaeger: str | None,
+    jaeger_services: Sequence[str] = capture.DEFAULT_JAEGER_SERVICES,
+) -> Path:
+    """``podmill stress capture``: any window's series and traces into
+    ``OUT/<UTC timestamp>/capture/`` (its manifest.json says what was saved)."""
+    if end <= start:
+        raise PodmillError(f"--end ({end.isoformat()}) must be after --start ({start.isoformat()})")
+    root = capture.new_run_folder(out)
+    folder = root / "capture"
+    folder.mkdir()
+    entry = capture.capture_window(
+        folder,
+        start,
+        end,
+        prometheus=prometheus,
+        jaeger=jaeger,
+        jaeger_services=jaeger_services,
+    )
+    manifest = {
+        "scenario": "capture",
+        "reason": f"window {start.isoformat()} → {end.isoformat()}",
+        "git_sha": git_sha(),
+        "podmill_version": podmill.__version__,
+        "captured_at": _now().isoformat(),
+        "capture": entry,
+    }
+    (folder / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str) + "\n")
+    capture.write_index(root)
+    return folder
