@@ -69,6 +69,17 @@ def token_attributes(reply: LLMReply) -> dict[str, int]:
     }
 
 
+def traced_chat(backend: str, model: str, chat: Callable[[], LLMReply]) -> LLMReply:
+    """``chat()`` inside an ``llm chat`` client span carrying the backend, the model and
+    the reply's token counts."""
+    with tracing.span(
+        "llm chat", {"llm.backend": backend, "llm.model": model}, kind="client"
+    ) as span:
+        reply = chat()
+        span.set_attributes(token_attributes(reply))
+    return reply
+
+
 def get_llm(settings: LlmSettings) -> LLM:
     """The backend ``settings.backend`` names (the local model loads on first use)."""
     if settings.backend == "local":
@@ -163,12 +174,11 @@ class OpenAIChat:
         json_schema: dict[str, Any] | None = None,
         max_tokens: int | None = None,
     ) -> LLMReply:
-        with tracing.span(
-            "llm chat", {"llm.backend": "openai", "llm.model": self.settings.model}, kind="client"
-        ) as span:
-            reply = self._chat(messages, json_schema=json_schema, max_tokens=max_tokens)
-            span.set_attributes(token_attributes(reply))
-        return reply
+        return traced_chat(
+            "openai",
+            self.settings.model,
+            lambda: self._chat(messages, json_schema=json_schema, max_tokens=max_tokens),
+        )
 
     def _chat(
         self,
@@ -415,13 +425,11 @@ class LocalLLM:
         json_schema: dict[str, Any] | None = None,
         max_tokens: int | None = None,
     ) -> LLMReply:
-        model = str(self.settings.gguf_path or "qwen2.5-0.5b-instruct")
-        with tracing.span(
-            "llm chat", {"llm.backend": "local", "llm.model": model}, kind="client"
-        ) as span:
-            reply = self._chat(messages, json_schema=json_schema, max_tokens=max_tokens)
-            span.set_attributes(token_attributes(reply))
-        return reply
+        return traced_chat(
+            "local",
+            str(self.settings.gguf_path or self.settings.local_model),
+            lambda: self._chat(messages, json_schema=json_schema, max_tokens=max_tokens),
+        )
 
     def _chat(
         self,
