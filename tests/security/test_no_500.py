@@ -135,8 +135,16 @@ def probed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Probed]:
         )
 
 
+# GET /events is a server-sent event stream that stays open (heartbeats, no end) when its
+# parameters are valid, so a probe of it would wait forever; its bad Last-Event-ID and
+# query values are tested against a real server in tests/api/test_events.py.
+ENDLESS = {"/events"}
+
+
 def operations(schema: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]]:
     for path, item in schema["paths"].items():
+        if path in ENDLESS:
+            continue
         for method, operation in item.items():
             if method in ("get", "post", "put", "patch", "delete"):
                 yield method.upper(), path, operation

@@ -25,6 +25,7 @@ import re
 import sys
 
 _MODULES = {modules!r}
+_PACKAGES = {packages!r}
 _DISTRIBUTIONS = {distributions!r}
 
 
@@ -36,7 +37,9 @@ class _NotInstalled:
         self._finder = finder
 
     def find_spec(self, name, path=None, target=None):
-        if name.partition(".")[0] in _MODULES:
+        if name.partition(".")[0] in _MODULES or any(
+            name == p or name.startswith(p + ".") for p in _PACKAGES
+        ):
             return None
         find = getattr(self._finder, "find_spec", None)
         return find(name, path, target) if find is not None else None
@@ -120,8 +123,26 @@ def hidden_distributions(missing: tuple[str, ...], installed: tuple[str, ...] = 
 
 
 def hidden_modules(missing: tuple[str, ...], installed: tuple[str, ...] = ()) -> set[str]:
-    """Top-level modules of :func:`hidden_distributions`."""
-    return _modules_of(frozenset(hidden_distributions(missing, installed)))
+    """Top-level modules that only :func:`hidden_distributions` provide. A namespace that
+    kept distributions share (``opentelemetry``: the API, which FastAPI needs, beside the
+    SDK of the ``tracing`` extra) stays; :func:`hidden_packages` hides the hidden parts."""
+    hidden = frozenset(hidden_distributions(missing, installed))
+    return {m for m, dists in _distributions_by_module().items() if dists and dists <= hidden}
+
+
+def hidden_packages(missing: tuple[str, ...], installed: tuple[str, ...] = ()) -> set[str]:
+    """Dotted sub-packages (``opentelemetry.sdk``) that hidden distributions put into a
+    namespace a kept distribution shares, less those a kept distribution provides."""
+    hidden = frozenset(hidden_distributions(missing, installed))
+    shared = {m for m, d in _distributions_by_module().items() if d & hidden and d - hidden}
+    found: dict[str, set[str]] = {}
+    for module in shared:
+        for name in _distributions_by_module()[module]:
+            for path in metadata.distribution(name).files or []:
+                parts = path.parts
+                if len(parts) > 2 and parts[0] == module and not parts[1].endswith(".dist-info"):
+                    found.setdefault(f"{module}.{parts[1]}", set()).add(name)
+    return {p for p, dists in found.items() if dists <= hidden}
 
 
 def listed_modules(*names: str) -> set[str]:
@@ -144,6 +165,7 @@ def write_sitecustomize(
     folder.mkdir(parents=True, exist_ok=True)
     text = _SITECUSTOMIZE.format(
         modules=sorted(hidden_modules(missing, installed)),
+        packages=sorted(hidden_packages(missing, installed)),
         distributions=sorted(hidden_distributions(missing, installed)),
     )
     (folder / "sitecustomize.py").write_text(text)
